@@ -133,6 +133,9 @@ def read_header(source: BinaryIO) -> container.Header:
 
 def predictor_for(header: container.Header, model: str | Predictor | None = None, **options) -> Predictor:
     """Load the file's model and make it compute exactly as the encoder did, or refuse."""
+    for key in ("dtype", "threads"):  # load as the encoder did, rather than convert later
+        if header.settings.get(key) and not options.get(key) and not isinstance(model, Predictor):
+            options[key] = int(header.settings[key]) if key == "threads" else header.settings[key]
     predictor = _as_predictor(model or header.model, **options)
     if predictor.weights_hash != header.weights_hash:
         raise FingerprintMismatch(

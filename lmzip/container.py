@@ -7,7 +7,7 @@ Layout (integers are LEB128 varints unless a width is given):
     flags                          1 byte   (reserved, 0)
     model      length + UTF-8     name or path of the model
     weights    4 bytes            SHA-256 prefix of weights + tokenizer
-    settings   length + UTF-8     predictor settings, "key=value;..." (dtype, threads, device)
+    settings   length + UTF-8     predictor settings, "k=value;..." with short keys (d=dtype, t=threads, v=device)
     versions   4 bytes            CRC-32 of the library versions the numbers depend on
     chunk      varint             L, tokens per stream
     streams    varint             B, lockstep streams per block
@@ -34,6 +34,8 @@ from .errors import FormatError
 MAGIC = b"LMZ"
 FORMAT_VERSION = 1
 MAX_VARINT_BYTES = 10
+SHORT_KEYS = {"dtype": "d", "threads": "t", "device": "v"}
+LONG_KEYS = {short: long for long, short in SHORT_KEYS.items()}
 
 
 def write_varint(n: int) -> bytes:
@@ -93,7 +95,7 @@ class Header:
     flags: int = 0
 
     def to_bytes(self) -> bytes:
-        settings = ";".join(f"{k}={v}" for k, v in self.settings.items())
+        settings = ";".join(f"{SHORT_KEYS.get(k, k)}={v}" for k, v in self.settings.items())
         body = b"".join([
             MAGIC, bytes([FORMAT_VERSION, self.flags]),
             _pack_text(self.model), self.weights_hash,
@@ -127,7 +129,8 @@ class Header:
             raise FormatError("damaged file (header checksum mismatch)")
         if chunk < 1 or streams < 1 or n_tokens > length:
             raise FormatError("damaged file (impossible header values)")
-        settings = dict(item.split("=", 1) for item in settings_text.split(";") if "=" in item)
+        pairs = (item.split("=", 1) for item in settings_text.split(";") if "=" in item)
+        settings = {LONG_KEYS.get(k, k): v for k, v in pairs}
         return cls(model, weights, settings, versions_crc, chunk, streams, length, n_tokens, checksum, flags)
 
 

@@ -44,7 +44,7 @@ def lockstep(predictor: Predictor, lengths: list[int], code_step: CodeStep,
     lengths_arr = np.asarray(lengths)
     tokens = np.zeros((n_streams, n_steps), dtype=np.int64)
     prev = np.full(n_streams, predictor.bos_id, dtype=np.int64)
-    predictor.start(n_streams)
+    predictor.start(n_streams, n_steps)
     for t in range(n_steps):
         probs = predictor.step(prev)
         active = int(np.count_nonzero(lengths_arr > t))  # chunks are sorted longest first

@@ -12,6 +12,9 @@ byte-level BPE from Hugging Face ``tokenizers``: valid UTF-8 goes through the
 BPE; bytes that are not valid UTF-8, or any stretch whose BPE ids do not give
 the same bytes back, are coded as the BPE's single-byte tokens (byte fallback).
 Decoding never asks the BPE: it concatenates each id's bytes from a table.
+Some vocabularies lack a token for a few byte values (SmolLM2 has none for
+most control bytes); those bytes get extra ids above the model's vocabulary
+(``extra_ids``), which the predictor codes with a small fixed probability.
 """
 
 from __future__ import annotations
@@ -68,23 +71,27 @@ class BPETokenizer:
 
     name = "bpe"
 
-    def __init__(self, tokenizer, bos_id: int | None = None, fingerprint: str | None = None):
+    def __init__(self, tokenizer, bos_id: int | None = None, fingerprint: str | None = None,
+                 id_limit: int = 0):
         self._tok = tokenizer
         vocab = tokenizer.get_vocab(with_added_tokens=True)
-        self.vocab_size = max(vocab.values()) + 1
-        self._token_bytes = self._build_token_bytes(vocab, self.vocab_size)
-        self.byte_ids = self._build_byte_ids(vocab)
+        base = max(max(vocab.values()) + 1, id_limit)
+        self._token_bytes = self._build_token_bytes(vocab, base)
+        self.byte_ids, self.extra_ids = self._build_byte_ids(vocab, base)
+        self._token_bytes += [bytes([b]) for b in range(256) if self.byte_ids[b] >= base]
+        self.vocab_size = base + len(self.extra_ids)
         self.bos_id = bos_id if bos_id is not None else self._guess_bos(vocab)
         self._fingerprint = fingerprint or hashlib.sha256(
             tokenizer.to_str().encode()).hexdigest()[:16]
 
     @classmethod
-    def from_file(cls, path: str | Path, bos_id: int | None = None) -> "BPETokenizer":
+    def from_file(cls, path: str | Path, bos_id: int | None = None, id_limit: int = 0) -> "BPETokenizer":
+        """``id_limit``: the model's vocabulary size; extra byte ids start at or above it."""
         from tokenizers import Tokenizer
 
         text = Path(path).read_text(encoding="utf-8")
         fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
-        return cls(Tokenizer.from_str(text), bos_id=bos_id, fingerprint=fingerprint)
+        return cls(Tokenizer.from_str(text), bos_id=bos_id, fingerprint=fingerprint, id_limit=id_limit)
 
     @property
     def fingerprint(self) -> str:
@@ -102,12 +109,18 @@ class BPETokenizer:
         return table
 
     @staticmethod
-    def _build_byte_ids(vocab: dict[str, int]) -> np.ndarray:
+    def _build_byte_ids(vocab: dict[str, int], base: int) -> tuple[np.ndarray, list[int]]:
         mapping = byte_to_unicode()
-        missing = [b for b in range(256) if mapping[b] not in vocab]
-        if missing:
-            raise ValueError(f"tokenizer is not byte-level: no token for byte(s) {missing[:8]}")
-        return np.array([vocab[mapping[b]] for b in range(256)], dtype=np.int32)
+        if sum(mapping[b] in vocab for b in range(256)) < 128:
+            raise ValueError("tokenizer is not a byte-level BPE")
+        ids, extra = np.zeros(256, dtype=np.int32), []
+        for b in range(256):
+            if mapping[b] in vocab:
+                ids[b] = vocab[mapping[b]]
+            else:
+                ids[b] = base + len(extra)
+                extra.append(int(ids[b]))
+        return ids, extra
 
     @staticmethod
     def _guess_bos(vocab: dict[str, int]) -> int:
@@ -155,11 +168,11 @@ class BPETokenizer:
         return self._tok.to_str()
 
 
-def load_tokenizer(model_dir: Path, config: dict):
+def load_tokenizer(model_dir: Path, config: dict, id_limit: int = 0):
     """The tokenizer a model directory names: ``tokenizer.json`` or raw bytes."""
     path = model_dir / "tokenizer.json"
     if path.exists():
-        return BPETokenizer.from_file(path, bos_id=config.get("bos_id"))
+        return BPETokenizer.from_file(path, bos_id=config.get("bos_id"), id_limit=id_limit)
     return ByteTokenizer()
 
 

@@ -1,6 +1,7 @@
 """Stage 2 contract: a predictor steps B streams in lockstep.
 
-``start(n_streams)`` resets every stream; ``step(tokens)`` takes the previous
+``start(n_streams, n_steps)`` resets every stream for a block of at most
+``n_steps`` steps; ``step(tokens)`` takes the previous
 token of each stream (``bos_id`` at a chunk's start, int64 array of shape (B,))
 and returns next-token probabilities as a C-contiguous float32 array (B, V).
 The same sequence of calls must give bit-identical arrays in any process with
@@ -54,7 +55,7 @@ class Predictor(ABC):
             raise FingerprintMismatch(f"model settings differ from the file's ({'; '.join(diffs)})")
 
     @abstractmethod
-    def start(self, n_streams: int) -> None: ...
+    def start(self, n_streams: int, n_steps: int) -> None: ...
 
     @abstractmethod
     def step(self, tokens: np.ndarray) -> np.ndarray: ...

@@ -39,7 +39,7 @@ class UniformPredictor(_BytePredictor):
 
     name = "uniform"
 
-    def start(self, n_streams: int) -> None:
+    def start(self, n_streams: int, n_steps: int) -> None:
         self._row = self._rows(np.full((n_streams, N_BYTES), 1.0 / N_BYTES))
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
@@ -51,7 +51,7 @@ class Order0Predictor(_BytePredictor):
 
     name = "order0"
 
-    def start(self, n_streams: int) -> None:
+    def start(self, n_streams: int, n_steps: int) -> None:
         self.counts = np.ones((n_streams, N_BYTES), dtype=np.float64)
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
@@ -70,7 +70,7 @@ class Order2Predictor(_BytePredictor):
 
     name = "order2"
 
-    def start(self, n_streams: int) -> None:
+    def start(self, n_streams: int, n_steps: int) -> None:
         self.order0 = np.zeros((n_streams, N_BYTES), dtype=np.float64)
         self.order1 = np.zeros((n_streams, N_BYTES, N_BYTES), dtype=np.float64)
         self.order2 = [dict() for _ in range(n_streams)]

@@ -38,18 +38,15 @@ class HFPredictor(TorchPredictor):
 
     def __init__(self, directory: Path, name: str | None = None, dtype: str = "f32", **kw):
         super().__init__(dtype=dtype, **kw)
-        from transformers import AutoModelForCausalLM
-
         self.directory = Path(directory)
         self.name = name or str(self.directory.resolve())
         config = json.loads((self.directory / "config.json").read_text())
         tok_path = self.directory / "tokenizer.json"
         if not tok_path.exists():
             raise ModelNotAvailable(f"{self.directory} has no tokenizer.json (a fast byte-level BPE is needed)")
-        self.tokenizer = BPETokenizer.from_file(tok_path, bos_id=self._bos_from(config))
-        self.model = AutoModelForCausalLM.from_pretrained(
-            self.directory, attn_implementation="eager", dtype=self.dtype, local_files_only=True).eval()
-        self.vocab_size = self.model.config.vocab_size
+        self._place()
+        vocab = self.model.config.vocab_size
+        self.set_tokenizer(BPETokenizer.from_file(tok_path, bos_id=self._bos_from(config), id_limit=vocab), vocab)
         limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
             self.model.config, "n_positions", None)
         self.max_chunk = limit
@@ -57,7 +54,6 @@ class HFPredictor(TorchPredictor):
             self.default_chunk = min(self.default_chunk, limit)
         weight_files = sorted(self.directory.glob("*.safetensors")) or sorted(self.directory.glob("*.bin"))
         self._hash = hash_files(weight_files + [tok_path])
-        self._place()
 
     @staticmethod
     def _bos_from(config: dict) -> int | None:
@@ -74,9 +70,22 @@ class HFPredictor(TorchPredictor):
         return f"{super().versions()} transformers {transformers.__version__}"
 
     def _place(self) -> None:
-        self.model.to(device=self.device, dtype=self.dtype)
+        from transformers import AutoModelForCausalLM
+        from transformers.utils import logging
 
-    def start(self, n_streams: int) -> None:
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+        self.model = AutoModelForCausalLM.from_pretrained(
+            self.directory, attn_implementation="eager", dtype=self.dtype, local_files_only=True
+        ).to(self.device).eval()
+
+    @property
+    def _new_cache_api(self) -> bool:
+        import inspect
+
+        return "cache" in inspect.signature(self.model.forward).parameters
+
+    def start(self, n_streams: int, n_steps: int) -> None:
         self.cache = None
         self.pos = 0
 
@@ -84,7 +93,9 @@ class HFPredictor(TorchPredictor):
     def step(self, tokens: np.ndarray) -> np.ndarray:
         ids = self.tokens_tensor(tokens)[:, None]
         positions = torch.full_like(ids, self.pos)
-        out = self.model(input_ids=ids, position_ids=positions, past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+        # transformers 5 calls the KV cache `cache`; 4.x called it `past_key_values`
+        cache_arg = "cache" if self._new_cache_api else "past_key_values"
+        out = self.model(input_ids=ids, position_ids=positions, use_cache=True, **{cache_arg: self.cache})
+        self.cache = getattr(out, cache_arg)
         self.pos += 1
         return self.probabilities(out.logits[:, -1])

@@ -27,9 +27,9 @@ class GPTPredictor(TorchPredictor):
         self.directory = Path(directory)
         self.name = name or str(self.directory.resolve())
         config = json.loads((self.directory / "config.json").read_text())
-        self.tokenizer = load_tokenizer(self.directory, config)
-        self.model = load_gpt(self.directory)
-        self.vocab_size = self.model.cfg.vocab_size
+        self.model = self._load()
+        self.set_tokenizer(load_tokenizer(self.directory, config, self.model.cfg.vocab_size),
+                           self.model.cfg.vocab_size)
         self.default_chunk = self.max_chunk = self.model.cfg.context
         files = [self.directory / "model.safetensors"] + [
             p for p in [self.directory / "tokenizer.json"] if p.exists()]
@@ -40,10 +40,13 @@ class GPTPredictor(TorchPredictor):
     def weights_hash(self) -> bytes:
         return self._hash
 
-    def _place(self) -> None:
-        self.model.to(device=self.device, dtype=self.dtype)
+    def _load(self):
+        return load_gpt(self.directory).to(device=self.device, dtype=self.dtype)
 
-    def start(self, n_streams: int) -> None:
+    def _place(self) -> None:
+        self.model = self._load()  # from the stored weights: never a cast of a cast
+
+    def start(self, n_streams: int, n_steps: int) -> None:
         self.stepper = KVStepper(self.model, n_streams, self.dtype, self.device)
 
     def step(self, tokens: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from ..errors import FingerprintMismatch, ModelNotAvailable
 from .base import Predictor
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+EXTRA_TOKEN_PROBABILITY = 2.0 ** -16  # for bytes the model's vocabulary has no token for
 
 
 def resolve_device(device: str | None) -> str:
@@ -70,10 +71,25 @@ class TorchPredictor(Predictor):
     def _place(self) -> None:
         """Move weights to self.device / self.dtype (subclasses)."""
 
-    def tokens_tensor(self, tokens: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).to(self.device)
+    def set_tokenizer(self, tokenizer, model_vocab: int) -> None:
+        """Adopt a tokenizer; ids at or above ``model_vocab`` are its extra byte ids."""
+        if tokenizer.vocab_size - len(getattr(tokenizer, "extra_ids", [])) > model_vocab:
+            raise ModelNotAvailable("the tokenizer has more tokens than the model's vocabulary")
+        self.tokenizer, self.model_vocab = tokenizer, model_vocab
+        self.n_extra = tokenizer.vocab_size - model_vocab if tokenizer.vocab_size > model_vocab else 0
+        self.vocab_size = model_vocab + self.n_extra
 
-    @staticmethod
-    def probabilities(logits: torch.Tensor) -> np.ndarray:
-        probs = torch.softmax(logits.float(), dim=-1)
-        return np.ascontiguousarray(probs.cpu().numpy(), dtype=np.float32)
+    def tokens_tensor(self, tokens: np.ndarray) -> torch.Tensor:
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        if self.n_extra:  # the model cannot read an extra byte id: it sees the start token
+            tokens = np.where(tokens >= self.model_vocab, self.bos_id, tokens)
+        return torch.from_numpy(tokens).to(self.device)
+
+    def probabilities(self, logits: torch.Tensor) -> np.ndarray:
+        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        if not self.n_extra:
+            return np.ascontiguousarray(probs, dtype=np.float32)
+        rows = np.empty((probs.shape[0], self.vocab_size), dtype=np.float32)
+        rows[:, : self.model_vocab] = probs
+        rows[:, self.model_vocab :] = EXTRA_TOKEN_PROBABILITY
+        return rows

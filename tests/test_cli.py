@@ -1,0 +1,120 @@
+"""The command line: file naming, pipes, refusals, exit codes, JSON."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SAMPLE_TEXT
+
+DATA = SAMPLE_TEXT.encode()[:3000] + b"\xff\xfe binary tail"
+
+
+def lmzip(*args, input=None, env=None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "lmzip.cli", *map(str, args)], input=input,
+                          capture_output=True, env=full_env, timeout=300)
+
+
+@pytest.fixture
+def sample(tmp_path):
+    path = tmp_path / "sample.txt"
+    path.write_bytes(DATA)
+    return path
+
+
+def test_compress_decompress_files(sample, tiny_gpt_dir):
+    r = lmzip("compress", sample, "--model", tiny_gpt_dir, "--threads", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout)
+    for key in ("original_bytes", "compressed_bytes", "tokens", "nll_bits", "overhead", "bits_per_byte",
+                "seconds", "tokens_per_second", "model"):
+        assert key in stats
+    packed = sample.with_name("sample.txt.lmz")
+    assert stats["compressed_bytes"] == packed.stat().st_size
+    assert stats["original_bytes"] == len(DATA)
+    sample.unlink()
+    r = lmzip("decompress", packed)
+    assert r.returncode == 0, r.stderr
+    assert sample.read_bytes() == DATA
+    assert packed.exists()  # kept without --rm
+
+
+def test_stdin_to_stdout(tiny_gpt_dir):
+    r = lmzip("compress", "--model", tiny_gpt_dir, "--threads", "1", input=DATA)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout[:3] == b"LMZ"
+    back = lmzip("decompress", "-", input=r.stdout)
+    assert back.returncode == 0, back.stderr
+    assert back.stdout == DATA
+
+
+def test_refuses_to_overwrite_without_force(sample):
+    target = sample.with_name("sample.txt.lmz")
+    target.write_bytes(b"precious")
+    r = lmzip("compress", sample, "--model", "order0")
+    assert r.returncode == 1
+    assert b"already exists" in r.stderr
+    assert target.read_bytes() == b"precious"
+    r = lmzip("compress", sample, "--model", "order0", "-f")
+    assert r.returncode == 0, r.stderr
+    assert target.read_bytes()[:3] == b"LMZ"
+
+
+def test_rm_removes_input_only_after_success(sample, tmp_path):
+    r = lmzip("compress", sample, "--model", "order2", "--rm")
+    assert r.returncode == 0, r.stderr
+    assert not sample.exists()
+    r = lmzip("decompress", tmp_path / "sample.txt.lmz", "--rm")
+    assert r.returncode == 0
+    assert sample.read_bytes() == DATA
+    assert not (tmp_path / "sample.txt.lmz").exists()
+
+
+def test_output_option_and_test_and_info(sample, tmp_path):
+    out = tmp_path / "x.bin"
+    assert lmzip("compress", sample, "-m", "order0", "-o", out).returncode == 0
+    r = lmzip("test", out)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(lmzip("info", out, "--json").stdout)
+    assert info["model"] == "order0" and info["original_bytes"] == len(DATA)
+    r = lmzip("decompress", out)  # no .lmz suffix and no -o: refuse
+    assert r.returncode == 1 and b"suffix" in r.stderr
+
+
+@pytest.mark.parametrize("content,code,words", [
+    (b"", 2, b"not an .lmz"),
+    (b"hello, not compressed", 2, b"not an .lmz"),
+    (b"LMZ\x09\x00", 2, b"unsupported"),
+])
+def test_bad_inputs_are_one_line_errors(tmp_path, content, code, words):
+    path = tmp_path / "bad.lmz"
+    path.write_bytes(content)
+    r = lmzip("decompress", path)
+    assert r.returncode == code
+    assert words in r.stderr
+    assert r.stderr.count(b"\n") == 1 and b"Traceback" not in r.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_missing_input(tmp_path):
+    r = lmzip("compress", tmp_path / "nope.txt", "-m", "order0")
+    assert r.returncode == 1 and b"no such file" in r.stderr
+
+
+def test_unknown_model_is_a_clear_error(sample):
+    r = lmzip("compress", sample, "-m", "no-such-model-anywhere")
+    assert r.returncode == 3
+    assert b"Traceback" not in r.stderr and r.stderr.count(b"\n") == 1
+
+
+def test_other_thread_count_in_a_fresh_process(sample, tiny_gpt_dir, tmp_path):
+    """Decompression adopts the file's thread count, so this round-trips."""
+    packed = tmp_path / "t.lmz"
+    r = lmzip("compress", sample, "-m", tiny_gpt_dir, "--threads", "2", "-o", packed)
+    assert r.returncode == 0, r.stderr
+    r = lmzip("decompress", packed, "-c", env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == DATA

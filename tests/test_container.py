@@ -1,0 +1,91 @@
+"""The .lmz container: header fields, fingerprint checks, damaged data."""
+
+import io
+import random
+
+import pytest
+
+import lmzip
+from lmzip import api, container
+from lmzip.errors import FingerprintMismatch, FormatError, ModelNotAvailable
+
+DATA = b"It was the best of times, it was the worst of times. " * 40
+
+
+@pytest.fixture(scope="module")
+def blob():
+    return lmzip.compress(DATA, model="order2")
+
+
+def test_header_round_trip():
+    header = container.Header("fast", b"\x01\x02\x03\x04", {"dtype": "bf16", "threads": "2"}, 7, 512, 64,
+                              10**9, 12345, 0xDEADBEEF)
+    assert container.Header.read(io.BytesIO(header.to_bytes())) == header
+
+
+def test_header_is_small(tiny_gpt_dir):
+    blob = lmzip.compress(b"", model="fast" if False else str(tiny_gpt_dir), threads=1)
+    header = api.read_header(io.BytesIO(blob))
+    assert len(header.to_bytes()) - len(header.model.encode()) <= 48
+
+
+def test_wrong_weights_are_refused(tiny_gpt_dir, tmp_path):
+    import shutil
+
+    from lmzip.models.gpt import load_gpt, save_gpt
+
+    blob = lmzip.compress(DATA, model=str(tiny_gpt_dir), threads=1)
+    other = tmp_path / "other"
+    shutil.copytree(tiny_gpt_dir, other)
+    model = load_gpt(other)
+    with __import__("torch").no_grad():
+        model.wte.weight[0, 0] += 1
+    save_gpt(model, other, {"bos_id": 0})
+    with pytest.raises(FingerprintMismatch, match="weights differ"):
+        lmzip.decompress(blob, model=str(other))
+
+
+def test_changed_settings_are_refused(blob):
+    header = api.read_header(io.BytesIO(blob))
+    header.versions_crc ^= 1
+    forged = header.to_bytes() + blob[len(header.to_bytes()):]
+    with pytest.raises(FingerprintMismatch, match="library versions"):
+        lmzip.decompress(forged)
+
+
+def test_missing_model_is_refused(blob):
+    header = api.read_header(io.BytesIO(blob))
+    header.model = "/no/such/model/dir"
+    forged = header.to_bytes() + blob[len(header.to_bytes()):]
+    with pytest.raises(ModelNotAvailable):
+        lmzip.decompress(forged)
+
+
+def test_truncations_are_errors(blob):
+    for n in range(len(blob)):
+        with pytest.raises(FormatError):
+            lmzip.decompress(blob[:n])
+
+
+def _mutate(blob: bytes, rng: random.Random) -> bytes:
+    data = bytearray(blob)
+    kind = rng.randrange(3)
+    pos = rng.randrange(len(data))
+    if kind == 0:
+        data[pos] ^= 1 << rng.randrange(8)
+    elif kind == 1:
+        del data[pos : pos + rng.randrange(1, 4)]
+    else:
+        data[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 4)))
+    return bytes(data)
+
+
+def test_fuzzed_files_never_give_wrong_bytes(blob):
+    rng = random.Random(1234)
+    for _ in range(2000):
+        damaged = _mutate(blob, rng)
+        try:
+            out = lmzip.decompress(damaged)
+        except FormatError:
+            continue
+        assert out == DATA  # a mutation the format tolerates must still give the exact bytes

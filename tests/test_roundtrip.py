@@ -1,0 +1,75 @@
+"""Exact round trips through the whole pipeline with tiny seeded models."""
+
+import io
+import os
+
+import pytest
+
+import lmzip
+from lmzip import api
+from conftest import SAMPLE_TEXT
+
+RANDOM = os.urandom(64 * 1024)
+TEXTS = {
+    "empty": b"",
+    "one byte": b"x",
+    "unicode": "na\u00efve caf\u00e9 \u4e2d\u6587 \U0001F600\n".encode() * 30,
+    "crlf": b"line one\r\nline two\r\n" * 40,
+    "invalid utf8": b"text \xff\xfe more \xc3(\xa0\xa1 text" * 30,
+    "text": SAMPLE_TEXT.encode(),
+}
+
+
+@pytest.mark.parametrize("name", list(TEXTS))
+def test_gpt_round_trip(tiny_gpt_dir, name):
+    data = TEXTS[name]
+    blob = lmzip.compress(data, model=str(tiny_gpt_dir), chunk=37, streams=5, threads=1)
+    assert lmzip.decompress(blob) == data
+
+
+def test_random_binary_64k(tiny_byte_gpt_dir):
+    blob = lmzip.compress(RANDOM, model=str(tiny_byte_gpt_dir), chunk=32, streams=256, threads=1)
+    assert lmzip.decompress(blob) == RANDOM
+
+
+@pytest.mark.parametrize("chunk,streams", [(1, 1), (7, 3), (64, 2), (64, 100)])
+def test_lengths_not_multiple_of_chunk_or_streams(tiny_gpt_dir, chunk, streams):
+    data = SAMPLE_TEXT.encode()[:1001]
+    blob = lmzip.compress(data, model=str(tiny_gpt_dir), chunk=chunk, streams=streams, threads=1)
+    assert lmzip.decompress(blob) == data
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_gpt2_dir"])
+def test_hugging_face_round_trip(request, fixture):
+    directory = request.getfixturevalue(fixture)
+    data = TEXTS["unicode"] + TEXTS["invalid utf8"]
+    blob = lmzip.compress(data, model=str(directory), chunk=40, streams=4, threads=1)
+    assert lmzip.decompress(blob) == data
+
+
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+def test_dtypes_round_trip(tiny_gpt_dir, dtype):
+    data = SAMPLE_TEXT.encode()[:2000]
+    blob = lmzip.compress(data, model=str(tiny_gpt_dir), dtype=dtype, chunk=64, streams=8, threads=1)
+    assert lmzip.decompress(blob) == data
+
+
+def test_compressed_size_tracks_nll(tiny_gpt_dir):
+    data = SAMPLE_TEXT.encode() * 4
+    out = io.BytesIO()
+    stats = api.compress_stream(io.BytesIO(data), out, str(tiny_gpt_dir), chunk=64, streams=16, threads=1)
+    assert stats.compressed_bytes == len(out.getvalue())
+    header_bytes = len(api.read_header(io.BytesIO(out.getvalue())).to_bytes())
+    n_blocks = -(-stats.tokens // (64 * 16))
+    payload_bits = 8 * (stats.compressed_bytes - header_bytes - 3 * n_blocks)
+    # the range coder adds ~0.04 % and at most 4 bytes per block over the model's NLL
+    assert stats.nll_bits * 0.999 <= payload_bits <= stats.nll_bits * 1.002 + 32 * n_blocks
+
+
+def test_api_accepts_predictor_objects(tiny_gpt_dir):
+    from lmzip.models import load_predictor
+
+    predictor = load_predictor(str(tiny_gpt_dir), threads=1)
+    data = b"the same predictor object can be used twice"
+    blob = lmzip.compress(data, model=predictor)
+    assert lmzip.decompress(blob, model=predictor) == data

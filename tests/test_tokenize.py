@@ -1,0 +1,65 @@
+import os
+
+import numpy as np
+import pytest
+
+from lmzip.tokenize import BPETokenizer, ByteTokenizer
+from conftest import SAMPLE_TEXT, tiny_bpe
+
+CASES = [
+    b"",
+    b"a",
+    b"hello world\r\nsecond line\r\n",
+    "caf\u00e9 \u4e2d\u6587 \U0001F600 \u0394".encode(),
+    b"valid \xff\xfe invalid \xc3 truncated \xe2\x82",
+    bytes(range(256)) * 2,
+    b"<|bos|> looks like a special token",
+]
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return tiny_bpe()
+
+
+@pytest.mark.parametrize("data", CASES + [os.urandom(4096)])
+def test_bpe_round_trip(bpe, data):
+    ids = bpe.encode(data)
+    assert ids.dtype == np.int32
+    assert bpe.decode(ids) == data
+    assert all(0 <= i < bpe.vocab_size for i in ids)
+
+
+@pytest.mark.parametrize("data", CASES)
+def test_byte_tokenizer_round_trip(data):
+    tok = ByteTokenizer()
+    assert tok.decode(tok.encode(data)) == data
+    assert len(tok.encode(data)) == len(data)
+
+
+def test_bpe_compresses_text(bpe):
+    text = SAMPLE_TEXT.encode()
+    assert len(bpe.encode(text)) < 0.75 * len(text)
+
+
+def test_invalid_utf8_falls_back_to_byte_tokens(bpe):
+    ids = bpe.encode(b"\xff\xfe")
+    assert list(ids) == [bpe.byte_ids[0xFF], bpe.byte_ids[0xFE]]
+
+
+def test_missing_byte_tokens_get_extra_ids():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from lmzip.tokenize import byte_to_unicode
+
+    alphabet = byte_to_unicode()
+    vocab = {alphabet[b]: i for i, b in enumerate(b for b in range(256) if b not in (4, 200))}
+    vocab["<s>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe = BPETokenizer(tok, id_limit=300)
+    assert bpe.extra_ids == [300, 301]
+    data = b"a\x04b\xc8c"
+    ids = bpe.encode(data)
+    assert 300 in ids and 301 in ids
+    assert bpe.decode(ids) == data
