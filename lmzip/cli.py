@@ -276,6 +276,37 @@ def info(
                 print(f"{key:>16}: {value}")
 
 
+@app.command()
+def explain(
+    file: Path = typer.Argument(..., help="file to explain"),
+    model: Optional[str] = ModelOpt,
+    device: Optional[str] = DeviceOpt,
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="f32 or bf16 (model default)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads"),
+    chunk: Optional[int] = typer.Option(None, "--chunk", help="tokens per stream (L)"),
+    streams: Optional[int] = typer.Option(None, "--streams", help="lockstep streams per block (B)"),
+    as_json: bool = JsonOpt,
+    html_out: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page"),
+    quiet: bool = QuietOpt,
+):
+    """Show what every token costs: -log2 p under the model, as compression pays it."""
+    from . import explain as ex
+    from .models import DEFAULT_MODEL, load_predictor
+
+    with _errors_as_messages():
+        with _open_input(file) as source:
+            data = source.read()
+        predictor = load_predictor(model or DEFAULT_MODEL, dtype=dtype, device=device, threads=threads)
+        with _Progress("explaining", quiet) as progress:
+            result = ex.explain(data, predictor, chunk=chunk, streams=streams, progress=progress)
+        if html_out is not None:
+            html_out.write_text(ex.render_html(result), encoding="utf-8")
+        if as_json:
+            print(json.dumps(result.to_dict()))
+        elif html_out is None or not quiet:
+            ex.render_terminal(result)
+
+
 def main():
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

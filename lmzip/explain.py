@@ -1,0 +1,135 @@
+"""Prediction = compression, token by token.
+
+``explain`` runs the very loop that compresses (``engine.encode_block``) and
+records, for every token, its surprisal -log2 p and the model's top guesses.
+The total equals the ``nll_bits`` that compression reports, and the compressed
+file is that many bits plus the container and coder overhead.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import engine
+from .models.base import Predictor
+
+TOP_K = 5
+
+
+@dataclass
+class TokenInfo:
+    text: bytes
+    bits: float
+    probability: float
+    top: list[tuple[bytes, float]] = field(default_factory=list)
+
+
+@dataclass
+class Explanation:
+    model: str
+    tokens: list[TokenInfo]
+    original_bytes: int
+    seconds: float
+
+    @property
+    def total_bits(self) -> float:
+        return float(sum(t.bits for t in self.tokens))
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "original_bytes": self.original_bytes,
+            "n_tokens": len(self.tokens),
+            "total_bits": self.total_bits,
+            "bits_per_byte": self.total_bits / self.original_bytes if self.original_bytes else 0.0,
+            "tokens": [{"text": t.text.decode("utf-8", "replace"), "bits": t.bits, "p": t.probability,
+                        "top": [[g.decode("utf-8", "replace"), p] for g, p in t.top]} for t in self.tokens],
+        }
+
+
+def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams: int | None = None,
+            progress=None) -> Explanation:
+    start = time.perf_counter()
+    chunk = chunk or predictor.default_chunk
+    streams = streams or predictor.default_streams
+    ids = predictor.tokenizer.encode(data)
+    decode = predictor.tokenizer.decode
+    infos: list[TokenInfo] = []
+    done = 0
+    for chunks in engine.split_blocks(ids, chunk, streams):
+        block: list[list[TokenInfo]] = [[] for _ in chunks]
+
+        def record(t, symbols, probs, bits):
+            top = np.argpartition(-probs, TOP_K, axis=1)[:, :TOP_K]
+            order = np.argsort(-np.take_along_axis(probs, top, axis=1), axis=1, kind="stable")
+            top = np.take_along_axis(top, order, axis=1)
+            sums = probs.sum(axis=1, dtype=np.float64)
+            for s, symbol in enumerate(symbols):
+                guesses = [(_safe_decode(decode, int(g)), float(probs[s, g] / sums[s])) for g in top[s]]
+                block[s].append(TokenInfo(decode([int(symbol)]), float(bits[s]),
+                                          float(probs[s, symbol] / sums[s]), guesses))
+
+        def on_step(active):
+            nonlocal done
+            done += active
+            if progress:
+                progress(done, len(ids))
+
+        engine.encode_block(predictor, chunks, on_step, record=record)
+        for stream_tokens in block:
+            infos.extend(stream_tokens)
+    return Explanation(predictor.name, infos, len(data), time.perf_counter() - start)
+
+
+def _safe_decode(decode, token: int) -> bytes:
+    try:
+        return decode([token])
+    except (ValueError, IndexError):
+        return b"<special>"
+
+
+def _colour(bits: float, worst: float = 16.0) -> str:
+    """Green (cheap) through yellow to red (surprising)."""
+    x = min(bits / worst, 1.0)
+    red, green = int(255 * min(1.0, 2 * x)), int(255 * min(1.0, 2 * (1 - x)))
+    return f"#{red:02x}{green:02x}40"
+
+
+def render_terminal(result: Explanation, console=None) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    console = console or Console()
+    text = Text()
+    for t in result.tokens:
+        text.append(t.text.decode("utf-8", "replace"), style=f"on {_colour(t.bits)} black")
+    console.print(text)
+    console.print(f"[bold]{len(result.tokens):,} tokens, {result.total_bits:,.0f} bits = "
+                  f"{result.total_bits / 8:,.0f} bytes, "
+                  f"{result.total_bits / max(1, result.original_bytes):.3f} bits/byte[/bold] ({result.model})")
+
+
+def render_html(result: Explanation) -> str:
+    spans = []
+    for t in result.tokens:
+        guesses = "\n".join(f"{g.decode('utf-8', 'replace')!r}: {p:.3f}" for g, p in t.top)
+        tip = f"{t.text.decode('utf-8', 'replace')!r}\np = {t.probability:.4g}, {t.bits:.2f} bits\ntop guesses:\n{guesses}"
+        spans.append(f'<span style="background:{_colour(t.bits)}" title="{html.escape(tip)}">'
+                     f"{html.escape(t.text.decode('utf-8', 'replace'))}</span>")
+    bpb = result.total_bits / max(1, result.original_bytes)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>lmzip explain: {html.escape(result.model)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} pre{{white-space:pre-wrap;font-family:monospace;line-height:1.5}}
+span{{border-radius:2px}} .legend span{{padding:0 .5em}}</style></head><body>
+<h1>Prediction = compression</h1>
+<p>Model <b>{html.escape(result.model)}</b>: {len(result.tokens):,} tokens, {result.total_bits:,.0f} bits in total
+({result.total_bits / 8:,.0f} bytes), {bpb:.3f} bits per byte of {result.original_bytes:,}.
+Each token is coloured by its cost, &minus;log<sub>2</sub> p; hover for the model's top guesses.</p>
+<p class="legend">{''.join(f'<span style="background:{_colour(b)}">{b} bits</span>' for b in (0, 2, 4, 8, 12, 16))}</p>
+<pre>{''.join(spans)}</pre>
+</body></html>
+"""

@@ -1,0 +1,33 @@
+import io
+import json
+
+import pytest
+
+from lmzip import api
+from lmzip.explain import explain, render_html
+from lmzip.models import load_predictor
+from conftest import SAMPLE_TEXT
+
+DATA = SAMPLE_TEXT.encode()[:1500] + b"\xff tail"
+
+
+@pytest.mark.parametrize("spec", ["order2", "tiny"])
+def test_explain_total_equals_compress_nll(spec, tiny_gpt_dir):
+    name = str(tiny_gpt_dir) if spec == "tiny" else spec
+    predictor = load_predictor(name, threads=1) if spec == "tiny" else load_predictor(name)
+    result = explain(DATA, predictor, chunk=50 if spec == "tiny" else None, streams=4)
+    stats = api.compress_stream(io.BytesIO(DATA), io.BytesIO(), predictor, chunk=50 if spec == "tiny" else None,
+                                streams=4)
+    assert result.total_bits == pytest.approx(stats.nll_bits, rel=1e-9)
+    assert b"".join(t.text for t in result.tokens) == DATA
+    assert 8 * stats.compressed_bytes > result.total_bits
+
+
+def test_explain_outputs(tiny_gpt_dir):
+    predictor = load_predictor(str(tiny_gpt_dir), threads=1)
+    result = explain(b"<b>tags & quotes\"</b>", predictor)
+    page = render_html(result)
+    assert page.startswith("<!doctype html>") and "&lt;" in page and "&amp;" in page and "title=" in page
+    doc = json.loads(json.dumps(result.to_dict()))
+    assert len(doc["tokens"]) == len(result.tokens)
+    assert all(len(t["top"]) == 5 for t in doc["tokens"])
