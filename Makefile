@@ -35,3 +35,18 @@ test-slow: install
 
 clean:
 	rm -rf build .pytest_cache
+
+bench-quick: install
+	$(BIN)/python benchmarks/bench.py --quick
+
+bench: install
+	$(BIN)/python benchmarks/bench.py --big-files alice29.txt,book1,paper1
+
+demo-teach: install
+	$(BIN)/python benchmarks/prediction_is_compression.py
+
+fuzz: install
+	LMZIP_FUZZ_ROUNDS=50000 $(BIN)/python -m pytest -q tests/test_container.py -k fuzz
+
+train-fast: install
+	$(BIN)/python benchmarks/train_fast.py --steps 3600

