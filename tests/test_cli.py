@@ -1,6 +1,8 @@
 """The command line: file naming, pipes, refusals, exit codes, JSON."""
 
 import json
+import signal
+import time
 import os
 import subprocess
 import sys
@@ -118,3 +120,34 @@ def test_other_thread_count_in_a_fresh_process(sample, tiny_gpt_dir, tmp_path):
     r = lmzip("decompress", packed, "-c", env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     assert r.stdout == DATA
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_leaves_no_partial_output(tmp_path, sig):
+    big = tmp_path / "big.txt"
+    big.write_bytes(SAMPLE_TEXT.encode() * 400)
+    proc = subprocess.Popen([sys.executable, "-m", "lmzip.cli", "compress", str(big), "-m", "order2"],
+                            stderr=subprocess.PIPE)
+    time.sleep(2.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]
+
+
+def test_unwritable_output_is_a_clear_error(sample, tmp_path):
+    r = lmzip("compress", sample, "-m", "order0", "-o", tmp_path / "no" / "such" / "dir" / "x.lmz")
+    assert r.returncode == 1 and b"cannot write" in r.stderr
+
+
+def test_damaged_payload_leaves_no_output(sample, tmp_path):
+    packed = tmp_path / "d.lmz"
+    assert lmzip("compress", sample, "-m", "order0", "-o", packed).returncode == 0
+    blob = bytearray(packed.read_bytes())
+    blob[-10] ^= 0xFF
+    packed.write_bytes(bytes(blob))
+    r = lmzip("decompress", packed, "-o", tmp_path / "restored")
+    assert r.returncode == 2, r.stderr
+    assert not (tmp_path / "restored").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.lmz", "sample.txt"]
