@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..errors import ModelNotAvailable
 from ..tokenize import BPETokenizer
-from .base import cache_dir
+from .base import cache_dir, hash_files
 from .llama import LlamaStepper, load_llama, rope_tables
 from .torch_base import TorchPredictor
 
@@ -51,16 +53,17 @@ def file_sha256(path: Path) -> str:
 def converted_dir(gguf: Path, digest: str) -> Path:
     """The converted model directory, making it on first use."""
     target = cache_dir() / f"smollm2-{digest[:16]}"
-    if (target / "model.safetensors").exists():
+    if (target / "weights.hash").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"lmzip: converting SmolLM2 once into {target} (about 30 s)", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
     try:
         _convert(gguf, work)
         try:
             work.rename(target)
         except OSError:  # another process converted it meanwhile
-            if not (target / "model.safetensors").exists():
+            if not (target / "weights.hash").exists():
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -75,6 +78,7 @@ def _convert(gguf: Path, out: Path) -> None:
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF reader's own progress bar
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     save_file(state, str(out / "model.safetensors"))
@@ -83,6 +87,10 @@ def _convert(gguf: Path, out: Path) -> None:
     (out / "config.json").write_text(json.dumps(config, indent=2))
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    # The header names the converted numbers, not only the GGUF: another transformers
+    # version could dequantize differently. Hashed once here, read on every load.
+    digest = hash_files([out / "model.safetensors", out / "tokenizer.json"])
+    (out / "weights.hash").write_text(digest.hex())
 
 
 class LlamaPredictor(TorchPredictor):
@@ -120,6 +128,6 @@ class LlamaPredictor(TorchPredictor):
 class SmolLM2Predictor(LlamaPredictor):
     def __init__(self, **kw):
         gguf = find_gguf()
-        digest = file_sha256(gguf)
-        super().__init__(converted_dir(gguf, digest), name="smollm2",
-                         weights_hash=bytes.fromhex(digest[:8]), **kw)
+        directory = converted_dir(gguf, file_sha256(gguf))
+        super().__init__(directory, name="smollm2",
+                         weights_hash=bytes.fromhex((directory / "weights.hash").read_text().strip()), **kw)
