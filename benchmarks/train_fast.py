@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lmzip.api import read_tokens
 from lmzip.models.gpt import GPT, GPTConfig, load_gpt, save_gpt
 from lmzip.tokenize import BPETokenizer, train_bpe
 
@@ -42,15 +44,10 @@ def read_corpus(corpus: Path) -> dict[str, bytes]:
 
 
 def tokenize_corpus(tok, corpus: dict[str, bytes]) -> dict[str, np.ndarray]:
+    """The ids compression would see: the same piecewise tokenization as lmzip.api."""
     out = {}
     for name, data in corpus.items():
-        pieces, start = [], 0
-        while start < len(data):  # cut at newlines so UTF-8 characters stay whole
-            end = data.rfind(b"\n", start, start + 1_000_000) + 1 if start + 1_000_000 < len(data) else len(data)
-            end = end if end > start else min(len(data), start + 1_000_000)
-            pieces.append(tok.encode(data[start:end]))
-            start = end
-        out[name] = np.concatenate(pieces).astype(np.uint16)
+        out[name] = read_tokens(tok, io.BytesIO(data))[0].astype(np.uint16)
         print(f"  {name}: {len(data):,} bytes -> {len(out[name]):,} tokens", flush=True)
     return out
 

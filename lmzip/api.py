@@ -63,27 +63,23 @@ def _as_predictor(model: str | Predictor, **options) -> Predictor:
     return model if isinstance(model, Predictor) else load_predictor(model, **options)
 
 
-def read_tokens(predictor: Predictor, source: BinaryIO) -> tuple[np.ndarray, int, int]:
-    """Tokenize a stream piece by piece: (ids, byte count, CRC-32)."""
+def read_tokens(tokenizer, source: BinaryIO) -> tuple[np.ndarray, int, int]:
+    """Tokenize a stream piece by piece: (ids, byte count, CRC-32).
+
+    Pieces end after a newline where there is one, so UTF-8 characters stay
+    whole; memory holds the ids and one piece, not the input.
+    """
     pieces, carry, crc, length = [], b"", 0, 0
-    tokenizer = predictor.tokenizer
-    while True:
-        data = source.read(READ_PIECE)
+    while data := source.read(READ_PIECE):
         crc, length = zlib.crc32(data, crc), length + len(data)
         buf = carry + data
-        if not data:
-            if buf:
-                pieces.append(tokenizer.encode(buf))
-            break
         cut = buf.rfind(b"\n") + 1 or len(buf)
-        if cut < len(buf) and len(buf) < 4 * READ_PIECE:  # wait for a newline a little longer
-            pieces.append(tokenizer.encode(buf[:cut])) if cut else None
-            carry = buf[cut:]
-            continue
         pieces.append(tokenizer.encode(buf[:cut]))
         carry = buf[cut:]
+    if carry:
+        pieces.append(tokenizer.encode(carry))
     ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
-    return ids, length, crc
+    return ids.astype(np.int32), length, crc
 
 
 def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = DEFAULT_MODEL,
@@ -95,7 +91,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     streams = streams or predictor.default_streams
     if predictor.max_chunk and chunk > predictor.max_chunk:
         raise ValueError(f"chunk length {chunk} exceeds the model's context ({predictor.max_chunk})")
-    ids, length, crc = read_tokens(predictor, source)
+    ids, length, crc = read_tokens(predictor.tokenizer, source)
     header = container.Header(
         model=predictor.name, weights_hash=predictor.weights_hash, settings=predictor.settings(),
         versions_crc=container.versions_crc(_versions(predictor)), chunk=chunk, streams=streams,
