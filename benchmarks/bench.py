@@ -129,21 +129,24 @@ def run_tool(name, data):
 LMZIP_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295"}
 
 
-def run_lmzip(model, data, threads=None):
+def run_lmzip(model, data, threads=None, extra_args=()):
     lmzip = [sys.executable, "-m", "lmzip.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp, "input")
         src.write_bytes(data)
-        extra = ["--threads", str(threads)] if threads else []
+        extra = (["--threads", str(threads)] if threads else []) + list(extra_args)
         c_s, c_rss, out = _run_child(lmzip + ["compress", str(src), "--model", model, "--json", "-q", *extra],
                                      LMZIP_ENV)
         stats = json.loads(out)
         restored = Path(tmp, "restored")
-        d_s, d_rss, _ = _run_child(lmzip + ["decompress", str(src) + ".lmz", "-o", str(restored), "-q"], LMZIP_ENV)
+        d_s, d_rss, d_out = _run_child(lmzip + ["decompress", str(src) + ".lmz", "-o", str(restored), "-q", "--json"],
+                                       LMZIP_ENV)
+        d_stats = json.loads(d_out)
         assert restored.read_bytes() == data, f"lmzip {model} did not round-trip"
     return {"compressed_bytes": stats["compressed_bytes"], "compress_s": c_s, "decompress_s": d_s,
             "nll_bits": stats["nll_bits"], "tokens": stats["tokens"], "tokens_per_s": stats["tokens_per_second"],
-            "decode_tokens_per_s": stats["tokens"] / d_s if d_s else 0.0, "peak_rss_mib": max(c_rss, d_rss),
+            "header_bytes": stats.get("header_bytes"),
+            "decode_tokens_per_s": d_stats["tokens_per_second"], "peak_rss_mib": max(c_rss, d_rss),
             "version": f"lmzip {_lmzip_version()} {model}"}
 
 

@@ -96,9 +96,11 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
         model=predictor.name, weights_hash=predictor.weights_hash, settings=predictor.settings(),
         versions_crc=container.versions_crc(_versions(predictor)), chunk=chunk, streams=streams,
         original_length=length, n_tokens=len(ids), checksum=crc)
-    written = len(header.to_bytes())
-    dest.write(header.to_bytes())
-    stats = Stats(model=predictor.name, original_bytes=length, tokens=len(ids), chunk=chunk, streams=streams)
+    header_bytes = header.to_bytes()
+    dest.write(header_bytes)
+    written = len(header_bytes)
+    stats = Stats(model=predictor.name, original_bytes=length, tokens=len(ids), chunk=chunk, streams=streams,
+                  extra={"header_bytes": written})
     done = 0
 
     def on_step(active: int) -> None:

@@ -20,7 +20,7 @@ FAST_DIR = Path(__file__).resolve().parents[1] / "data" / "fast"
 
 
 class GPTPredictor(TorchPredictor):
-    default_streams = 64
+    default_streams = 128
 
     def __init__(self, directory: Path, name: str | None = None, dtype: str = "bf16", **kw):
         super().__init__(dtype=dtype, **kw)
