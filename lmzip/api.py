@@ -32,7 +32,8 @@ class Stats:
     compressed_bytes: int = 0
     tokens: int = 0
     nll_bits: float = 0.0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole call: model load, tokenizing, coding
+    coding_seconds: float = 0.0  # the lockstep loop alone; tokens_per_second uses this
     chunk: int = 0
     streams: int = 0
     extra: dict = field(default_factory=dict)
@@ -47,7 +48,11 @@ class Stats:
 
     @property
     def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds else 0.0
+        return self.tokens / self.coding_seconds if self.coding_seconds else 0.0
+
+    def finish(self, start: float, coding_start: float) -> None:
+        now = time.perf_counter()
+        self.seconds, self.coding_seconds = now - start, now - coding_start
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -109,20 +114,20 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
         if progress:
             progress(done, len(ids))
 
+    coding_start = time.perf_counter()
     for chunks in engine.split_blocks(ids, chunk, streams):
         block = engine.encode_block(predictor, chunks, on_step)
         stats.nll_bits += block.nll_bits
         written += container.write_block(dest, block.data)
     stats.compressed_bytes = written
-    stats.seconds = time.perf_counter() - start_time
+    stats.finish(start_time, coding_start)
     return stats
 
 
 def _versions(predictor: Predictor) -> str:
-    import constriction  # noqa: F401  (its version decides the coded bytes too)
     from importlib.metadata import version
 
-    return f"{predictor.versions()} constriction {version('constriction')}"
+    return f"{predictor.versions()} constriction {version('constriction')}"  # the coder's bytes too
 
 
 def read_header(source: BinaryIO) -> container.Header:
@@ -155,6 +160,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     stats = Stats(model=header.model, original_bytes=header.original_length, tokens=header.n_tokens,
                   chunk=header.chunk, streams=header.streams)
     crc, length, done = 0, 0, 0
+    coding_start = time.perf_counter()
 
     def on_step(active: int) -> None:
         nonlocal done
@@ -177,7 +183,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
         raise FormatError("damaged file (trailing data after the last block)")
     if length != header.original_length or crc != header.checksum:
         raise ChecksumError("checksum mismatch: the decoded data differs from the original")
-    stats.seconds = time.perf_counter() - start_time
+    stats.finish(start_time, coding_start)
     return stats
 
 
