@@ -176,6 +176,8 @@ def compress(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (recorded; the decoder uses the same)"),
     chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="tokens per stream (L)"),
     streams: Optional[int] = typer.Option(None, "--streams", min=1, help="lockstep streams per block (B)"),
+    online: bool = typer.Option(False, "--online", help="learn while coding: from a seeded init "
+                                "(default) or, with --model fast, from the shipped fast model"),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
@@ -186,12 +188,21 @@ def compress(
     with _errors_as_messages():
         if file is not None and str(file).endswith(SUFFIX) and not force:
             raise InputOutputError(f"{file} already has the {SUFFIX} suffix (use -f to compress it anyway)")
+        if online:
+            if model not in (None, "scratch", "fast"):
+                raise InputOutputError("--online starts from a seeded init (no --model) or from --model fast")
+            model = f"online-{model or 'scratch'}"
         target = _output_path(file, output, stdout, lambda p: p.with_name(p.name + SUFFIX))
         with _open_input(file) as source, _atomic_output(target, force) as dest, \
                 _Progress("compressing", quiet) as progress:
             stats = api.compress_stream(source, dest, model or DEFAULT_MODEL, chunk=chunk, streams=streams,
                                         progress=progress, dtype=dtype, device=device, threads=threads)
         _remove_input(file, remove)
+        if online:
+            from .online import code_bytes
+
+            stats.extra["code_bytes"] = code_bytes()
+            stats.extra["description_bytes"] = stats.compressed_bytes + stats.extra["code_bytes"]
         name = str(file) if file else "stdin"
         _report(stats, as_json, quiet, target is None,
                 f"{name}: {stats.original_bytes:,} -> {stats.compressed_bytes:,} bytes, "

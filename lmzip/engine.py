@@ -52,6 +52,7 @@ def lockstep(predictor: Predictor, lengths: list[int], code_step: CodeStep,
         tokens[:active, t] = coded
         prev[:active] = coded
         prev[active:] = predictor.bos_id
+        predictor.observe(coded, active)
         if on_step:
             on_step(active)
     return tokens

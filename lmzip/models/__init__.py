@@ -25,6 +25,10 @@ def load_predictor(spec: str = DEFAULT_MODEL, dtype: str | None = None, device: 
         if not (FAST_DIR / "model.safetensors").exists():
             raise ModelNotAvailable(f"the fast model's weights are missing from {FAST_DIR}")
         return GPTPredictor(FAST_DIR, name="fast", **torch_options)
+    if spec.startswith("online-"):
+        from ..online import OnlinePredictor
+
+        return OnlinePredictor(spec.removeprefix("online-"), **torch_options)
     if spec == "smollm2":
         from .smollm2 import SmolLM2Predictor
 

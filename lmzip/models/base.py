@@ -60,6 +60,9 @@ class Predictor(ABC):
     @abstractmethod
     def step(self, tokens: np.ndarray) -> np.ndarray: ...
 
+    def observe(self, coded: np.ndarray, n_active: int) -> None:
+        """The tokens just coded for the first ``n_active`` streams (online models learn here)."""
+
 
 def hash_files(paths, extra: bytes = b"") -> bytes:
     digest = hashlib.sha256(extra)

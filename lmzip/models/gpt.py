@@ -123,10 +123,10 @@ class GPT(nn.Module):
     def logits(self, x):
         return self.norm_f(x) @ self.wte.weight.t()  # tied embeddings
 
-    def forward(self, idx):
-        """idx: (B, T) token ids -> logits (B, T, vocab)."""
+    def forward(self, idx, pos_offset: int = 0):
+        """idx: (B, T) token ids at positions pos_offset.. -> logits (B, T, vocab)."""
         T = idx.shape[1]
-        pos = torch.arange(T, device=idx.device)
+        pos = torch.arange(pos_offset, pos_offset + T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)
         for block in self.blocks:
             x = block(x)

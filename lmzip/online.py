@@ -1,0 +1,127 @@
+"""Online (prequential) coding: the model learns while it codes.
+
+Every token is coded with the weights learned from the tokens before it; after
+each group of G lockstep steps the model takes one AdamW step on exactly the
+tokens of that group (with up to W tokens of context before them). The decoder
+decodes the group with the same weights, then takes the very same step, so no
+weights are sent: the compressed size is the area under the training loss
+curve, and the description length is that plus the size of the code that
+trains (``code_bytes``). Rae, "Compression for AGI"; Bellard's nncp.
+
+Deterministic by construction: fixed seed, fixed threads and dtype, fixed
+shapes (the group's active streams are known to both sides). The KV cache of
+a chunk keeps the keys and values computed before an update (both sides do
+the same), so nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ModelNotAvailable
+from .models.base import hash_files
+from .models.gpt import GPT, GPTConfig, KVStepper, load_gpt
+from .models.own import FAST_DIR
+from .models.torch_base import TorchPredictor
+from .tokenize import BPETokenizer
+
+SCRATCH_CONFIG = dict(context=256, n_layer=4, n_head=4, n_embd=256)
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def code_bytes() -> int:
+    """Size of lmzip's own source, xz-compressed: the |f| of the description length."""
+    sources = b"".join(p.read_bytes() for p in sorted(PACKAGE_DIR.rglob("*.py")))
+    return len(lzma.compress(sources, preset=9 | lzma.PRESET_EXTREME))
+
+
+class OnlinePredictor(TorchPredictor):
+    """``online-scratch`` (seeded random init) or ``online-fast`` (adapts the shipped model)."""
+
+    def __init__(self, base: str = "scratch", lr: float | None = None, group: int = 16, window: int = 64,
+                 seed: int = 0, dtype: str = "f32", **kw):
+        super().__init__(dtype=dtype, **kw)
+        if not (FAST_DIR / "tokenizer.json").exists():
+            raise ModelNotAvailable(f"the fast model's tokenizer is missing from {FAST_DIR}")
+        if base not in ("scratch", "fast"):
+            raise ModelNotAvailable(f"online learning starts from 'scratch' or 'fast', not {base!r}")
+        self.base, self.group, self.window, self.seed = base, group, max(window, group), seed
+        self.lr = lr if lr is not None else (3e-3 if base == "scratch" else 3e-4)
+        self.name = f"online-{base}"
+        config = json.loads((FAST_DIR / "config.json").read_text()) if base == "fast" else {}
+        torch.manual_seed(seed)
+        if base == "fast":
+            self.model = load_gpt(FAST_DIR)
+        else:
+            tok_vocab = BPETokenizer.from_file(FAST_DIR / "tokenizer.json").vocab_size
+            self.model = GPT(GPTConfig(vocab_size=tok_vocab, **SCRATCH_CONFIG))
+        self.model.to(device=self.device, dtype=self.dtype)
+        vocab = self.model.cfg.vocab_size
+        self.set_tokenizer(BPETokenizer.from_file(FAST_DIR / "tokenizer.json", bos_id=config.get("bos_id"),
+                                                  id_limit=vocab), vocab)
+        self.default_chunk = self.max_chunk = self.model.cfg.context
+        self.default_streams = 8
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, betas=(0.9, 0.99),
+                                           weight_decay=0.0)
+        identity = json.dumps([base, SCRATCH_CONFIG, seed]).encode()
+        files = [FAST_DIR / "tokenizer.json"] + ([FAST_DIR / "model.safetensors"] if base == "fast" else [])
+        self._hash = hash_files(files, extra=identity)
+        self.losses: list[float] = []  # bits per group, the loss curve
+
+    @property
+    def weights_hash(self) -> bytes:
+        return self._hash
+
+    def settings(self) -> dict[str, str]:
+        return {**super().settings(), "train": f"lr{self.lr:g}.g{self.group}.w{self.window}.s{self.seed}"}
+
+    def adopt(self, settings: dict[str, str]) -> None:
+        # the training settings must match exactly; they are part of the model's identity
+        super().adopt(settings)
+
+    def weights_digest(self) -> str:
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def start(self, n_streams: int, n_steps: int) -> None:
+        self.model.eval()
+        self.stepper = KVStepper(self.model, n_streams, self.dtype, self.device)
+        self.history = np.full((n_streams, n_steps + 1), self.bos_id, dtype=np.int64)
+        self.t = 0
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        return self.probabilities(self.stepper.step(self.tokens_tensor(tokens)))
+
+    def observe(self, coded: np.ndarray, n_active: int) -> None:
+        self.history[:n_active, self.t + 1] = coded
+        self.t += 1
+        if self.t % self.group == 0:
+            self._learn(n_active)
+
+    def _learn(self, n_active: int) -> None:
+        """One AdamW step on the last ``group`` tokens of each active stream."""
+        end = self.t  # tokens at positions end-group .. end-1 were just coded
+        start = max(0, end - self.window)
+        inputs = torch.from_numpy(self.history[:n_active, start:end]).to(self.device)
+        targets = torch.from_numpy(self.history[:n_active, start + 1 : end + 1]).to(self.device)
+        self.model.train()
+        with torch.enable_grad():
+            logits = self.model(inputs, pos_offset=start)[:, -self.group :]
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                   targets[:, -self.group :].reshape(-1))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+        self.model.eval()
+        self.losses.append(loss.item() / np.log(2))
