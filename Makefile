@@ -6,7 +6,7 @@ SAMPLE ?= ../shared/corpus/eval/canterbury/alice29.txt
 MODEL  ?= smollm2
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test test-slow fuzz bench-quick bench demo-teach clean
+.PHONY: install demo test test-slow fuzz bench-quick bench demo-teach demo-online train-fast clean
 
 $(BIN)/lmzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +50,6 @@ fuzz: install
 
 train-fast: install
 	$(BIN)/python benchmarks/train_fast.py --steps 3600
+
+demo-online: install
+	$(BIN)/python benchmarks/online_curve.py

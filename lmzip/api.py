@@ -89,7 +89,8 @@ def read_tokens(tokenizer, source: BinaryIO) -> tuple[np.ndarray, int, int]:
 
 def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = DEFAULT_MODEL,
                     chunk: int | None = None, streams: int | None = None,
-                    progress: Progress | None = None, **options) -> Stats:
+                    progress: Progress | None = None, record=None, **options) -> Stats:
+    """Compress ``source`` into ``dest``; ``record(t, symbols, probs, bits)`` sees every step."""
     start_time = time.perf_counter()
     predictor = _as_predictor(model, **options)
     chunk = chunk or predictor.default_chunk
@@ -116,7 +117,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
 
     coding_start = time.perf_counter()
     for chunks in engine.split_blocks(ids, chunk, streams):
-        block = engine.encode_block(predictor, chunks, on_step)
+        block = engine.encode_block(predictor, chunks, on_step, record=record)
         stats.nll_bits += block.nll_bits
         written += container.write_block(dest, block.data)
     stats.compressed_bytes = written
