@@ -160,6 +160,12 @@ StdoutOpt = typer.Option(False, "--stdout", "-c", help="write to standard output
 OutputOpt = typer.Option(None, "--output", "-o", help="output file")
 JsonOpt = typer.Option(False, "--json", help="print the statistics as one JSON object")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bar or summary")
+RemoveOpt = typer.Option(False, "--rm", help="remove FILE after success")
+KeepOpt = typer.Option(False, "--keep", "-k", help="keep FILE (the default; for gzip/zstd habits)")
+DtypeOpt = typer.Option(None, "--dtype", help="f32 or bf16 (model default)")
+ThreadsOpt = typer.Option(None, "--threads", min=1, help="torch threads (recorded; the decoder uses the same)")
+ChunkOpt = typer.Option(None, "--chunk", min=1, help="tokens per stream (L)")
+StreamsOpt = typer.Option(None, "--streams", min=1, help="lockstep streams per block (B)")
 
 
 @app.command()
@@ -167,15 +173,15 @@ def compress(
     file: Optional[Path] = typer.Argument(None, help="file to compress; - or nothing for stdin"),
     output: Optional[Path] = OutputOpt,
     stdout: bool = StdoutOpt,
-    remove: bool = typer.Option(False, "--rm", help="remove FILE after a successful compression"),
-    keep: bool = typer.Option(False, "--keep", "-k", help="keep FILE (the default; for gzip/zstd habits)"),
+    remove: bool = RemoveOpt,
+    keep: bool = KeepOpt,
     force: bool = ForceOpt,
     model: Optional[str] = ModelOpt,
     device: Optional[str] = DeviceOpt,
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="f32 or bf16 (model default)"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (recorded; the decoder uses the same)"),
-    chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="tokens per stream (L)"),
-    streams: Optional[int] = typer.Option(None, "--streams", min=1, help="lockstep streams per block (B)"),
+    dtype: Optional[str] = DtypeOpt,
+    threads: Optional[int] = ThreadsOpt,
+    chunk: Optional[int] = ChunkOpt,
+    streams: Optional[int] = StreamsOpt,
     online: bool = typer.Option(False, "--online", help="learn while coding: from a seeded init "
                                 "(default) or, with --model fast, from the shipped fast model"),
     as_json: bool = JsonOpt,
@@ -220,8 +226,8 @@ def decompress(
     file: Optional[Path] = typer.Argument(None, help="file.lmz to decompress; - or nothing for stdin"),
     output: Optional[Path] = OutputOpt,
     stdout: bool = StdoutOpt,
-    remove: bool = typer.Option(False, "--rm", help="remove FILE after a successful decompression"),
-    keep: bool = typer.Option(False, "--keep", "-k", help="keep FILE (the default; for gzip/zstd habits)"),
+    remove: bool = RemoveOpt,
+    keep: bool = KeepOpt,
     force: bool = ForceOpt,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="where to find the file's model, if not where it was"),
     device: Optional[str] = DeviceOpt,
@@ -294,10 +300,10 @@ def explain(
     file: Path = typer.Argument(..., help="file to explain"),
     model: Optional[str] = ModelOpt,
     device: Optional[str] = DeviceOpt,
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="f32 or bf16 (model default)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads"),
-    chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="tokens per stream (L)"),
-    streams: Optional[int] = typer.Option(None, "--streams", min=1, help="lockstep streams per block (B)"),
+    dtype: Optional[str] = DtypeOpt,
+    threads: Optional[int] = ThreadsOpt,
+    chunk: Optional[int] = ChunkOpt,
+    streams: Optional[int] = StreamsOpt,
     as_json: bool = JsonOpt,
     html_out: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page"),
     quiet: bool = QuietOpt,
