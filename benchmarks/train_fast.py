@@ -167,7 +167,8 @@ def main():
     long_batches = batch_sampler(train, byte_sizes, args.batch, args.context, seed + 1)
     long_from = 0 if args.anneal else int(args.steps * 0.75)
     log_path = args.out / "train_log.csv"
-    log = csv.writer(open(log_path, "a" if args.init_from else "w", newline=""))
+    log_file = open(log_path, "a" if args.init_from else "w", newline="")
+    log = csv.writer(log_file)
     if not args.init_from:
         log.writerow(["step", "tokens", "seconds", "train_loss_nats", "held_out_bpb"])
     step_offset = int(previous.get("trained_steps", 0))
@@ -202,6 +203,7 @@ def main():
         if step % 50 == 0 or bpb:
             elapsed = time.time() - t0
             log.writerow([step_offset + step + 1, token_offset + tokens_seen, f"{elapsed:.1f}", f"{smooth:.4f}", bpb])
+            log_file.flush()
             print(f"step {step + 1}/{args.steps} loss {smooth:.3f} {tokens_seen / elapsed:,.0f} tok/s"
                   f" {elapsed / 60:.1f} min {('held-out ' + bpb + ' bpb') if bpb else ''}", flush=True)
     summary = {"parameters": model.n_params(), "steps": args.steps, "tokens": tokens_seen,
