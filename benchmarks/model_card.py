@@ -66,6 +66,9 @@ Runs: {'; '.join(f"{h.get('trained_steps')} steps → {h.get('held_out_bits_per_
 
 ![loss curve](loss.png)
 """
+    notes = directory / "train_notes.md"
+    if notes.exists():
+        card += "\n" + notes.read_text()
     (directory / "README.md").write_text(card)
     print(card)
 
