@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .gpt import attention_span, causal_row
+
 
 @dataclass
 class LlamaConfig:
@@ -105,6 +107,8 @@ class LlamaStepper:
         H, KV, D = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         group = H // KV
         cos, sin = self.cos[pos], self.sin[pos]
+        span = attention_span(pos, self.length)  # fixed-size buckets: see gpt.ATTENTION_BUCKET
+        mask = causal_row(pos, span, self.k[0].dtype, tokens.device)
         x = w.embed[tokens]  # (B, C)
         for layer, p in enumerate(w.layers):
             h = rms_norm(x, p["norm1"], cfg.rms_norm_eps)
@@ -115,12 +119,11 @@ class LlamaStepper:
             k = k * cos + rotate_half(k) * sin
             self.k[layer][:, :, pos] = k
             self.v[layer][:, :, pos] = v.view(B, KV, D)
-            keys = self.k[layer][:, :, : pos + 1]  # (B, KV, T, D)
-            values = self.v[layer][:, :, : pos + 1]
+            # grouped-query attention: the `group` query heads of a KV head are its "query rows"
             qg = q.view(B, KV, group, D)
-            att = (qg @ keys.transpose(-1, -2)) * self.scale  # (B, KV, group, T)
-            att = torch.softmax(att.float(), dim=-1).to(values.dtype)
-            y = (att @ values).reshape(B, H * D)  # (B, KV, group, D) -> (B, C)
+            y = F.scaled_dot_product_attention(qg, self.k[layer][:, :, :span], self.v[layer][:, :, :span],
+                                               attn_mask=mask, scale=self.scale)
+            y = y.reshape(B, H * D)  # (B, KV, group, D) -> (B, C)
             x = x + y @ p["o"].t()
             h = rms_norm(x, p["norm2"], cfg.rms_norm_eps)
             gate, up = (h @ p["gate_up"].t()).chunk(2, dim=-1)
