@@ -128,7 +128,11 @@ def test_interrupt_leaves_no_partial_output(tmp_path, sig):
     big.write_bytes(SAMPLE_TEXT.encode() * 400)
     proc = subprocess.Popen([sys.executable, "-m", "lmzip.cli", "compress", str(big), "-m", "order2"],
                             stderr=subprocess.PIPE)
-    time.sleep(2.5)
+    deadline = time.time() + 60
+    while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()) and time.time() < deadline:
+        time.sleep(0.05)  # wait until it is writing its temporary output, however loaded the machine
+    time.sleep(0.3)
+    assert proc.poll() is None, "finished before it could be interrupted"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
