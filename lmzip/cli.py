@@ -44,7 +44,9 @@ def _raise_interrupt(signum, frame):
 @contextlib.contextmanager
 def _errors_as_messages():
     """Every failure becomes one line on stderr and a documented exit status."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGINT too: a shell that starts a job in the background leaves SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler of its own.
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     except LmzipError as exc:
@@ -54,7 +56,8 @@ def _errors_as_messages():
     except (OSError, ValueError) as exc:
         _fail(str(exc), 1)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _Progress:
