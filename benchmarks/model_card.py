@@ -18,7 +18,6 @@ def main():
     directory = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "lmzip" / "data" / "fast"
     config = json.loads((directory / "config.json").read_text())
     rows = list(csv.DictReader(open(directory / "train_log.csv")))
-    steps = [int(r["step"]) for r in rows]
     tokens = [int(r["tokens"]) for r in rows]
     loss_bits = [float(r["train_loss_nats"]) / math.log(2) for r in rows]
     held = [(int(r["tokens"]), float(r["held_out_bpb"])) for r in rows if r["held_out_bpb"]]

@@ -20,7 +20,6 @@ most control bytes); those bytes get extra ids above the model's vocabulary
 from __future__ import annotations
 
 import hashlib
-
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -191,8 +190,4 @@ def train_bpe(texts, vocab_size: int, bos_token: str = "<|bos|>"):
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return BPETokenizer(tok, bos_id=tok.token_to_id(bos_token))
-
-
-def tokenizer_config(tok) -> dict:
-    return {"bos_id": int(tok.bos_id)}
 
