@@ -101,7 +101,8 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     header = container.Header(
         model=predictor.name, weights_hash=predictor.weights_hash, settings=predictor.settings(),
         versions_crc=container.versions_crc(_versions(predictor)), chunk=chunk, streams=streams,
-        original_length=length, n_tokens=len(ids), checksum=crc)
+        original_length=length, n_tokens=len(ids), checksum=crc,
+        flags=container.FLAG_PORTABLE if predictor.frequencies else 0)
     header_bytes = header.to_bytes()
     dest.write(header_bytes)
     written = len(header_bytes)
@@ -128,6 +129,8 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
 def _versions(predictor: Predictor) -> str:
     from importlib.metadata import version
 
+    if predictor.frequencies:  # the integer coder and an exact model: no library's arithmetic matters
+        return predictor.versions()
     return f"{predictor.versions()} constriction {version('constriction')}"  # the coder's bytes too
 
 

@@ -156,7 +156,7 @@ def _remove_input(source: Optional[Path], remove: bool) -> None:
         source.unlink()
 
 
-ModelOpt = typer.Option(None, "--model", "-m", help="smollm2 (default), fast, uniform, order0, order2, or a model directory / Hugging Face id in the local cache")
+ModelOpt = typer.Option(None, "--model", "-m", help="smollm2 (default), fast, fast-portable, uniform, order0, order2, or a model directory / Hugging Face id in the local cache")
 DeviceOpt = typer.Option(None, "--device", help="cpu (default) or cuda")
 ForceOpt = typer.Option(False, "--force", "-f", help="overwrite existing output; write to a terminal")
 StdoutOpt = typer.Option(False, "--stdout", "-c", help="write to standard output")
@@ -169,6 +169,7 @@ DtypeOpt = typer.Option(None, "--dtype", help="f32 or bf16 (model default)")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="torch threads (recorded; the decoder uses the same)")
 ChunkOpt = typer.Option(None, "--chunk", min=1, help="tokens per stream (L)")
 StreamsOpt = typer.Option(None, "--streams", min=1, help="lockstep streams per block (B)")
+BackendOpt = typer.Option(None, "--backend", help="portable models: torch (default) or numpy; same numbers either way")
 
 
 @app.command()
@@ -187,12 +188,15 @@ def compress(
     streams: Optional[int] = StreamsOpt,
     online: bool = typer.Option(False, "--online", help="learn while coding: from a seeded init "
                                 "(default) or, with --model fast, from the shipped fast model"),
+    portable: bool = typer.Option(False, "--portable", help="integer-exact model (fast-portable): the file "
+                                  "decodes on any machine, library, thread count or device"),
+    backend: Optional[str] = BackendOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
     """Compress FILE to FILE.lmz."""
     from . import api
-    from .models import DEFAULT_MODEL
+    from .models import DEFAULT_MODEL, PORTABLE_OF
 
     with _errors_as_messages():
         if file is not None and str(file).endswith(SUFFIX) and not force:
@@ -201,11 +205,16 @@ def compress(
             if model not in (None, "scratch", "fast"):
                 raise InputOutputError("--online starts from a seeded init (no --model) or from --model fast")
             model = f"online-{model or 'scratch'}"
+        if portable:
+            if (model or "fast") not in PORTABLE_OF:
+                raise InputOutputError(f"--portable: there is no portable variant of {model!r} (use --model fast)")
+            model = PORTABLE_OF[model or "fast"]
         target = _output_path(file, output, stdout, lambda p: p.with_name(p.name + SUFFIX))
         with _open_input(file) as source, _atomic_output(target, force) as dest, \
                 _Progress("compressing", quiet) as progress:
             stats = api.compress_stream(source, dest, model or DEFAULT_MODEL, chunk=chunk, streams=streams,
-                                        progress=progress, dtype=dtype, device=device, threads=threads)
+                                        progress=progress, dtype=dtype, device=device, threads=threads,
+                                        backend=backend)
         _remove_input(file, remove)
         if online:
             from .online import code_bytes
@@ -234,6 +243,9 @@ def decompress(
     force: bool = ForceOpt,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="where to find the file's model, if not where it was"),
     device: Optional[str] = DeviceOpt,
+    backend: Optional[str] = BackendOpt,
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="portable files only: any count "
+                                          "(other files use the count they were made with)"),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
@@ -246,7 +258,8 @@ def decompress(
             force = True  # decompressed data may go to a terminal, as with gzip -dc
         with _open_input(file) as source, _atomic_output(target, force) as dest, \
                 _Progress("decompressing", quiet) as progress:
-            stats = api.decompress_stream(source, dest, model, progress=progress, device=device)
+            stats = api.decompress_stream(source, dest, model, progress=progress, device=device,
+                                          backend=backend, threads=threads)
         _remove_input(file, remove)
         _report(stats, as_json, quiet, target is None,
                 f"{file or 'stdin'}: {stats.original_bytes:,} bytes ({stats.tokens_per_second:,.0f} tokens/s)")
@@ -256,6 +269,7 @@ def decompress(
 def test(
     file: Path = typer.Argument(..., help="file.lmz to check"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="where to find the file's model"),
+    backend: Optional[str] = BackendOpt,
     quiet: bool = QuietOpt,
 ):
     """Decode FILE.lmz and verify its checksum, writing nothing."""
@@ -267,7 +281,7 @@ def test(
 
     with _errors_as_messages():
         with _open_input(file) as source, _Progress("testing", quiet) as progress:
-            stats = api.decompress_stream(source, _Sink(), model, progress=progress)
+            stats = api.decompress_stream(source, _Sink(), model, progress=progress, backend=backend)
         if not quiet:
             print(f"{file}: OK ({stats.original_bytes:,} bytes)", file=sys.stderr)
 
@@ -285,7 +299,7 @@ def info(
         with _open_input(file) as source:
             header = api.read_header(source)
         fields = {
-            "model": header.model, "weights_hash": header.weights_hash.hex(), "settings": header.settings,
+            "model": header.model, "portable": header.portable, "weights_hash": header.weights_hash.hex(), "settings": header.settings,
             "versions_crc": f"{header.versions_crc:08x}", "chunk": header.chunk, "streams": header.streams,
             "original_bytes": header.original_length, "tokens": header.n_tokens,
             "checksum": f"{header.checksum:08x}", "compressed_bytes": size,

@@ -51,3 +51,101 @@ class Decoder:
             return self._coder.decode(_FAMILY, probs)
         except Exception as exc:  # constriction reports damaged words as errors
             raise FormatError(f"damaged compressed data ({exc})") from None
+
+
+# --- The integer range coder for portable models -----------------------------
+# Portable predictors give integer frequencies (each >= 1, totals below 2^40);
+# coding them needs nothing but integer arithmetic, so the bytes are the same
+# on any machine. A 64-bit range coder after LZMA's (carries through a cached
+# byte); the range stays >= 2^56, so range // total keeps >= 16 bits.
+
+_BITS = 64
+_TOP = 1 << (_BITS - 8)
+_MASK = (1 << _BITS) - 1
+_MAX_TOTAL = 1 << 40
+
+
+def _check_frequencies(freqs: np.ndarray) -> np.ndarray:
+    if freqs.dtype != np.int64 or freqs.ndim != 2:
+        raise ValueError("frequency rows must be an int64 (n, V) array")
+    cum = np.cumsum(freqs, axis=1)
+    if (freqs < 1).any() or (cum[:, -1] >= _MAX_TOTAL).any():
+        raise ValueError("frequencies must be >= 1 with totals below 2^40")
+    return cum
+
+
+class IntegerEncoder:
+    def __init__(self):
+        self.low, self.range = 0, _MASK
+        self.cache, self.pending = 0, 0  # pending: 0xFF bytes waiting for a possible carry
+        self.out = bytearray()
+        self.first = True  # the first byte shifted out is always 0: not written
+
+    def _shift_low(self) -> None:
+        low = self.low
+        if low < (0xFF << (_BITS - 8)) or low > _MASK:
+            carry = low >> _BITS
+            if not self.first:
+                self.out.append((self.cache + carry) & 0xFF)
+            self.first = False
+            self.out.extend(bytes([(0xFF + carry) & 0xFF]) * self.pending)
+            self.pending = 0
+            self.cache = (low >> (_BITS - 8)) & 0xFF
+        else:
+            self.pending += 1
+        self.low = (low << 8) & _MASK
+
+    def encode(self, symbols: np.ndarray, freqs: np.ndarray) -> None:
+        cum = _check_frequencies(freqs)
+        rows = np.arange(len(symbols))
+        symbols = np.asarray(symbols, dtype=np.int64)
+        sizes = freqs[rows, symbols]
+        self.encode_intervals(cum[rows, symbols] - sizes, sizes, cum[:, -1])
+
+    def encode_intervals(self, lows: np.ndarray, sizes: np.ndarray, totals: np.ndarray) -> None:
+        """Code symbols given as [low, low + size) out of total."""
+        for low, size, total in zip(lows.tolist(), sizes.tolist(), totals.tolist()):
+            r = self.range // total
+            self.low += r * low
+            self.range = r * size
+            while self.range < _TOP:
+                self.range <<= 8
+                self._shift_low()
+
+    def finish(self) -> bytes:
+        for _ in range(_BITS // 8 + 1):
+            self._shift_low()
+        return bytes(self.out).rstrip(b"\0")  # the decoder reads zeros past the end
+
+
+class IntegerDecoder:
+    def __init__(self, data: bytes):
+        self.data, self.at = data, 0
+        self.range, self.code = _MASK, 0
+        for _ in range(_BITS // 8):
+            self.code = (self.code << 8) | self._byte()
+
+    def _byte(self) -> int:
+        at = self.at
+        self.at += 1
+        return self.data[at] if at < len(self.data) else 0
+
+    def decode(self, freqs: np.ndarray) -> np.ndarray:
+        cum = _check_frequencies(freqs)
+        out = np.empty(len(freqs), dtype=np.int64)
+        for i, row in enumerate(cum):
+            total = int(row[-1])
+            r = self.range // total
+            target = self.code // r
+            if target >= total:
+                raise FormatError("damaged compressed data (code outside the coded range)")
+            symbol = int(np.searchsorted(row, target, side="right"))
+            high = int(row[symbol])
+            size = int(freqs[i, symbol])
+            self.code -= r * (high - size)
+            self.range = r * size
+            while self.range < _TOP:
+                self.range <<= 8
+                self.code = ((self.code << 8) | self._byte()) & _MASK
+            out[i] = symbol
+        return out

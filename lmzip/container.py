@@ -4,7 +4,7 @@ Layout (integers are LEB128 varints unless a width is given):
 
     magic      b"LMZ"             3 bytes
     version    FORMAT_VERSION     1 byte
-    flags                          1 byte   (reserved, 0)
+    flags                          1 byte   (bit 0: portable, integer model and coder; others 0)
     model      length + UTF-8     name or path of the model
     weights    4 bytes            SHA-256 prefix of weights + tokenizer
     settings   length + UTF-8     predictor settings, "k=value;..." with short keys (d=dtype, t=threads, v=device; no v: cpu)
@@ -34,6 +34,7 @@ from .errors import FormatError
 MAGIC = b"LMZ"
 FORMAT_VERSION = 1
 MAX_VARINT_BYTES = 10
+FLAG_PORTABLE = 1
 SHORT_KEYS = {"dtype": "d", "threads": "t", "device": "v"}
 LONG_KEYS = {short: long for long, short in SHORT_KEYS.items()}
 
@@ -93,6 +94,10 @@ class Header:
     n_tokens: int
     checksum: int
     flags: int = 0
+
+    @property
+    def portable(self) -> bool:
+        return bool(self.flags & FLAG_PORTABLE)
 
     def to_bytes(self) -> bytes:
         settings = ";".join(f"{SHORT_KEYS.get(k, k)}={v}" for k, v in self.settings.items())

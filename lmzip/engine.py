@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .coder import Decoder, Encoder
+from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder
 from .models.base import Predictor
 
 LN2 = np.log(2.0)
@@ -66,7 +66,9 @@ class BlockResult:
 
 def encode_block(predictor: Predictor, chunks: list[np.ndarray],
                  on_step: Callable[[int], None] | None = None, record=None) -> BlockResult:
-    encoder = Encoder()
+    if record is None and hasattr(predictor, "coded_intervals"):
+        return encode_block_teacher_forced(predictor, chunks, on_step)
+    encoder = IntegerEncoder() if predictor.frequencies else Encoder()
     nll_nats = 0.0
     grid = np.zeros((len(chunks), max(len(c) for c in chunks)), dtype=np.int64)
     for row, chunk in zip(grid, chunks):
@@ -88,9 +90,31 @@ def encode_block(predictor: Predictor, chunks: list[np.ndarray],
     return BlockResult(encoder.finish(), nll_nats / LN2)
 
 
+def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray],
+                                on_step: Callable[[int], None] | None = None) -> BlockResult:
+    """Exact (integer) predictors only: whole-chunk passes, then coding in lockstep order.
+
+    The bytes are those ``encode_block`` would write, because the predictor's
+    teacher-forced pass gives the very integers its stepping gives.
+    """
+    grid = np.ones((3, len(chunks), max(len(c) for c in chunks)), dtype=np.int64)  # low, size, total
+    for i, (low, size, total) in enumerate(predictor.coded_intervals(chunks)):
+        grid[:, i, : len(low)] = low, size, total
+        if on_step:
+            on_step(len(low))
+    lengths = np.array([len(c) for c in chunks])
+    encoder = IntegerEncoder()
+    for t in range(grid.shape[2]):
+        active = int(np.count_nonzero(lengths > t))
+        encoder.encode_intervals(*grid[:, :active, t])
+    coded = np.arange(grid.shape[2]) < lengths[:, None]
+    nll_bits = float(-np.log2(grid[1][coded] / grid[2][coded]).sum())
+    return BlockResult(encoder.finish(), nll_bits)
+
+
 def decode_block(predictor: Predictor, data: bytes, lengths: list[int],
                  on_step: Callable[[int], None] | None = None) -> list[np.ndarray]:
-    decoder = Decoder(data)
+    decoder = IntegerDecoder(data) if predictor.frequencies else Decoder(data)
     tokens = lockstep(predictor, lengths, lambda probs, t: decoder.decode(probs), on_step)
     return [tokens[i, :n] for i, n in enumerate(lengths)]
 

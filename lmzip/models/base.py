@@ -3,7 +3,8 @@
 ``start(n_streams, n_steps)`` resets every stream for a block of at most
 ``n_steps`` steps; ``step(tokens)`` takes the previous
 token of each stream (``bos_id`` at a chunk's start, int64 array of shape (B,))
-and returns next-token probabilities as a C-contiguous float32 array (B, V).
+and returns next-token probabilities as a C-contiguous float32 array (B, V)
+(or, for portable predictors, integer frequencies: see ``frequencies``).
 The same sequence of calls must give bit-identical arrays in any process with
 the same ``settings()``: that is what lets the decoder replay the encoder.
 """
@@ -28,6 +29,9 @@ class Predictor(ABC):
     default_chunk = 512  # tokens per stream (L)
     default_streams = 64  # lockstep streams per block (B)
     max_chunk: int | None = None
+    # False: step() gives float32 probabilities for the constriction coder. True: int64
+    # frequencies (each >= 1) for the integer coder, identical on any machine (portable).
+    frequencies = False
 
     @property
     def bos_id(self) -> int:

@@ -1,0 +1,149 @@
+"""The portable model: integer frequencies identical across backends, threads,
+batch sizes and stepping vs whole-sequence passes; files decode with either backend."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import lmzip
+import lmzip.api
+from lmzip import container
+from lmzip.coder import IntegerDecoder, IntegerEncoder
+from lmzip.models import load_predictor
+from lmzip.models.portable import IntGPT, IntStepper, NumpyOps, TorchOps, convert_gpt_dir, load_portable
+
+from conftest import SAMPLE_TEXT
+
+
+@pytest.fixture(scope="session")
+def portable_dir(tiny_gpt_dir, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny-portable")
+    rng = np.random.default_rng(0)
+    vocab = load_predictor(str(tiny_gpt_dir), threads=1).vocab_size
+    convert_gpt_dir(tiny_gpt_dir, directory, rng.integers(0, vocab, size=(4, 64)))
+    return directory
+
+
+def _models(directory):
+    weights, config = load_portable(directory)
+    return IntGPT(weights, config, TorchOps(threads=1)), IntGPT(weights, config, NumpyOps())
+
+
+def _stepped(model, idx):
+    stepper = IntStepper(model, idx.shape[0])
+    prev = np.concatenate([np.zeros((idx.shape[0], 1), dtype=np.int64), idx[:, :-1]], axis=1)
+    return np.stack([stepper.step(prev[:, t]) for t in range(idx.shape[1])], axis=1)
+
+
+def test_backends_steps_and_sequences_agree_bit_for_bit(portable_dir):
+    torch_model, numpy_model = _models(portable_dir)
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, torch_model.cfg["vocab_size"], size=(3, 40))
+    inputs = np.concatenate([np.zeros((3, 1), dtype=np.int64), idx[:, :-1]], axis=1)
+    reference = torch_model.forward(inputs)
+    assert reference.dtype == np.int64 and (reference >= 1).all()
+    assert len(np.unique(reference)) > 100  # real distributions, not a constant
+    np.testing.assert_array_equal(numpy_model.forward(inputs), reference)
+    np.testing.assert_array_equal(_stepped(torch_model, idx), reference)
+    np.testing.assert_array_equal(_stepped(numpy_model, idx), reference)
+    one_stream = _stepped(numpy_model, idx[1:2])  # another batch size: the same rows
+    np.testing.assert_array_equal(one_stream[0], reference[1])
+
+
+def test_thread_counts_give_the_same_integers(portable_dir):
+    weights, config = load_portable(portable_dir)
+    idx = np.random.default_rng(2).integers(0, config["vocab_size"], size=(5, 33))
+    results = []
+    for threads in (1, 2):
+        results.append(IntGPT(weights, config, TorchOps(threads=threads)).forward(idx))
+    torch.set_num_threads(1)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("encode_backend,decode_backend", [("torch", "numpy"), ("numpy", "torch")])
+def test_files_decode_with_the_other_backend(portable_dir, encode_backend, decode_backend):
+    data = SAMPLE_TEXT.encode()[:1500] + bytes(range(256))
+    encoder = load_predictor(str(portable_dir), backend=encode_backend, threads=1)
+    blob = lmzip.compress(data, model=encoder, chunk=48, streams=5)
+    header = container.Header.read(io.BytesIO(blob))
+    assert header.portable and header.settings == {}
+    decoder = load_predictor(str(portable_dir), backend=decode_backend, threads=1)
+    assert lmzip.decompress(blob, model=decoder) == data
+
+
+def test_teacher_forced_encoding_writes_the_stepped_bytes(portable_dir):
+    """Compression uses whole-chunk passes; explain's record hook forces stepping: same bytes."""
+    from lmzip import engine
+
+    predictor = load_predictor(str(portable_dir), threads=1)
+    ids = predictor.tokenizer.encode(SAMPLE_TEXT.encode()[:600])
+    chunks = next(engine.split_blocks(np.asarray(ids), 40, 4))
+    fast = engine.encode_block(predictor, chunks)
+    stepped = engine.encode_block(predictor, chunks, record=lambda *args: None)
+    assert fast.data == stepped.data
+    assert fast.nll_bits == pytest.approx(stepped.nll_bits, rel=1e-12)
+
+
+def test_integer_coder_round_trips_and_costs_the_nll():
+    rng = np.random.default_rng(3)
+    freqs = rng.integers(1, 1 << 20, size=(400, 300)).astype(np.int64)
+    freqs[::3, 7] = 1 << 36  # some near-certain symbols
+    symbols = rng.integers(0, 300, size=400)
+    symbols[::3] = 7
+    encoder = IntegerEncoder()
+    for start in range(0, 400, 9):
+        encoder.encode(symbols[start : start + 9], freqs[start : start + 9])
+    data = encoder.finish()
+    decoder = IntegerDecoder(data)
+    decoded = np.concatenate([decoder.decode(freqs[s : s + 9]) for s in range(0, 400, 9)])
+    np.testing.assert_array_equal(decoded, symbols)
+    nll_bytes = -np.log2(freqs[np.arange(400), symbols] / freqs.sum(axis=1)).sum() / 8
+    assert nll_bytes <= len(data) <= nll_bytes + 10
+
+
+def test_integer_coder_refuses_zero_frequencies():
+    with pytest.raises(ValueError):
+        IntegerEncoder().encode(np.array([0]), np.array([[0, 5]], dtype=np.int64))
+
+
+def test_shipped_portable_model_crosses_backends_in_fresh_processes(tmp_path):
+    """CLI: --portable with torch and 1 thread; decoded by numpy with 2 threads in another process."""
+    source = tmp_path / "text.txt"
+    source.write_bytes(SAMPLE_TEXT.encode()[:1200])
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    cli = [sys.executable, "-m", "lmzip.cli"]
+    subprocess.run(cli + ["compress", "-q", "--portable", "--threads", "1", "--streams", "3", str(source)],
+                   check=True, env=env)
+    packed = tmp_path / "text.txt.lmz"
+    info = subprocess.run(cli + ["info", "--json", str(packed)], check=True, capture_output=True, text=True)
+    assert '"portable": true' in info.stdout and '"fast-portable"' in info.stdout
+    subprocess.run(cli + ["decompress", "-q", "--backend", "numpy", "--threads", "2", str(packed),
+                          "-o", str(tmp_path / "back.txt")], check=True, env=env)
+    assert (tmp_path / "back.txt").read_bytes() == source.read_bytes()
+
+
+def test_portable_needs_a_model_that_has_a_portable_variant(tmp_path):
+    source = tmp_path / "a.txt"
+    source.write_text("hello")
+    result = subprocess.run([sys.executable, "-m", "lmzip.cli", "compress", "--portable", "--model", "order2",
+                             str(source)], capture_output=True, text=True)
+    assert result.returncode == 1 and "no portable variant" in result.stderr
+    assert not (tmp_path / "a.txt.lmz").exists()
+
+
+def test_shipped_portable_model_predicts_like_the_float_one():
+    """The integer model must cost little more than the float model it came from."""
+    data = SAMPLE_TEXT.encode()[:600] + b"It was the best of times, it was the worst of times. " * 8
+    out = {}
+    for name in ("fast", "fast-portable"):
+        stream = io.BytesIO()
+        stats = lmzip.api.compress_stream(io.BytesIO(data), stream, name, threads=1, dtype="f32")
+        out[name] = stats.nll_bits
+    assert out["fast-portable"] <= 1.03 * out["fast"]
