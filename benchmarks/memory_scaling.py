@@ -78,10 +78,13 @@ def main():
     ap.add_argument("--model", default="fast")
     ap.add_argument("--pipe-sizes", default="2", help="sizes also run stdin -> stdout")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "memory.md")
+    ap.add_argument("--append", action="store_true", help="keep the stored rows of other sizes")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     pipes = {int(s) for s in args.pipe_sizes.split(",") if s}
-    rows = []
+    json_path = args.out.with_suffix(".json")
+    keep = json.loads(json_path.read_text()) if args.append and json_path.exists() else []
+    rows = [r for r in keep if r["size_mb"] not in sizes]
     header = ("| input | mode | compressed | bits/byte | compress s | compress peak RSS | "
               "decompress s | decompress peak RSS |\n|---|---|---|---|---|---|---|---|")
     print(header, flush=True)
@@ -94,7 +97,7 @@ def main():
                 print(line, flush=True)
                 args.out.write_text(f"Peak memory against input size (model {args.model}, exact round trips)\n\n"
                                     + header + "\n" + "\n".join(_line(r) for r in rows) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+                json_path.write_text(json.dumps(rows, indent=1))
 
 
 def _line(row: dict) -> str:
