@@ -130,24 +130,41 @@ LMZIP_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=2147483647:glibc.mal
 
 
 def run_lmzip(model, data, threads=None, extra_args=()):
+    return run_lmzip_batch(model, {"input": data}, threads, extra_args)["input"]
+
+
+def run_lmzip_batch(model, items: dict[str, bytes], threads=None, extra_args=()) -> dict[str, dict]:
+    """Compress all items in one fresh process and decompress them in another (the model loads once
+    per direction); every row comes from a file that decoded back to its exact bytes.
+    Seconds and tokens/s are per file, without the model load; peak RSS is the process's."""
     lmzip = [sys.executable, "-m", "lmzip.cli"]
+    extra = (["--threads", str(threads)] if threads else []) + list(extra_args)
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp, "input")
-        src.write_bytes(data)
-        extra = (["--threads", str(threads)] if threads else []) + list(extra_args)
-        c_s, c_rss, out = _run_child(lmzip + ["compress", str(src), "--model", model, "--json", "-q", *extra],
-                                     LMZIP_ENV)
-        stats = json.loads(out)
+        sources = {}
+        for i, (key, data) in enumerate(items.items()):
+            sources[key] = Path(tmp, f"{i:03d}")
+            sources[key].write_bytes(data)
+        _, c_rss, out = _run_child(lmzip + ["compress", *map(str, sources.values()), "--model", model, "--json", "-q",
+                                            *extra], LMZIP_ENV)
+        packed = [f"{p}.lmz" for p in sources.values()]
         restored = Path(tmp, "restored")
-        d_s, d_rss, d_out = _run_child(lmzip + ["decompress", str(src) + ".lmz", "-o", str(restored), "-q", "--json"],
-                                       LMZIP_ENV)
-        d_stats = json.loads(d_out)
-        assert restored.read_bytes() == data, f"lmzip {model} did not round-trip"
-    return {"compressed_bytes": stats["compressed_bytes"], "compress_s": c_s, "decompress_s": d_s,
-            "nll_bits": stats["nll_bits"], "tokens": stats["tokens"], "tokens_per_s": stats["tokens_per_second"],
-            "header_bytes": stats.get("header_bytes"),
-            "decode_tokens_per_s": d_stats["tokens_per_second"], "peak_rss_mib": max(c_rss, d_rss),
-            "version": f"lmzip {_lmzip_version()} {model}"}
+        restored.mkdir()
+        for p in packed:
+            os.replace(p, restored / Path(p).name)
+        _, d_rss, d_out = _run_child(lmzip + ["decompress", *map(str, sorted(restored.iterdir())), "-q", "--json"],
+                                     LMZIP_ENV)
+        c_stats = {Path(s["file"]).name: s for s in map(json.loads, out.splitlines())}
+        d_stats = {Path(s["file"]).name.removesuffix(".lmz"): s for s in map(json.loads, d_out.splitlines())}
+        rows = {}
+        for key, src in sources.items():
+            assert (restored / src.name).read_bytes() == items[key], f"lmzip {model} did not round-trip {key}"
+            c, d = c_stats[src.name], d_stats[src.name]
+            rows[key] = {"compressed_bytes": c["compressed_bytes"], "compress_s": c["seconds"],
+                         "decompress_s": d["seconds"], "nll_bits": c["nll_bits"], "tokens": c["tokens"],
+                         "tokens_per_s": c["tokens_per_second"], "header_bytes": c.get("header_bytes"),
+                         "decode_tokens_per_s": d["tokens_per_second"], "peak_rss_mib": max(c_rss, d_rss),
+                         "version": f"lmzip {_lmzip_version()} {model}"}
+    return rows
 
 
 def _lmzip_version() -> str:
@@ -163,30 +180,49 @@ def cache_key(path, data, compressor, version):
     return hashlib.sha256(f"{path.name}|{digest}|{compressor}|{version}".encode()).hexdigest()[:24]
 
 
-def measure(path, data, compressor, kind, cache_dir, threads):
+def _version(compressor, kind):
     version = {"library": lambda: _library_rows()[compressor][2], "tool": lambda: compressor,
                "lmzip": lambda: f"lmzip {_lmzip_version()} {compressor}"}[kind]()
     if kind == "lmzip":
         version += f" fp:{_model_fingerprint(compressor)}"
-    cached = cache_dir / f"{cache_key(path, data, compressor, version)}.json"
-    if cached.exists():
-        return json.loads(cached.read_text())
-    if kind == "library":
-        row = run_library(compressor, data)
-    elif kind == "tool":
-        row = run_tool(compressor, data)
-    else:
-        row = run_lmzip(compressor.removeprefix("lmzip "), data, threads)
+    return version
+
+
+def _cache_file(path, data, compressor, kind, cache_dir):
+    return cache_dir / f"{cache_key(path, data, compressor, _version(compressor, kind))}.json"
+
+
+def cached_row(path, data, compressor, kind, cache_dir):
+    cached = _cache_file(path, data, compressor, kind, cache_dir)
+    return json.loads(cached.read_text()) if cached.exists() else None
+
+
+def store_row(path, data, compressor, kind, cache_dir, row):
     row.update(file=str(path.relative_to(path.parents[1])), compressor=compressor,
                original_bytes=len(data), bits_per_byte=8 * row["compressed_bytes"] / max(1, len(data)))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(row))
+    _cache_file(path, data, compressor, kind, cache_dir).write_text(json.dumps(row))
     return row
+
+
+def measure(path, data, compressor, kind, cache_dir):
+    row = run_library(compressor, data) if kind == "library" else run_tool(compressor, data)
+    return store_row(path, data, compressor, kind, cache_dir, row)
+
+
+def _print_row(path, compressor, row):
+    print(f"{path.name:>14} {compressor:>16} {row['bits_per_byte']:.3f} bpb "
+          f"({row['compress_s']:.2f}s / {row['decompress_s']:.2f}s)", flush=True)
+
+
+def _model_of(compressor: str) -> str:
+    """'lmzip smollm2 (8 KB)' -> 'smollm2'"""
+    return compressor.removeprefix("lmzip ").split(" ")[0]
 
 
 def _model_fingerprint(compressor: str) -> str:
     """Changes when a built-in model's weights change, so stale cache rows are not reused."""
-    model = compressor.removeprefix("lmzip ")
+    model = _model_of(compressor)
     weights = ROOT / "lmzip" / "data" / model / "model.safetensors"
     return hashlib.sha256(weights.read_bytes()).hexdigest()[:12] if weights.exists() else "-"
 
@@ -275,6 +311,8 @@ def main():
     ap.add_argument("--models", default="uniform,order0,order2,fast", help="lmzip models, comma-separated")
     ap.add_argument("--big-models", default="smollm2", help="slow lmzip models, run only on --big-files")
     ap.add_argument("--big-files", default="alice29.txt", help="files for --big-models (comma-separated)")
+    ap.add_argument("--big-bytes", type=int, default=8192,
+                    help="with --quick, big models see only this many bytes (their rows say so)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
@@ -293,20 +331,40 @@ def main():
     models = [m for m in args.models.split(",") if m]
     big = [m for m in args.big_models.split(",") if m]
     big_files = set(args.big_files.split(","))
-    rows = []
+    found = {}  # (path, compressor) -> row
+    order = {}  # (path, compressor) -> position in the table
+    batches: dict[str, dict] = {}  # lmzip model -> {path: data} still to run
     for path in paths:
         data = path.read_bytes()[:QUICK_BYTES] if args.quick else path.read_bytes()
         todo = compressors + [(f"lmzip {m}", "lmzip") for m in models]
-        todo += [(f"lmzip {m}", "lmzip") for m in big if path.name in big_files]
+        if path.name in big_files:
+            short = args.quick and len(data) > args.big_bytes
+            todo += [(f"lmzip {m}" + (f" ({args.big_bytes // 1024} KB)" if short else ""), "lmzip") for m in big]
         for compressor, kind in todo:
+            order[path, compressor] = len(order)
+            item = data[: args.big_bytes] if compressor.endswith("KB)") else data
+            row = cached_row(path, item, compressor, kind, cache)
+            if row is None and kind == "lmzip":
+                batches.setdefault(compressor, {})[path] = item
+                continue
             try:
-                row = measure(path, data, compressor, kind, cache, args.threads)
+                row = row or measure(path, data, compressor, kind, cache)
             except Exception as exc:  # one failing compressor must not lose the rest
                 print(f"  {path.name} {compressor}: skipped ({exc})", flush=True)
                 continue
-            rows.append(row)
-            print(f"{path.name:>14} {compressor:>16} {row['bits_per_byte']:.3f} bpb "
-                  f"({row['compress_s']:.2f}s / {row['decompress_s']:.2f}s)", flush=True)
+            found[path, compressor] = row
+            _print_row(path, compressor, row)
+    for compressor, items in batches.items():
+        print(f"{compressor}: {len(items)} files, one process each way", flush=True)
+        try:
+            results = run_lmzip_batch(_model_of(compressor), items, args.threads)
+        except Exception as exc:
+            print(f"  {compressor}: skipped ({exc})", flush=True)
+            continue
+        for path, row in results.items():
+            found[path, compressor] = store_row(path, items[path], compressor, "lmzip", cache, row)
+            _print_row(path, compressor, row)
+    rows = [found[key] for key in sorted(found, key=order.get)]
     print(write_outputs(rows, name))
 
 

@@ -138,8 +138,16 @@ def read_header(source: BinaryIO) -> container.Header:
     return container.Header.read(source)
 
 
-def predictor_for(header: container.Header, model: str | Predictor | None = None, **options) -> Predictor:
-    """Load the file's model and make it compute exactly as the encoder did, or refuse."""
+def predictor_for(header: container.Header, model: str | Predictor | None = None,
+                  loaded: dict | None = None, **options) -> Predictor:
+    """Load the file's model and make it compute exactly as the encoder did, or refuse.
+
+    ``loaded`` (name -> predictor) lets a run over several files load each model
+    once; online predictors learn while decoding and are never reused.
+    """
+    name = model if isinstance(model, str) else header.model
+    if loaded is not None and model is None and name in loaded:
+        model = loaded[name]
     for key in ("dtype", "threads"):  # load as the encoder did, rather than convert later
         if header.settings.get(key) and not options.get(key) and not isinstance(model, Predictor):
             options[key] = int(header.settings[key]) if key == "threads" else header.settings[key]
@@ -153,14 +161,16 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
         raise FingerprintMismatch(
             f"library versions differ from the ones that made this file (here: {_versions(predictor)}); "
             "decompress with the versions used to compress")
+    if loaded is not None and not name.startswith("online-"):
+        loaded[name] = predictor
     return predictor
 
 
 def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor | None = None,
-                      progress: Progress | None = None, **options) -> Stats:
+                      progress: Progress | None = None, loaded: dict | None = None, **options) -> Stats:
     start_time = time.perf_counter()
     header = read_header(source)
-    predictor = predictor_for(header, model, **options)
+    predictor = predictor_for(header, model, loaded, **options)
     stats = Stats(model=header.model, original_bytes=header.original_length, tokens=header.n_tokens,
                   chunk=header.chunk, streams=header.streams)
     crc, length, done = 0, 0, 0

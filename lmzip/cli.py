@@ -21,7 +21,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -58,6 +58,25 @@ def _errors_as_messages():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _each_file(files: Optional[List[Path]], output, stdout: bool, work) -> None:
+    """Run ``work(file)`` for each input like gzip: a failing file is reported and
+    skipped, the others still run, and the exit status is the worst one."""
+    inputs = files or [None]
+    if len(inputs) > 1 and (output is not None or stdout):
+        _fail("-o and -c take a single input file", 1)
+    worst = 0
+    for file in inputs:
+        try:
+            with _errors_as_messages():
+                work(file)
+        except typer.Exit as exc:
+            if exc.exit_code == 130:
+                raise
+            worst = max(worst, exc.exit_code)
+    if worst:
+        raise typer.Exit(worst)
 
 
 class _Progress:
@@ -174,7 +193,7 @@ BackendOpt = typer.Option(None, "--backend", help="portable models: torch (defau
 
 @app.command()
 def compress(
-    file: Optional[Path] = typer.Argument(None, help="file to compress; - or nothing for stdin"),
+    files: Optional[List[Path]] = typer.Argument(None, help="files to compress; - or nothing for stdin"),
     output: Optional[Path] = OutputOpt,
     stdout: bool = StdoutOpt,
     remove: bool = RemoveOpt,
@@ -194,13 +213,11 @@ def compress(
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
-    """Compress FILE to FILE.lmz."""
+    """Compress each FILE to FILE.lmz."""
     from . import api
-    from .models import DEFAULT_MODEL, PORTABLE_OF
+    from .models import DEFAULT_MODEL, PORTABLE_OF, load_predictor
 
     with _errors_as_messages():
-        if file is not None and str(file).endswith(SUFFIX) and not force:
-            raise InputOutputError(f"{file} already has the {SUFFIX} suffix (use -f to compress it anyway)")
         if online:
             if model not in (None, "scratch", "fast"):
                 raise InputOutputError("--online starts from a seeded init (no --model) or from --model fast")
@@ -209,22 +226,33 @@ def compress(
             if (model or "fast") not in PORTABLE_OF:
                 raise InputOutputError(f"--portable: there is no portable variant of {model!r} (use --model fast)")
             model = PORTABLE_OF[model or "fast"]
+    options = dict(dtype=dtype, device=device, threads=threads, backend=backend)
+    shared = {}  # one model load for all files (online models learn, so each file gets a fresh one)
+
+    def one(file: Optional[Path]) -> None:
+        if file is not None and str(file).endswith(SUFFIX) and not force:
+            raise InputOutputError(f"{file} already has the {SUFFIX} suffix (use -f to compress it anyway)")
         target = _output_path(file, output, stdout, lambda p: p.with_name(p.name + SUFFIX))
+        name = model or DEFAULT_MODEL
+        predictor = shared.get(name) or load_predictor(name, **options)
+        if not online:
+            shared[name] = predictor
         with _open_input(file) as source, _atomic_output(target, force) as dest, \
                 _Progress("compressing", quiet) as progress:
-            stats = api.compress_stream(source, dest, model or DEFAULT_MODEL, chunk=chunk, streams=streams,
-                                        progress=progress, dtype=dtype, device=device, threads=threads,
-                                        backend=backend)
+            stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, progress=progress)
         _remove_input(file, remove)
         if online:
             from .online import code_bytes
 
             stats.extra["code_bytes"] = code_bytes()
             stats.extra["description_bytes"] = stats.compressed_bytes + stats.extra["code_bytes"]
-        name = str(file) if file else "stdin"
+        label = str(file) if file else "stdin"
+        stats.extra["file"] = label
         _report(stats, as_json, quiet, target is None,
-                f"{name}: {stats.original_bytes:,} -> {stats.compressed_bytes:,} bytes, "
+                f"{label}: {stats.original_bytes:,} -> {stats.compressed_bytes:,} bytes, "
                 f"{stats.bits_per_byte:.3f} bits/byte ({stats.model}, {stats.tokens_per_second:,.0f} tokens/s)")
+
+    _each_file(files, output, stdout, one)
 
 
 def _strip_suffix(path: Path) -> Path:
@@ -235,7 +263,7 @@ def _strip_suffix(path: Path) -> Path:
 
 @app.command()
 def decompress(
-    file: Optional[Path] = typer.Argument(None, help="file.lmz to decompress; - or nothing for stdin"),
+    files: Optional[List[Path]] = typer.Argument(None, help="files .lmz to decompress; - or nothing for stdin"),
     output: Optional[Path] = OutputOpt,
     stdout: bool = StdoutOpt,
     remove: bool = RemoveOpt,
@@ -249,20 +277,24 @@ def decompress(
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
-    """Decompress FILE.lmz to FILE."""
+    """Decompress each FILE.lmz to FILE."""
     from . import api
 
-    with _errors_as_messages():
+    loaded = {}  # each model loaded once across the files
+
+    def one(file: Optional[Path]) -> None:
         target = _output_path(file, output, stdout, _strip_suffix)
-        if target is None and sys.stdout.isatty():
-            force = True  # decompressed data may go to a terminal, as with gzip -dc
-        with _open_input(file) as source, _atomic_output(target, force) as dest, \
+        overwrite = force or (target is None and sys.stdout.isatty())  # to a terminal, as with gzip -dc
+        with _open_input(file) as source, _atomic_output(target, overwrite) as dest, \
                 _Progress("decompressing", quiet) as progress:
-            stats = api.decompress_stream(source, dest, model, progress=progress, device=device,
+            stats = api.decompress_stream(source, dest, model, progress=progress, loaded=loaded, device=device,
                                           backend=backend, threads=threads)
         _remove_input(file, remove)
+        stats.extra["file"] = str(file or "stdin")
         _report(stats, as_json, quiet, target is None,
                 f"{file or 'stdin'}: {stats.original_bytes:,} bytes ({stats.tokens_per_second:,.0f} tokens/s)")
+
+    _each_file(files, output, stdout, one)
 
 
 @app.command()

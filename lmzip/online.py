@@ -45,14 +45,15 @@ def code_bytes() -> int:
 class OnlinePredictor(TorchPredictor):
     """``online-scratch`` (seeded random init) or ``online-fast`` (adapts the shipped model)."""
 
-    def __init__(self, base: str = "scratch", lr: float | None = None, group: int = 16, window: int = 64,
-                 seed: int = 0, dtype: str = "f32", **kw):
+    def __init__(self, base: str = "scratch", lr: float | None = None, group: int = 16, window: int = 32,
+                 seed: int = 0, dtype: str = "f32", streams: int = 16, bf16_updates: bool = True, **kw):
         super().__init__(dtype=dtype, **kw)
         if not (FAST_DIR / "tokenizer.json").exists():
             raise ModelNotAvailable(f"the fast model's tokenizer is missing from {FAST_DIR}")
         if base not in ("scratch", "fast"):
             raise ModelNotAvailable(f"online learning starts from 'scratch' or 'fast', not {base!r}")
         self.base, self.group, self.window, self.seed = base, group, max(window, group), seed
+        self.bf16_updates = bf16_updates  # forward/backward of the updates under bf16 autocast (AMX: ~3x)
         self.lr = lr if lr is not None else (3e-3 if base == "scratch" else 3e-4)
         self.name = f"online-{base}"
         config = json.loads((FAST_DIR / "config.json").read_text()) if base == "fast" else {}
@@ -67,7 +68,7 @@ class OnlinePredictor(TorchPredictor):
         self.set_tokenizer(BPETokenizer.from_file(FAST_DIR / "tokenizer.json", bos_id=config.get("bos_id"),
                                                   id_limit=vocab), vocab)
         self.default_chunk = self.max_chunk = self.model.cfg.context
-        self.default_streams = 8
+        self.default_streams = streams
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, betas=(0.9, 0.99),
                                            weight_decay=0.0)
         identity = json.dumps([base, SCRATCH_CONFIG, seed]).encode()
@@ -80,7 +81,8 @@ class OnlinePredictor(TorchPredictor):
         return self._hash
 
     def settings(self) -> dict[str, str]:
-        return {**super().settings(), "train": f"lr{self.lr:g}.g{self.group}.w{self.window}.s{self.seed}"}
+        mode = ".bf16" if self.bf16_updates else ""
+        return {**super().settings(), "train": f"lr{self.lr:g}.g{self.group}.w{self.window}.s{self.seed}{mode}"}
 
     def weights_digest(self) -> str:
         digest = hashlib.sha256()
@@ -111,7 +113,8 @@ class OnlinePredictor(TorchPredictor):
         inputs = torch.from_numpy(self.history[:n_active, start:end]).to(self.device)
         targets = torch.from_numpy(self.history[:n_active, start + 1 : end + 1]).to(self.device)
         self.model.train()
-        with torch.enable_grad():
+        autocast = torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16_updates)
+        with torch.enable_grad(), autocast:
             logits = self.model(inputs, pos_offset=start)[:, -self.group :]
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
                                    targets[:, -self.group :].reshape(-1))

@@ -172,3 +172,19 @@ def test_write_failure_removes_the_temporary_file(tmp_path):
         with _atomic_output(target, force=False):
             pass
     assert target.read_bytes() == b"keep me"
+
+
+def test_several_files_load_the_model_once_and_a_bad_one_does_not_stop_the_rest(tmp_path):
+    a, b, missing = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "missing.txt"
+    a.write_bytes(b"first file " * 50)
+    b.write_bytes(bytes(range(256)) * 3)
+    r = lmzip("compress", "--model", "order2", "--json", str(a), str(missing), str(b))
+    assert r.returncode == 1 and "missing.txt: no such file" in r.stderr.decode()
+    reports = [json.loads(line) for line in r.stdout.decode().splitlines()]
+    assert [x["file"] for x in reports] == [str(a), str(b)]
+    a.unlink(), b.unlink()
+    r = lmzip("decompress", str(tmp_path / "a.txt.lmz"), str(tmp_path / "b.txt.lmz"))
+    assert r.returncode == 0, r.stderr
+    assert a.read_bytes() == b"first file " * 50 and b.read_bytes() == bytes(range(256)) * 3
+    r = lmzip("decompress", "-c", str(tmp_path / "a.txt.lmz"), str(tmp_path / "b.txt.lmz"))
+    assert r.returncode == 1 and "single input" in r.stderr.decode()
