@@ -141,14 +141,15 @@ class GPT(nn.Module):
     def logits(self, x):
         return self.norm_f(x) @ self.wte.weight.t()  # tied embeddings
 
-    def forward(self, idx, pos_offset: int = 0):
-        """idx: (B, T) token ids at positions pos_offset.. -> logits (B, T, vocab)."""
+    def forward(self, idx, pos_offset: int = 0, last: int | None = None):
+        """idx: (B, T) token ids at positions pos_offset.. -> logits (B, T, vocab),
+        or of the ``last`` positions only (the head is the widest layer)."""
         T = idx.shape[1]
         pos = torch.arange(pos_offset, pos_offset + T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)
         for block in self.blocks:
             x = block(x)
-        return self.logits(x)
+        return self.logits(x if last is None else x[:, -last:])
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
