@@ -65,11 +65,13 @@ _MASK = (1 << _BITS) - 1
 _MAX_TOTAL = 1 << 40
 
 
-def _check_frequencies(freqs: np.ndarray) -> np.ndarray:
+def _cumulative(freqs: np.ndarray, validate: bool) -> np.ndarray:
+    """Cumulative rows. The encoder validates; the decoder gets the very rows the
+    encoder validated (same predictor, same inputs), so it skips the extra pass."""
     if freqs.dtype != np.int64 or freqs.ndim != 2:
         raise ValueError("frequency rows must be an int64 (n, V) array")
     cum = np.cumsum(freqs, axis=1)
-    if (freqs < 1).any() or (cum[:, -1] >= _MAX_TOTAL).any():
+    if validate and ((freqs < 1).any() or (cum[:, -1] >= _MAX_TOTAL).any()):
         raise ValueError("frequencies must be >= 1 with totals below 2^40")
     return cum
 
@@ -96,7 +98,7 @@ class IntegerEncoder:
         self.low = (low << 8) & _MASK
 
     def encode(self, symbols: np.ndarray, freqs: np.ndarray) -> None:
-        cum = _check_frequencies(freqs)
+        cum = _cumulative(freqs, validate=True)
         rows = np.arange(len(symbols))
         symbols = np.asarray(symbols, dtype=np.int64)
         sizes = freqs[rows, symbols]
@@ -131,7 +133,7 @@ class IntegerDecoder:
         return self.data[at] if at < len(self.data) else 0
 
     def decode(self, freqs: np.ndarray) -> np.ndarray:
-        cum = _check_frequencies(freqs)
+        cum = _cumulative(freqs, validate=False)
         out = np.empty(len(freqs), dtype=np.int64)
         for i, row in enumerate(cum):
             total = int(row[-1])
