@@ -146,7 +146,7 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
     once; online predictors learn while decoding and are never reused.
     """
     name = model if isinstance(model, str) else header.model
-    if loaded is not None and model is None and name in loaded:
+    if loaded is not None and not isinstance(model, Predictor) and name in loaded:
         model = loaded[name]
     for key in ("dtype", "threads"):  # load as the encoder did, rather than convert later
         if header.settings.get(key) and not options.get(key) and not isinstance(model, Predictor):

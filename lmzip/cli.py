@@ -234,11 +234,11 @@ def compress(
             raise InputOutputError(f"{file} already has the {SUFFIX} suffix (use -f to compress it anyway)")
         target = _output_path(file, output, stdout, lambda p: p.with_name(p.name + SUFFIX))
         name = model or DEFAULT_MODEL
-        predictor = shared.get(name) or load_predictor(name, **options)
-        if not online:
-            shared[name] = predictor
         with _open_input(file) as source, _atomic_output(target, force) as dest, \
                 _Progress("compressing", quiet) as progress:
+            predictor = shared.get(name) or load_predictor(name, **options)  # after the input opened
+            if not online:
+                shared[name] = predictor
             stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, progress=progress)
         _remove_input(file, remove)
         if online:
@@ -331,7 +331,8 @@ def info(
         with _open_input(file) as source:
             header = api.read_header(source)
         fields = {
-            "model": header.model, "portable": header.portable, "weights_hash": header.weights_hash.hex(), "settings": header.settings,
+            "model": header.model, "portable": header.portable, "weights_hash": header.weights_hash.hex(),
+            "settings": header.settings,
             "versions_crc": f"{header.versions_crc:08x}", "chunk": header.chunk, "streams": header.streams,
             "original_bytes": header.original_length, "tokens": header.n_tokens,
             "checksum": f"{header.checksum:08x}", "compressed_bytes": size,

@@ -55,10 +55,7 @@ def exp_table() -> np.ndarray:
 
 
 class NumpyOps:
-    name = "numpy"
-
-    def __init__(self, threads: int | None = None):
-        self.threads = threads  # OpenBLAS threads are set by the environment; results do not depend on them
+    """OpenBLAS takes its thread count from the environment; the results do not depend on it."""
 
     @staticmethod
     def array(a, dtype: str):
@@ -88,7 +85,7 @@ class NumpyOps:
     def sum(x):
         return x.sum(axis=-1, keepdims=True)
 
-    round, floor, sqrt = staticmethod(np.round), staticmethod(np.floor), staticmethod(np.sqrt)
+    sqrt = staticmethod(np.sqrt)
 
     @staticmethod
     def clip(x, low, high):
@@ -117,8 +114,6 @@ class NumpyOps:
 
 
 class TorchOps:
-    name = "torch"
-
     def __init__(self, threads: int | None = None, device: str = "cpu"):
         import torch
 
@@ -151,12 +146,6 @@ class TorchOps:
     @staticmethod
     def sum(x):
         return x.sum(dim=-1, keepdim=True)
-
-    def round(self, x):
-        return self.torch.round(x)
-
-    def floor(self, x):
-        return self.torch.floor(x)
 
     def sqrt(self, x):
         return self.torch.sqrt(x)
@@ -196,20 +185,13 @@ def _runtime_tensors(weights: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarr
     """
     out = {}
     for name, value in weights.items():
-        if name.endswith(".w"):
-            out[name] = (value.astype(np.float32), "f32")  # int8 values, exact in float32
-        elif name.endswith(".sr"):
-            out[name.removesuffix(".sr") + ".r.s"] = (value.astype(np.float32), "f32")
-        elif name.endswith(".v.s"):
+        if name.endswith(".v.s"):
             out[name + "_one"] = ((value / ATTENTION_ONE).astype(np.float32), "f32")
             out[name.removesuffix(".s") + ".inverse"] = ((1.0 / value).astype(np.float32), "f32")
-        elif name.endswith(".s"):
-            out[name] = (value.astype(np.float32), "f32")
+        elif name.endswith((".w", ".s", ".sr")):
+            out[name] = (value.astype(np.float32), "f32")  # int8 weights (exact in float32) and their scales
         elif name != "exp_table":
             out[name] = (value.astype(np.float64), "f64")  # embeddings, gains
-    for name in list(out):
-        if name.endswith(".w") and name.removesuffix(".w") + ".r.s" in out:
-            out[name.removesuffix(".w") + ".r.w"] = out[name]
     return out
 
 
@@ -250,17 +232,18 @@ class IntGPT:
         values = ops.f32(ops.round_(scaled * ops.reciprocal(amax, INT8)))
         return values, ops.f32(amax / (rms * (INT8 * 2.0 ** GAIN_BITS)))
 
-    def linear(self, values, scale, name):
+    def linear(self, values, scale, name, column_scale="s"):
         """Real-valued (float32) output of an int8 layer: exact integer product, then the scales."""
         weight = self.w[name + ".w"]
         # one 2-D GEMM (numpy would loop over the leading dimensions)
         out = (values.reshape(-1, values.shape[-1]) @ weight).reshape(*values.shape[:-1], weight.shape[-1])
         out *= scale
-        out *= self.w[name + ".s"]
+        out *= self.w[f"{name}.{column_scale}"]
         return out
 
     def add_residual(self, x, values, scale, name):
-        return x + self.ops.f64(self.ops.round_(self.linear(values, scale, name + ".r")))
+        """x + the layer's output in residual units (``.sr``: column scales times 2^RESIDUAL_BITS)."""
+        return x + self.ops.f64(self.ops.round_(self.linear(values, scale, name, "sr")))
 
     def table_index(self, x):
         """In place: x -> round((max x - x) * 128) clipped to the exp table, as indices."""
@@ -472,9 +455,8 @@ class PortablePredictor(Predictor):
         if not (self.directory / "model.safetensors").exists():
             raise ModelNotAvailable(f"no portable model in {self.directory}")
         self.name = name or str(self.directory.resolve())
-        self.backend = backend
         weights, config = load_portable(self.directory)
-        ops = TorchOps(threads, device or "cpu") if backend == "torch" else NumpyOps(threads)
+        ops = TorchOps(threads, device or "cpu") if backend == "torch" else NumpyOps()
         self.model = IntGPT(weights, config, ops)
         self.tokenizer = load_tokenizer(self.directory, config, config["vocab_size"])
         self.vocab_size = config["vocab_size"]
