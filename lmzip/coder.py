@@ -68,9 +68,9 @@ _MAX_TOTAL = 1 << 40
 def _cumulative(freqs: np.ndarray, validate: bool) -> np.ndarray:
     """Cumulative rows. The encoder validates; the decoder gets the very rows the
     encoder validated (same predictor, same inputs), so it skips the extra pass."""
-    if freqs.dtype != np.int64 or freqs.ndim != 2:
-        raise ValueError("frequency rows must be an int64 (n, V) array")
-    cum = np.cumsum(freqs, axis=1)
+    if freqs.dtype not in (np.int32, np.int64) or freqs.ndim != 2:
+        raise ValueError("frequency rows must be an int32 or int64 (n, V) array")
+    cum = np.cumsum(freqs, axis=1, dtype=np.int64)
     if validate and ((freqs < 1).any() or (cum[:, -1] >= _MAX_TOTAL).any()):
         raise ValueError("frequencies must be >= 1 with totals below 2^40")
     return cum

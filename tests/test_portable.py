@@ -17,7 +17,8 @@ import lmzip.api
 from lmzip import container
 from lmzip.coder import IntegerDecoder, IntegerEncoder
 from lmzip.models import load_predictor
-from lmzip.models.portable import IntGPT, IntStepper, NumpyOps, TorchOps, convert_gpt_dir, load_portable
+from lmzip.models.portable import (IntGPT, IntStepper, NumpyOps, TorchOps, convert_gpt_dir, int8_gemm_is_exact,
+                                   load_portable)
 
 from conftest import SAMPLE_TEXT
 
@@ -48,7 +49,7 @@ def test_backends_steps_and_sequences_agree_bit_for_bit(portable_dir):
     idx = rng.integers(0, torch_model.cfg["vocab_size"], size=(3, 40))
     inputs = np.concatenate([np.zeros((3, 1), dtype=np.int64), idx[:, :-1]], axis=1)
     reference = torch_model.forward(inputs)
-    assert reference.dtype == np.int64 and (reference >= 1).all()
+    assert np.issubdtype(reference.dtype, np.integer) and (reference >= 1).all()
     assert len(np.unique(reference)) > 100  # real distributions, not a constant
     np.testing.assert_array_equal(numpy_model.forward(inputs), reference)
     np.testing.assert_array_equal(_stepped(torch_model, idx), reference)
@@ -65,6 +66,30 @@ def test_thread_counts_give_the_same_integers(portable_dir):
         results.append(IntGPT(weights, config, TorchOps(threads=threads)).forward(idx))
     torch.set_num_threads(1)
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_int8_gemm_and_float32_gemm_give_the_same_integers(portable_dir):
+    weights, config = load_portable(portable_dir)
+    idx = np.random.default_rng(3).integers(0, config["vocab_size"], size=(3, 30))
+    float_ops = TorchOps(threads=1)
+    float_ops.integer_gemm = False
+    by_float = IntGPT(weights, config, float_ops).forward(idx)
+    np.testing.assert_array_equal(IntGPT(weights, config, TorchOps(threads=1)).forward(idx), by_float)
+
+
+def test_a_saturating_int8_gemm_is_not_used(monkeypatch):
+    def saturating_int_mm(a, b):
+        """oneDNN's pre-VNNI scheme: (a + 128) as u8 times b, adjacent products summed in
+        int16 with saturation (vpmaddubsw), then 128 * column sums subtracted."""
+        shifted, b = a.long() + 128, b.long()
+        products = shifted[:, :, None] * b[None, :, :]
+        pairs = products.reshape(a.shape[0], -1, 2, b.shape[1]).sum(2).clamp(-32768, 32767)
+        return (pairs.sum(1) - 128 * b.sum(0)).int()
+
+    sample = torch.randint(-127, 128, (3, 8), dtype=torch.int8), torch.randint(-60, 60, (8, 5), dtype=torch.int8)
+    assert torch.equal(saturating_int_mm(*sample), torch._int_mm(*sample))  # exact while nothing saturates
+    monkeypatch.setattr(torch, "_int_mm", saturating_int_mm)
+    assert int8_gemm_is_exact.__wrapped__() is False
 
 
 @pytest.mark.parametrize("encode_backend,decode_backend", [("torch", "numpy"), ("numpy", "torch")])

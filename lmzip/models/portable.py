@@ -4,11 +4,12 @@ Every number the forward pass makes is the same on any machine, library, thread
 count or batch size, because it only uses operations whose results do not
 depend on how they are computed:
 
-- matrix products of integer-valued float32 tensors (int8 weights times int8
-  activations, or 12-bit attention weights times int8 values) whose every
-  partial sum stays below 2^24: exact in any summation order, so any BLAS,
-  any blocking, any thread count, CPU or GPU (TF32 off) gives the same
-  integers;
+- matrix products of int8 weights and int8 activations (or 12-bit attention
+  weights and int8 values): a true int8 GEMM with int32 accumulation where
+  torch has one that proves exact on this CPU, otherwise float32 GEMMs of the
+  same integers whose every partial sum stays below 2^24 -- exact in any
+  summation order, so any BLAS, blocking, thread count or device (TF32 off)
+  gives the same integers;
 - elementwise float64 +, -, *, /, sqrt, which IEEE 754 rounds correctly, in a
   fixed order; rounding to integers (half to even) and floor;
 - sums of integers below 2^53 (exact in any order), max and table lookups;
@@ -26,6 +27,7 @@ by two backends: torch (MKL / oneDNN) and numpy (OpenBLAS).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -59,7 +61,7 @@ class NumpyOps:
 
     @staticmethod
     def array(a, dtype: str):
-        return np.asarray(a, dtype={"f32": np.float32, "f64": np.float64, "i64": np.int64}[dtype])
+        return np.asarray(a, dtype={"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64}[dtype])
 
     @staticmethod
     def zeros(shape, dtype: str):
@@ -112,6 +114,19 @@ class NumpyOps:
     def to_numpy(x):
         return x
 
+    @staticmethod
+    def weight(w: np.ndarray):
+        return w.astype(np.float32)  # int8 values, exact in float32
+
+    @staticmethod
+    def int8_matmul(values, weight):
+        """(M, K) integer-valued float32 @ a ``weight``: float32, exact (every partial sum < 2^24)."""
+        return values @ weight
+
+    @staticmethod
+    def take(table, index):
+        return np.take(table, index)
+
 
 class TorchOps:
     def __init__(self, threads: int | None = None, device: str = "cpu"):
@@ -122,7 +137,10 @@ class TorchOps:
             torch.set_num_threads(threads)
         torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would round the integer products
         torch.backends.cudnn.allow_tf32 = False
-        self._dtypes = {"f32": torch.float32, "f64": torch.float64, "i64": torch.int64}
+        self._dtypes = {"f32": torch.float32, "f64": torch.float64, "i32": torch.int32, "i64": torch.int64}
+        # CPU: a true int8 x int8 -> int32 GEMM (AMX / VNNI, ~2.5x the float32 one here) where it
+        # proves exact; elsewhere the float32 GEMM, which gives the same integers.
+        self.integer_gemm = device == "cpu" and int8_gemm_is_exact()
 
     def array(self, a, dtype: str):
         return self.torch.as_tensor(np.asarray(a), device=self.device).to(self._dtypes[dtype])
@@ -137,7 +155,7 @@ class TorchOps:
         return x.double()
 
     def index(self, x):
-        return x.long()
+        return x.int()  # int32 indices: half the bytes of int64, and index_select takes them
 
     @staticmethod
     def amax(x):
@@ -173,8 +191,49 @@ class TorchOps:
     def to_numpy(x):
         return x.cpu().numpy()
 
+    def weight(self, w: np.ndarray):
+        return self.array(w, "f32").to(self.torch.int8) if self.integer_gemm else self.array(w, "f32")
+
+    def int8_matmul(self, values, weight):
+        """(M, K) integer-valued float32 @ a ``weight``: float32, exact (every partial sum < 2^24)."""
+        if self.integer_gemm:
+            return self.torch._int_mm(values.to(self.torch.int8), weight).float()
+        return values @ weight
+
+    @staticmethod
+    def take(table, index):
+        return table.index_select(0, index.reshape(-1)).reshape(index.shape)
+
 
 BACKENDS = {"numpy": NumpyOps, "torch": TorchOps}
+
+
+@functools.cache
+def int8_gemm_is_exact() -> bool:
+    """Whether torch's CPU int8 GEMM gives exact integers on this machine.
+
+    oneDNN documents that on CPUs without VNNI its int8 kernels may saturate
+    16-bit intermediate sums (vpmaddubsw), which would silently change the
+    integers. Checked once on the worst case (every value +-127, the widest
+    inner dimension the model uses) and random values, at several shapes.
+    """
+    import torch
+
+    if not hasattr(torch, "_int_mm"):
+        return False
+    rng = np.random.default_rng(0)
+    for m, k, n in ((1, 1024, 256), (128, 1024, 256), (128, 256, 1024), (300, 256, 768)):
+        signs_a, signs_b = rng.choice([-1, 1], size=(m, 1)), rng.choice([-1, 1], size=(1, n))
+        for a, b in ((np.full((m, k), 127) * signs_a, np.full((k, n), 127) * signs_b),
+                     (rng.integers(-127, 128, (m, k)), rng.integers(-127, 128, (k, n)))):
+            a8, b8 = torch.as_tensor(a, dtype=torch.int8), torch.as_tensor(b, dtype=torch.int8)
+            try:
+                got = torch._int_mm(a8, b8).numpy()
+            except RuntimeError:
+                return False
+            if not np.array_equal(got, a.astype(np.float64) @ b.astype(np.float64)):  # exact below 2^53
+                return False
+    return True
 
 
 def _runtime_tensors(weights: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, str]]:
@@ -188,8 +247,10 @@ def _runtime_tensors(weights: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarr
         if name.endswith(".v.s"):
             out[name + "_one"] = ((value / ATTENTION_ONE).astype(np.float32), "f32")
             out[name.removesuffix(".s") + ".inverse"] = ((1.0 / value).astype(np.float32), "f32")
-        elif name.endswith((".w", ".s", ".sr")):
-            out[name] = (value.astype(np.float32), "f32")  # int8 weights (exact in float32) and their scales
+        elif name.endswith(".w"):
+            out[name] = (value.astype(np.int8), "i8")  # each backend picks its GEMM operand type
+        elif name.endswith((".s", ".sr")):
+            out[name] = (value.astype(np.float32), "f32")
         elif name != "exp_table":
             out[name] = (value.astype(np.float64), "f64")  # embeddings, gains
     return out
@@ -203,9 +264,10 @@ class IntGPT:
         self.n_layer, self.n_head = config["n_layer"], config["n_head"]
         self.head_dim = config["n_embd"] // self.n_head
         self.context = config["context"]
-        self.w = {k: ops.array(v, dtype) for k, (v, dtype) in _runtime_tensors(weights).items()}
+        self.w = {k: ops.weight(v) if dtype == "i8" else ops.array(v, dtype)
+                  for k, (v, dtype) in _runtime_tensors(weights).items()}
         table = weights["exp_table"].astype(np.int64)
-        self.exp_table, self.table_plus_one = ops.array(table, "f64"), ops.array(table + 1, "i64")
+        self.exp_table, self.table_plus_one = ops.array(table, "f64"), ops.array(table + 1, "i32")
         self.table_last = float(len(table) - 1)
         self.attention_scale = float(np.float32(1.0 / math.sqrt(self.head_dim)))
 
@@ -236,7 +298,8 @@ class IntGPT:
         """Real-valued (float32) output of an int8 layer: exact integer product, then the scales."""
         weight = self.w[name + ".w"]
         # one 2-D GEMM (numpy would loop over the leading dimensions)
-        out = (values.reshape(-1, values.shape[-1]) @ weight).reshape(*values.shape[:-1], weight.shape[-1])
+        out = self.ops.int8_matmul(values.reshape(-1, values.shape[-1]), weight)
+        out = out.reshape(*values.shape[:-1], weight.shape[-1])
         out *= scale
         out *= self.w[f"{name}.{column_scale}"]
         return out
@@ -272,17 +335,17 @@ class IntGPT:
         v = ops.clip_(ops.round_(out[..., 2 * C :] * self.w[f"{prefix}.v.inverse"]), -INT8, INT8)
         return q, qs, k, ks, self.heads(v)
 
-    def attend(self, layer: int, q, qs, k_t, ks_t, v, mask=None):
-        """Attention output (B, T, C) from int8 q/k/v; keys come transposed (B, H, hd, S),
-        their scales (B, H, 1, S); ``mask`` (T, S) is 0 or -inf, None when all S are visible."""
+    def attend(self, layer: int, q, qs, k, ks_t, v, mask=None):
+        """Attention output (B, T, C) from int8 q/k/v (B, H, S, hd); key scales come transposed
+        (B, H, 1, S); ``mask`` (T, S) is 0 or -inf, None when all S are visible."""
         ops = self.ops
-        scores = q @ k_t  # exact integers
+        scores = q @ k.swapaxes(-1, -2)  # exact integers
         scores *= qs
         scores *= ks_t
         scores *= self.attention_scale
         if mask is not None:
             scores += mask
-        weights = self.exp_table[self.table_index(scores)]  # float64 integers; sums below 2^53: exact
+        weights = ops.take(self.exp_table, self.table_index(scores))  # float64 integers; sums below 2^53: exact
         total = ops.sum(weights)
         weights *= float(ATTENTION_ONE)
         probs = ops.f32(ops.floor_(weights / total))  # sums to <= 4096
@@ -304,21 +367,21 @@ class IntGPT:
     def frequencies(self, x):
         """Integer next-token frequencies (each >= 1) from the final residual (the widest tensor)."""
         values, scale = self.norm_quantized(x, self.w["norm_f.g"])
-        return self.table_plus_one[self.table_index(self.linear(values, scale, "head"))]
+        return self.ops.take(self.table_plus_one, self.table_index(self.linear(values, scale, "head")))
 
     def embed(self, tokens, positions):
         return self.w["wte.e"][tokens] + self.w["wpe.e"][positions]
 
     # -- whole sequences (teacher-forced) ------------------------------------
     def forward(self, idx: np.ndarray) -> np.ndarray:
-        """idx (B, T) from position 0 -> int64 frequencies (B, T, V)."""
+        """idx (B, T) from position 0 -> integer frequencies (B, T, V)."""
         ops = self.ops
         T = idx.shape[1]
         x = self.embed(ops.array(idx, "i64"), ops.array(np.arange(T), "i64"))
         mask = ops.array(np.triu(np.full((T, T), -np.inf), 1), "f32")
         for layer in range(self.n_layer):
             q, qs, k, ks, v = self.qkv(layer, x)
-            attention = self.attend(layer, q, qs, k.swapaxes(-1, -2), ks.swapaxes(-1, -2), v, mask)
+            attention = self.attend(layer, q, qs, k, ks.swapaxes(-1, -2), v, mask)
             x = self.block_rest(layer, x, attention)
         return ops.to_numpy(self.frequencies(x))
 
@@ -329,7 +392,7 @@ class IntStepper:
     def __init__(self, model: IntGPT, n_streams: int):
         ops, H, hd, L = model.ops, model.n_head, model.head_dim, model.context
         self.model, self.pos = model, 0
-        self.k_t = [ops.zeros((n_streams, H, hd, L), "f32") for _ in range(model.n_layer)]  # keys transposed
+        self.k = [ops.zeros((n_streams, H, L, hd), "f32") for _ in range(model.n_layer)]
         self.ks_t = [ops.zeros((n_streams, H, 1, L), "f32") for _ in range(model.n_layer)]
         self.v = [ops.zeros((n_streams, H, L, hd), "f32") for _ in range(model.n_layer)]
 
@@ -341,10 +404,10 @@ class IntStepper:
         x = model.embed(ops.array(tokens, "i64")[:, None], ops.array([pos], "i64"))  # (B, 1, C)
         for layer in range(model.n_layer):
             q, qs, k, ks, v = model.qkv(layer, x)
-            self.k_t[layer][..., pos : pos + 1] = k.swapaxes(-1, -2)
+            self.k[layer][:, :, pos : pos + 1] = k
             self.ks_t[layer][..., pos : pos + 1] = ks
             self.v[layer][:, :, pos : pos + 1] = v
-            attention = model.attend(layer, q, qs, self.k_t[layer][..., :span], self.ks_t[layer][..., :span],
+            attention = model.attend(layer, q, qs, self.k[layer][:, :, :span], self.ks_t[layer][..., :span],
                                      self.v[layer][:, :, :span])
             x = model.block_rest(layer, x, attention)
         self.pos += 1
@@ -444,7 +507,7 @@ def load_portable(directory: Path) -> tuple[dict[str, np.ndarray], dict]:
 class PortablePredictor(Predictor):
     """Integer frequencies from the portable model, identical on any backend and machine."""
 
-    frequencies = True  # step() returns int64 frequency rows for the integer range coder
+    frequencies = True  # step() returns integer frequency rows for the integer range coder
     default_streams = 128
 
     def __init__(self, directory: Path, name: str | None = None, backend: str = "torch",
@@ -492,7 +555,7 @@ class PortablePredictor(Predictor):
             freqs = self.model.forward(idx)
             for row, chunk in zip(freqs, group):
                 n = len(chunk)
-                cum = np.cumsum(row[:n], axis=1)
+                cum = np.cumsum(row[:n], axis=1, dtype=np.int64)
                 size = row[np.arange(n), chunk]
                 high = cum[np.arange(n), chunk]
                 yield high - size, size, cum[:, -1]
