@@ -162,6 +162,7 @@ def run_lmzip_batch(model, items: dict[str, bytes], threads=None, extra_args=())
             rows[key] = {"compressed_bytes": c["compressed_bytes"], "compress_s": c["seconds"],
                          "decompress_s": d["seconds"], "nll_bits": c["nll_bits"], "tokens": c["tokens"],
                          "tokens_per_s": c["tokens_per_second"], "header_bytes": c.get("header_bytes"),
+                         "fallback_blocks": c.get("fallback_blocks", 0),
                          "decode_tokens_per_s": d["tokens_per_second"], "peak_rss_mib": max(c_rss, d_rss),
                          "version": f"lmzip {_lmzip_version()} {model}"}
     return rows
@@ -230,7 +231,8 @@ def _model_fingerprint(compressor: str) -> str:
 def write_outputs(rows, name):
     RESULTS.mkdir(parents=True, exist_ok=True)
     fields = ["file", "compressor", "original_bytes", "compressed_bytes", "bits_per_byte", "compress_s",
-              "decompress_s", "peak_rss_mib", "nll_bits", "tokens", "tokens_per_s", "decode_tokens_per_s"]
+              "decompress_s", "peak_rss_mib", "nll_bits", "tokens", "tokens_per_s", "decode_tokens_per_s",
+              "fallback_blocks"]
     with open(RESULTS / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -251,13 +253,16 @@ def write_outputs(rows, name):
         lines.append(f"| {f} | " + " | ".join(cells) + " |")
     lm = [r for r in rows if r.get("nll_bits")]
     if lm:
-        lines += ["", "lmzip: prediction = compression", "",
-                  "| file | model | tokens | nll bits | compressed bits | ratio | compress tok/s | decompress tok/s |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "lmzip: prediction = compression. Where the model would cost more than xz -9e or the "
+                  "bytes themselves, a block falls back to them (`xz`/`stored` below) and the ratio drops under 1.",
+                  "", "| file | model | tokens | nll bits | compressed bits | ratio | fallback | compress tok/s "
+                  "| decompress tok/s |", "|---|---|---|---|---|---|---|---|---|"]
         for r in lm:
             bits = 8 * r["compressed_bytes"]
+            fallback = f"{r['fallback_blocks']} block(s)" if r.get("fallback_blocks") else ""
             lines.append(f"| {r['file']} | {r['compressor']} | {r['tokens']:,} | {r['nll_bits']:,.0f} | {bits:,} | "
-                         f"{bits / r['nll_bits']:.4f} | {r['tokens_per_s']:,.0f} | {r['decode_tokens_per_s']:,.0f} |")
+                         f"{bits / r['nll_bits']:.4f} | {fallback} | {r['tokens_per_s']:,.0f} | "
+                         f"{r['decode_tokens_per_s']:,.0f} |")
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     plot(rows, files, comps, name)
     return "\n".join(lines)
@@ -308,7 +313,8 @@ def main():
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--files", nargs="*", help="file names (or paths) to include; default all")
     ap.add_argument("--quick", action="store_true", help="first 32 KB of each file")
-    ap.add_argument("--models", default="uniform,order0,order2,fast", help="lmzip models, comma-separated")
+    ap.add_argument("--models", default="uniform,order0,order2,fast,fast-portable",
+                    help="lmzip models, comma-separated")
     ap.add_argument("--big-models", default="smollm2", help="slow lmzip models, run only on --big-files")
     ap.add_argument("--big-files", default="alice29.txt", help="files for --big-models (comma-separated)")
     ap.add_argument("--big-bytes", type=int, default=8192,

@@ -11,7 +11,7 @@ import io
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -89,8 +89,12 @@ def read_tokens(tokenizer, source: BinaryIO) -> tuple[np.ndarray, int, int]:
 
 def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = DEFAULT_MODEL,
                     chunk: int | None = None, streams: int | None = None,
-                    progress: Progress | None = None, record=None, **options) -> Stats:
-    """Compress ``source`` into ``dest``; ``record(t, symbols, probs, bits)`` sees every step."""
+                    progress: Progress | None = None, record=None, fallback: bool = True, **options) -> Stats:
+    """Compress ``source`` into ``dest``; ``record(t, symbols, probs, bits)`` sees every step.
+
+    With ``fallback``, a block the model codes in more bytes than xz -9e or than
+    the block itself is written that way instead (never for learning models).
+    """
     start_time = time.perf_counter()
     predictor = _as_predictor(model, **options)
     chunk = chunk or predictor.default_chunk
@@ -107,7 +111,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     dest.write(header_bytes)
     written = len(header_bytes)
     stats = Stats(model=predictor.name, original_bytes=length, tokens=len(ids), chunk=chunk, streams=streams,
-                  extra={"header_bytes": written})
+                  extra={"header_bytes": written, "fallback_blocks": 0})
     done = 0
 
     def on_step(active: int) -> None:
@@ -120,7 +124,11 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     for chunks in engine.split_blocks(ids, chunk, streams):
         block = engine.encode_block(predictor, chunks, on_step, record=record)
         stats.nll_bits += block.nll_bits
-        written += container.write_block(dest, block.data)
+        method, data = container.BLOCK_MODEL, block.data
+        if fallback and not predictor.learns:
+            method, data = container.smallest_coding(block.data, predictor.tokenizer.decode(np.concatenate(chunks)))
+            stats.extra["fallback_blocks"] += method != container.BLOCK_MODEL
+        written += container.write_block(dest, data, method)
     stats.compressed_bytes = written
     stats.finish(start_time, coding_start)
     return stats
@@ -183,12 +191,9 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
             progress(done, header.n_tokens)
 
     for lengths in engine.block_layout(header.n_tokens, header.chunk, header.streams):
-        data = container.read_block(source, limit=4 * sum(lengths) + 64)
-        for chunk_ids in engine.decode_block(predictor, data, lengths, on_step):
-            try:
-                out = predictor.tokenizer.decode(chunk_ids)
-            except (ValueError, IndexError, OverflowError):
-                raise FormatError("damaged file (decoded an impossible token)") from None
+        method, data = container.read_block(source, header.version,
+                                            limit=4 * sum(lengths) + 64 + header.original_length - length)
+        for out in _block_bytes(predictor, header, method, data, lengths, on_step):
             crc, length = zlib.crc32(out, crc), length + len(out)
             if length > header.original_length:
                 raise ChecksumError("damaged file (decoded more bytes than stored)")
@@ -199,6 +204,32 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
         raise ChecksumError("checksum mismatch: the decoded data differs from the original")
     stats.finish(start_time, coding_start)
     return stats
+
+
+def block_methods(source: BinaryIO, header: container.Header) -> dict[str, int]:
+    """How many blocks each method coded (reads the blocks, decodes nothing)."""
+    names = {container.BLOCK_MODEL: "model", container.BLOCK_STORED: "stored", container.BLOCK_XZ: "xz"}
+    counts = dict.fromkeys(names.values(), 0)
+    for lengths in engine.block_layout(header.n_tokens, header.chunk, header.streams):
+        method, _ = container.read_block(source, header.version, limit=4 * sum(lengths) + 64 + header.original_length)
+        counts[names[method]] += 1
+    return counts
+
+
+def _block_bytes(predictor: Predictor, header: container.Header, method: int, data: bytes,
+                 lengths: list[int], on_step) -> Iterator[bytes]:
+    """The original bytes of one block, chunk by chunk for model-coded blocks."""
+    if method != container.BLOCK_MODEL:
+        if predictor.learns:
+            raise FormatError("damaged file (a learning model's block is not model-coded)")
+        yield container.unpack_block(method, data, header.original_length)
+        on_step(sum(lengths))
+        return
+    for chunk_ids in engine.decode_block(predictor, data, lengths, on_step):
+        try:
+            yield predictor.tokenizer.decode(chunk_ids)
+        except (ValueError, IndexError, OverflowError):
+            raise FormatError("damaged file (decoded an impossible token)") from None
 
 
 def compress(data: bytes, model: str | Predictor = DEFAULT_MODEL, **options) -> bytes:

@@ -25,7 +25,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import InputOutputError, LmzipError
+from .errors import FormatError, InputOutputError, LmzipError
 
 SUFFIX = ".lmz"
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -210,6 +210,8 @@ def compress(
     portable: bool = typer.Option(False, "--portable", help="integer-exact model (fast-portable): the file "
                                   "decodes on any machine, library, thread count or device"),
     backend: Optional[str] = BackendOpt,
+    no_fallback: bool = typer.Option(False, "--no-fallback", help="code every block with the model, even "
+                                     "where xz -9e or storing the bytes would be smaller"),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
@@ -239,7 +241,8 @@ def compress(
             predictor = shared.get(name) or load_predictor(name, **options)  # after the input opened
             if not online:
                 shared[name] = predictor
-            stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, progress=progress)
+            stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, progress=progress,
+                                        fallback=not no_fallback)
         _remove_input(file, remove)
         if online:
             from .online import code_bytes
@@ -330,12 +333,17 @@ def info(
         size = file.stat().st_size if file.exists() else None
         with _open_input(file) as source:
             header = api.read_header(source)
+            try:
+                blocks = api.block_methods(source, header)
+            except FormatError as e:
+                blocks = f"unreadable ({e})"
         fields = {
             "model": header.model, "portable": header.portable, "weights_hash": header.weights_hash.hex(),
             "settings": header.settings,
             "versions_crc": f"{header.versions_crc:08x}", "chunk": header.chunk, "streams": header.streams,
             "original_bytes": header.original_length, "tokens": header.n_tokens,
-            "checksum": f"{header.checksum:08x}", "compressed_bytes": size,
+            "checksum": f"{header.checksum:08x}", "format_version": header.version, "blocks": blocks,
+            "compressed_bytes": size,
             "bits_per_byte": 8 * size / header.original_length if size and header.original_length else None,
         }
         if as_json:

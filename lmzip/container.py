@@ -15,7 +15,13 @@ Layout (integers are LEB128 varints unless a width is given):
     tokens     varint             number of coded tokens
     checksum   4 bytes            CRC-32 of the original bytes
     header_crc 4 bytes            CRC-32 of everything above
-    blocks     for each block: varint byte count, then the range coder's bytes
+    blocks     for each block: varint (byte count * 4 + method), then its bytes
+
+Block methods: 0 the model's range-coder bytes; 1 the block's bytes stored as
+they are; 2 the block's bytes as raw LZMA2 (xz -9e). The encoder falls back to
+1 or 2 where the model would cost more (binary data under a text model), so a
+file never grows much beyond its size or xz's. Format version 1 (read, no
+longer written) had no method bits: every block was the model's.
 
 The number of blocks and each block's chunk lengths follow from tokens, L and B,
 so they are not stored. A damaged header is caught by header_crc before any
@@ -24,6 +30,7 @@ decoding; damaged blocks are caught by the checksum after decoding.
 
 from __future__ import annotations
 
+import lzma
 import struct
 import zlib
 from dataclasses import dataclass
@@ -32,7 +39,10 @@ from typing import BinaryIO
 from .errors import FormatError
 
 MAGIC = b"LMZ"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+BLOCK_MODEL, BLOCK_STORED, BLOCK_XZ = 0, 1, 2
+XZ_PRESET = 9 | lzma.PRESET_EXTREME
 MAX_VARINT_BYTES = 10
 FLAG_PORTABLE = 1
 SHORT_KEYS = {"dtype": "d", "threads": "t", "device": "v"}
@@ -94,6 +104,7 @@ class Header:
     n_tokens: int
     checksum: int
     flags: int = 0
+    version: int = FORMAT_VERSION  # as read from a file; new headers get FORMAT_VERSION
 
     @property
     def portable(self) -> bool:
@@ -102,7 +113,7 @@ class Header:
     def to_bytes(self) -> bytes:
         settings = ";".join(f"{SHORT_KEYS.get(k, k)}={v}" for k, v in self.settings.items())
         body = b"".join([
-            MAGIC, bytes([FORMAT_VERSION, self.flags]),
+            MAGIC, bytes([self.version, self.flags]),
             _pack_text(self.model), self.weights_hash,
             _pack_text(settings), struct.pack("<I", self.versions_crc),
             write_varint(self.chunk), write_varint(self.streams),
@@ -119,8 +130,9 @@ class Header:
             raise FormatError("not an .lmz file (bad magic bytes)")
         r.seen += magic
         version, flags = r.take(2, "header")
-        if version != FORMAT_VERSION:
-            raise FormatError(f"unsupported .lmz format version {version} (this lmzip reads {FORMAT_VERSION})")
+        if version not in READABLE_VERSIONS:
+            raise FormatError(f"unsupported .lmz format version {version} "
+                              f"(this lmzip reads {', '.join(map(str, READABLE_VERSIONS))})")
         model = _read_text(r, "model name")
         weights = r.take(4, "weights hash")
         settings_text = _read_text(r, "settings")
@@ -136,7 +148,8 @@ class Header:
             raise FormatError("damaged file (impossible header values)")
         pairs = (item.split("=", 1) for item in settings_text.split(";") if "=" in item)
         settings = {LONG_KEYS.get(k, k): v for k, v in pairs}
-        return cls(model, weights, settings, versions_crc, chunk, streams, length, n_tokens, checksum, flags)
+        return cls(model, weights, settings, versions_crc, chunk, streams, length, n_tokens, checksum, flags,
+                   version)
 
 
 def _read_text(r: _Reader, what: str) -> str:
@@ -149,19 +162,57 @@ def _read_text(r: _Reader, what: str) -> str:
         raise FormatError(f"damaged file (bad {what})") from None
 
 
-def write_block(stream: BinaryIO, data: bytes) -> int:
-    prefix = write_varint(len(data))
+def write_block(stream: BinaryIO, data: bytes, method: int = BLOCK_MODEL) -> int:
+    prefix = write_varint(len(data) * 4 + method)
     stream.write(prefix)
     stream.write(data)
     return len(prefix) + len(data)
 
 
-def read_block(stream: BinaryIO, limit: int) -> bytes:
+def read_block(stream: BinaryIO, version: int, limit: int) -> tuple[int, bytes]:
+    """(method, bytes) of the next block; ``limit`` bounds its size (a damaged length fails early)."""
     r = _Reader(stream)
     n = r.varint("block length")
+    method, n = (BLOCK_MODEL, n) if version == 1 else (n & 3, n >> 2)
+    if method > BLOCK_XZ:
+        raise FormatError("damaged file (unknown block method)")
     if n > limit:
         raise FormatError("damaged file (block longer than the file)")
-    return r.take(n, "compressed block")
+    return method, r.take(n, "compressed block")
+
+
+def smallest_coding(model_bytes: bytes, raw: bytes) -> tuple[int, bytes]:
+    """The block's cheapest method: the model's bytes, or (where they cost more
+    than the data itself) the data stored or xz-compressed."""
+    best = (BLOCK_MODEL, model_bytes)
+    packed = lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_xz_filters(len(raw)))
+    for method, data in ((BLOCK_XZ, packed), (BLOCK_STORED, raw)):
+        if len(data) < len(best[1]):
+            best = (method, data)
+    return best
+
+
+def _xz_filters(size: int) -> list[dict]:
+    """xz -9e with a dictionary just big enough for ``size`` bytes: the same output as
+    the 64 MiB one, without its ~700 MB of encoder memory. A decoder given the bound
+    of the whole file's size has a dictionary at least as large, which is all it needs."""
+    dict_size = min(max(1 << max(size - 1, 1).bit_length(), 1 << 12), 1 << 26)
+    return [{"id": lzma.FILTER_LZMA2, "preset": XZ_PRESET, "dict_size": dict_size}]
+
+
+def unpack_block(method: int, data: bytes, max_length: int) -> bytes:
+    """A stored or xz block's bytes (at most ``max_length``: more means damage)."""
+    if method == BLOCK_STORED:
+        out = data
+    else:
+        decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_xz_filters(max_length))
+        try:
+            out = decompressor.decompress(data, max_length=max_length + 1)
+        except lzma.LZMAError:
+            raise FormatError("damaged file (bad xz block)") from None
+    if len(out) > max_length:
+        raise FormatError("damaged file (block decodes to more bytes than stored)")
+    return out
 
 
 def versions_crc(versions: str) -> int:

@@ -47,6 +47,8 @@ def code_bytes() -> int:
 class OnlinePredictor(TorchPredictor):
     """``online-scratch`` (seeded random init) or ``online-fast`` (adapts the shipped model)."""
 
+    learns = True  # every block is coded by the model: the decoder must replay every update
+
     def __init__(self, base: str = "scratch", lr: float | None = None, group: int = 16, window: int = 32,
                  seed: int = 0, dtype: str = "f32", streams: int = 16, **kw):
         super().__init__(dtype=dtype, **kw)

@@ -15,6 +15,17 @@ SAMPLE_TEXT = (
 ) * 20
 
 
+@pytest.fixture(autouse=True)
+def model_coded_blocks(request, monkeypatch):
+    """Tiny random models lose to xz or to storing, so with the fallback on most tests
+    would never decode a model-coded block. In-process, every block stays model-coded
+    except in tests marked ``fallback``; CLI tests pass --no-fallback where it matters."""
+    if request.node.get_closest_marker("fallback") is None:
+        from lmzip import container
+
+        monkeypatch.setattr(container, "smallest_coding", lambda model_bytes, raw: (container.BLOCK_MODEL, model_bytes))
+
+
 def tiny_bpe(vocab_size: int = 320):
     return train_bpe([SAMPLE_TEXT], vocab_size)
 

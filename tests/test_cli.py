@@ -28,7 +28,7 @@ def sample(tmp_path):
 
 
 def test_compress_decompress_files(sample, tiny_gpt_dir):
-    r = lmzip("compress", sample, "--model", tiny_gpt_dir, "--threads", "1", "--json")
+    r = lmzip("compress", sample, "--model", tiny_gpt_dir, "--threads", "1", "--json", "--no-fallback")
     assert r.returncode == 0, r.stderr
     stats = json.loads(r.stdout)
     for key in ("original_bytes", "compressed_bytes", "tokens", "nll_bits", "overhead", "bits_per_byte",
@@ -45,7 +45,7 @@ def test_compress_decompress_files(sample, tiny_gpt_dir):
 
 
 def test_stdin_to_stdout(tiny_gpt_dir):
-    r = lmzip("compress", "--model", tiny_gpt_dir, "--threads", "1", input=DATA)
+    r = lmzip("compress", "--model", tiny_gpt_dir, "--threads", "1", "--no-fallback", input=DATA)
     assert r.returncode == 0, r.stderr
     assert r.stdout[:3] == b"LMZ"
     back = lmzip("decompress", "-", input=r.stdout)
@@ -115,7 +115,7 @@ def test_unknown_model_is_a_clear_error(sample):
 def test_other_thread_count_in_a_fresh_process(sample, tiny_gpt_dir, tmp_path):
     """Decompression adopts the file's thread count, so this round-trips."""
     packed = tmp_path / "t.lmz"
-    r = lmzip("compress", sample, "-m", tiny_gpt_dir, "--threads", "2", "-o", packed)
+    r = lmzip("compress", sample, "-m", tiny_gpt_dir, "--threads", "2", "--no-fallback", "-o", packed)
     assert r.returncode == 0, r.stderr
     r = lmzip("decompress", packed, "-c", env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr

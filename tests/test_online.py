@@ -52,3 +52,16 @@ def test_cli_online_json(tmp_path):
                        capture_output=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout == src.read_bytes()
+
+
+@pytest.mark.fallback
+def test_online_blocks_never_fall_back():
+    import os
+
+    data = os.urandom(1500)  # xz or storing would beat an untrained model here
+    stats = api.compress_stream(io.BytesIO(data), out := io.BytesIO(), small("scratch"), chunk=64, streams=3)
+    source = io.BytesIO(out.getvalue())
+    methods = api.block_methods(source, api.read_header(source))
+    assert methods["model"] >= 1 and methods["stored"] == methods["xz"] == 0
+    assert stats.extra["fallback_blocks"] == 0
+    assert lmzip.decompress(out.getvalue(), model=small("scratch")) == data

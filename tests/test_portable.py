@@ -144,11 +144,13 @@ def test_shipped_portable_model_crosses_backends_in_fresh_processes(tmp_path):
     source.write_bytes(SAMPLE_TEXT.encode()[:1200])
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     cli = [sys.executable, "-m", "lmzip.cli"]
-    subprocess.run(cli + ["compress", "-q", "--portable", "--threads", "1", "--streams", "3", str(source)],
+    subprocess.run(cli + ["compress", "-q", "--portable", "--threads", "1", "--streams", "3", "--no-fallback",
+                          str(source)],
                    check=True, env=env)
     packed = tmp_path / "text.txt.lmz"
     info = subprocess.run(cli + ["info", "--json", str(packed)], check=True, capture_output=True, text=True)
     assert '"portable": true' in info.stdout and '"fast-portable"' in info.stdout
+    assert '"blocks": {"model": 1, "stored": 0, "xz": 0}' in info.stdout
     subprocess.run(cli + ["decompress", "-q", "--backend", "numpy", "--threads", "2", str(packed),
                           "-o", str(tmp_path / "back.txt")], check=True, env=env)
     assert (tmp_path / "back.txt").read_bytes() == source.read_bytes()

@@ -40,3 +40,12 @@ def test_any_bytes_round_trip(predictors, name, data):
 def test_large_random_round_trip(predictors, data):
     blob = lmzip.compress(data, model=predictors["tiny-bytes"], chunk=32, streams=256)
     assert lmzip.decompress(blob, model=predictors["tiny-bytes"]) == data
+
+
+@pytest.mark.fallback
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=byte_strings)
+def test_any_bytes_round_trip_with_fallback_blocks(predictors, data):
+    """Blocks coded by the model, by xz and stored, mixed in one file."""
+    blob = lmzip.compress(data, model=predictors["order2"], chunk=64, streams=2)
+    assert lmzip.decompress(blob, model=predictors["order2"]) == data

@@ -20,7 +20,7 @@ def run(*args):
 def test_smollm2_round_trip_in_fresh_processes(tmp_path):
     src = tmp_path / "alice.txt"
     src.write_bytes(TEXT + b"\xc3(")
-    r = run("compress", src, "--model", "smollm2", "--threads", "1")
+    r = run("compress", src, "--model", "smollm2", "--threads", "1", "--no-fallback")
     assert r.returncode == 0, r.stderr
     src.rename(tmp_path / "original.txt")
     r = run("decompress", tmp_path / "alice.txt.lmz")

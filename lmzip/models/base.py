@@ -32,6 +32,9 @@ class Predictor(ABC):
     # False: step() gives float32 probabilities for the constriction coder. True: int64
     # frequencies (each >= 1) for the integer coder, identical on any machine (portable).
     frequencies = False
+    # True: the predictor learns from the tokens it codes (online), so every block must go
+    # through it; False: blocks are independent and a block may fall back to stored/xz bytes.
+    learns = False
 
     @property
     def bos_id(self) -> int:
