@@ -40,7 +40,8 @@ bench-quick: install
 	$(BIN)/python benchmarks/bench.py --quick
 
 bench: install
-	$(BIN)/python benchmarks/bench.py --big-files alice29.txt,book1,paper1
+	$(BIN)/python benchmarks/bench.py --big-files alice29.txt,book1,paper1 \
+		--models "uniform,order0,order2,fast,fast-portable,fast +fallback"
 
 demo-teach: install
 	$(BIN)/python benchmarks/prediction_is_compression.py
