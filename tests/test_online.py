@@ -65,3 +65,17 @@ def test_online_blocks_never_fall_back():
     assert methods["model"] >= 1 and methods["stored"] == methods["xz"] == 0
     assert stats.extra["fallback_blocks"] == 0
     assert lmzip.decompress(out.getvalue(), model=small("scratch")) == data
+
+
+def test_decoder_adopts_the_files_training_settings():
+    """A file made with another learning rate, schedule and group decodes with a default predictor."""
+    data = SAMPLE_TEXT.encode()[:2500]
+    from lmzip.online import OnlinePredictor
+
+    encoder = OnlinePredictor("scratch", threads=1, lr=2e-3, decay=10, group=8)
+    blob = lmzip.compress(data, model=encoder, chunk=64, streams=3)
+    decoder = small("scratch")
+    assert decoder.lr != 2e-3
+    assert lmzip.decompress(blob, model=decoder) == data
+    assert (decoder.lr, decoder.decay, decoder.group) == (2e-3, 10.0, 8)
+    assert encoder.weights_digest() == decoder.weights_digest()
