@@ -191,8 +191,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
             progress(done, header.n_tokens)
 
     for lengths in engine.block_layout(header.n_tokens, header.chunk, header.streams):
-        method, data = container.read_block(source, header.version,
-                                            limit=4 * sum(lengths) + 64 + header.original_length - length)
+        method, data = container.read_block(source, header.version, _block_limit(header, lengths))
         for out in _block_bytes(predictor, header, method, data, lengths, on_step):
             crc, length = zlib.crc32(out, crc), length + len(out)
             if length > header.original_length:
@@ -206,12 +205,17 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     return stats
 
 
+def _block_limit(header: container.Header, lengths: list[int]) -> int:
+    """Most bytes a block can hold: a model block's few bytes a token, or a stored/xz block's data."""
+    return 4 * sum(lengths) + 64 + header.original_length
+
+
 def block_methods(source: BinaryIO, header: container.Header) -> dict[str, int]:
     """How many blocks each method coded (reads the blocks, decodes nothing)."""
     names = {container.BLOCK_MODEL: "model", container.BLOCK_STORED: "stored", container.BLOCK_XZ: "xz"}
     counts = dict.fromkeys(names.values(), 0)
     for lengths in engine.block_layout(header.n_tokens, header.chunk, header.streams):
-        method, _ = container.read_block(source, header.version, limit=4 * sum(lengths) + 64 + header.original_length)
+        method, _ = container.read_block(source, header.version, _block_limit(header, lengths))
         counts[names[method]] += 1
     return counts
 

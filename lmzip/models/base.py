@@ -29,7 +29,7 @@ class Predictor(ABC):
     default_chunk = 512  # tokens per stream (L)
     default_streams = 64  # lockstep streams per block (B)
     max_chunk: int | None = None
-    # False: step() gives float32 probabilities for the constriction coder. True: int64
+    # False: step() gives float32 probabilities for the constriction coder. True: int32/int64
     # frequencies (each >= 1) for the integer coder, identical on any machine (portable).
     frequencies = False
     # True: the predictor learns from the tokens it codes (online), so every block must go
