@@ -68,14 +68,41 @@ def test_online_blocks_never_fall_back():
 
 
 def test_decoder_adopts_the_files_training_settings():
-    """A file made with another learning rate, schedule and group decodes with a default predictor."""
+    """A file made with another learning rate, schedule, group and the older training (foreach
+    AdamW, a recomputed window of context) decodes with a default predictor."""
     data = SAMPLE_TEXT.encode()[:2500]
     from lmzip.online import OnlinePredictor
 
-    encoder = OnlinePredictor("scratch", threads=1, lr=2e-3, decay=10, group=8)
+    encoder = OnlinePredictor("scratch", threads=1, lr=2e-3, decay=10, group=8, window=32, fused=False,
+                              cached_context=False)
+    assert encoder.settings()["train"] == "lr0.002.g8.w32.s0.d10"  # as older files have it
     blob = lmzip.compress(data, model=encoder, chunk=64, streams=3)
     decoder = small("scratch")
-    assert decoder.lr != 2e-3
+    assert decoder.lr != 2e-3 and decoder.fused and decoder.cached_context
     assert lmzip.decompress(blob, model=decoder) == data
-    assert (decoder.lr, decoder.decay, decoder.group) == (2e-3, 10.0, 8)
+    assert (decoder.lr, decoder.decay, decoder.group, decoder.window) == (2e-3, 10.0, 8, 32)
+    assert not decoder.fused and not decoder.cached_context
     assert encoder.weights_digest() == decoder.weights_digest()
+
+
+def test_training_with_cached_context_sees_what_a_full_pass_sees():
+    """Online training attends to the stepper's cached keys/values of earlier positions; with
+    the same weights that is the full teacher-forced pass, restricted to the new positions."""
+    import torch
+
+    from lmzip.models.gpt import GPT, GPTConfig, KVStepper
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, context=24, n_layer=2, n_head=2, n_embd=16)).eval()
+    ids = torch.randint(0, 50, (3, 20))
+    stepper = KVStepper(model, 3, torch.float32)
+    for t in range(20):
+        stepper.step(ids[:, t])
+    start = 12
+    past = [(k[:, :, :start], v[:, :, :start]) for k, v in zip(stepper.k, stepper.v)]
+    with torch.no_grad():
+        full = model(ids)[:, start:]
+        cached = model(ids[:, start:], pos_offset=start, past=past)
+        no_past = model(ids[:, start:], pos_offset=start)
+    torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(no_past, full, rtol=1e-4, atol=1e-4)  # the context does matter
