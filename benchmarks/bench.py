@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "eval"
 RESULTS = ROOT / "benchmarks" / "results"
 QUICK_BYTES = 32 * 1024
+BATCH_BYTES = 1 << 20  # lmzip rows are cached after each part of this many bytes (one process each way)
 ENGLISH = ["alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt", "book1", "book2", "paper1", "news",
            "dickens"]
 
@@ -166,6 +167,19 @@ def run_lmzip_batch(model, items: dict[str, bytes], threads=None, extra_args=())
                          "decode_tokens_per_s": d["tokens_per_second"], "peak_rss_mib": max(c_rss, d_rss),
                          "version": f"lmzip {_lmzip_version()} {model}"}
     return rows
+
+
+def split_batch(items: dict, limit: int = BATCH_BYTES) -> list[dict]:
+    """Consecutive parts of at most ``limit`` bytes (a bigger file alone): an interrupted whole-file
+    run keeps the rows of the parts that finished; the quick run's 32 KB files stay one part."""
+    parts, size = [], limit
+    for key, data in items.items():
+        if size + len(data) > limit:
+            parts.append({})
+            size = 0
+        parts[-1][key] = data
+        size += len(data)
+    return parts
 
 
 def _lmzip_version() -> str:
@@ -373,15 +387,16 @@ def main():
             found[path, compressor] = row
             _print_row(path, compressor, row)
     for compressor, items in batches.items():
-        print(f"{compressor}: {len(items)} files, one process each way", flush=True)
-        try:
-            results = run_lmzip_batch(_model_of(compressor), items, args.threads, _lmzip_args(compressor))
-        except Exception as exc:
-            print(f"  {compressor}: skipped ({exc})", flush=True)
-            continue
-        for path, row in results.items():
-            found[path, compressor] = store_row(path, items[path], compressor, "lmzip", cache, row)
-            _print_row(path, compressor, row)
+        for part in split_batch(items):
+            print(f"{compressor}: {len(part)} files, one process each way", flush=True)
+            try:
+                results = run_lmzip_batch(_model_of(compressor), part, args.threads, _lmzip_args(compressor))
+            except Exception as exc:
+                print(f"  {compressor}: skipped ({exc})", flush=True)
+                continue
+            for path, row in results.items():
+                found[path, compressor] = store_row(path, part[path], compressor, "lmzip", cache, row)
+                _print_row(path, compressor, row)
     rows = [found[key] for key in sorted(found, key=order.get)]
     print(write_outputs(rows, name))
 

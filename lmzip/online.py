@@ -109,8 +109,8 @@ class OnlinePredictor(TorchPredictor):
         return {**super().settings(), "train": train}
 
     def adopt(self, settings: dict[str, str]) -> None:
-        """Train as the file's encoder did (its learning rate, schedule, group, window, optimizer
-        kernel); the seed and everything else must already match."""
+        """Train as the file's encoder did (learning rate, schedule, group, window, optimizer
+        kernel, where its context came from); the seed and everything else must already match."""
         found = dict(re.findall(r"([a-z]+)([-+.\de]+?)(?=\.[a-z]|$)", settings.get("train", "")))
         if found.get("s") == str(self.seed) and {"lr", "g", "w"} <= found.keys():
             self.lr, self.decay = float(found["lr"]), float(found.get("d", 0))
