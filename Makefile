@@ -6,7 +6,7 @@ SAMPLE ?= ../shared/corpus/eval/canterbury/alice29.txt
 MODEL  ?= smollm2
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test test-slow fuzz bench-quick bench demo-teach demo-online train-fast clean
+.PHONY: install demo test test-slow fuzz bench-quick bench bench-report demo-teach demo-online train-fast clean
 
 $(BIN)/lmzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,13 @@ clean:
 bench-quick: install
 	$(BIN)/python benchmarks/bench.py --quick
 
+BENCH_ARGS = --big-files alice29.txt,book1,paper1 --models "uniform,order0,order2,fast,fast-portable,fast +fallback"
+
 bench: install
-	$(BIN)/python benchmarks/bench.py --big-files alice29.txt,book1,paper1 \
-		--models "uniform,order0,order2,fast,fast-portable,fast +fallback"
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+bench-report: install  # the whole-file tables from what `make bench` has measured so far
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS) --cached-only
 
 demo-teach: install
 	$(BIN)/python benchmarks/prediction_is_compression.py

@@ -248,7 +248,7 @@ def _model_fingerprint(compressor: str) -> str:
     return hashlib.sha256(weights.read_bytes()).hexdigest()[:12] if weights.exists() else "-"
 
 
-def write_outputs(rows, name):
+def write_outputs(rows, name, missing=()):
     RESULTS.mkdir(parents=True, exist_ok=True)
     fields = ["file", "compressor", "original_bytes", "compressed_bytes", "bits_per_byte", "compress_s",
               "decompress_s", "peak_rss_mib", "nll_bits", "tokens", "tokens_per_s", "decode_tokens_per_s",
@@ -271,6 +271,8 @@ def write_outputs(rows, name):
             cell = "" if r is None else f"{r['bits_per_byte']:.3f}"
             cells.append(f"**{cell}**" if r and r["bits_per_byte"] == best else cell)
         lines.append(f"| {f} | " + " | ".join(cells) + " |")
+    if missing:
+        lines += ["", f"Not measured yet (reported with --cached-only): {', '.join(missing)}."]
     lm = [r for r in rows if r.get("nll_bits")]
     if lm:
         lines += ["", "lmzip: prediction = compression. Model columns code every block with the model "
@@ -345,6 +347,8 @@ def main():
                     help="with --quick, big models see only this many bytes (their rows say so)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--name", default=None)
+    ap.add_argument("--cached-only", action="store_true",
+                    help="run nothing: report the rows already measured and list the missing ones")
     args = ap.parse_args()
 
     paths = sorted(p for p in args.corpus.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
@@ -364,6 +368,7 @@ def main():
     found = {}  # (path, compressor) -> row
     order = {}  # (path, compressor) -> position in the table
     batches: dict[str, dict] = {}  # lmzip model -> {path: data} still to run
+    missing_rows = []  # with --cached-only: "file: compressor" not measured yet
     for path in paths:
         data = path.read_bytes()[:QUICK_BYTES] if args.quick else path.read_bytes()
         english_only = args.quick and path.name not in ENGLISH
@@ -376,6 +381,9 @@ def main():
             order[path, compressor] = len(order)
             item = data[: args.big_bytes] if compressor.endswith("KB)") else data
             row = cached_row(path, item, compressor, kind, cache)
+            if row is None and args.cached_only:
+                missing_rows.append(f"{path.name}: {compressor}")
+                continue
             if row is None and kind == "lmzip":
                 batches.setdefault(compressor, {})[path] = item
                 continue
@@ -398,7 +406,7 @@ def main():
                 found[path, compressor] = store_row(path, part[path], compressor, "lmzip", cache, row)
                 _print_row(path, compressor, row)
     rows = [found[key] for key in sorted(found, key=order.get)]
-    print(write_outputs(rows, name))
+    print(write_outputs(rows, name, missing_rows))
 
 
 if __name__ == "__main__":

@@ -28,3 +28,16 @@ def test_cache_key_changes_with_data_compressor_and_version():
     assert len({base, cache_key(path, b"datb", "lmzip fast", "lmzip 0.2.0"),
                 cache_key(path, b"data", "lmzip order0", "lmzip 0.2.0"),
                 cache_key(path, b"data", "lmzip fast", "lmzip 0.2.1")}) == 4
+
+
+def test_cached_only_report_names_the_rows_not_measured_yet(tmp_path, monkeypatch):
+    import bench
+
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    row = {"file": "canterbury/alice29.txt", "compressor": "xz -9e", "original_bytes": 100,
+           "compressed_bytes": 40, "bits_per_byte": 3.2, "compress_s": 0.01, "decompress_s": 0.001}
+    bench.write_outputs([row], "partial", missing=["xml: lmzip fast-portable"])
+    table = (tmp_path / "partial.md").read_text()
+    assert "| canterbury/alice29.txt | **3.200** |" in table
+    assert "Not measured yet (reported with --cached-only): xml: lmzip fast-portable." in table
+    assert "Not measured" not in bench.write_outputs([row], "complete")
