@@ -26,6 +26,7 @@ from typing import List, Optional
 import typer
 
 from .errors import FormatError, InputOutputError, LmzipError
+from .malloc import keep_freed_memory
 
 SUFFIX = ".lmz"
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -384,26 +385,8 @@ def explain(
             ex.render_terminal(result)
 
 
-def _keep_freed_memory() -> None:
-    """Stop glibc returning and re-faulting big buffers every step.
-
-    Long stepping loops allocate the same multi-MB arrays each step; with glibc's
-    defaults they are mmapped and unmapped every time and steps slowed ~4x after
-    a few hundred. Same effect as the GLIBC_TUNABLES in the Makefile.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD: glibc's maximum
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
-
-
 def main():
-    _keep_freed_memory()
+    keep_freed_memory()  # before the model loads, too
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

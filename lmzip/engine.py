@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder
+from .malloc import keep_freed_memory
 from .models.base import Predictor
 
 LN2 = np.log(2.0)
@@ -40,6 +41,7 @@ CodeStep = Callable[[np.ndarray, int], np.ndarray]
 def lockstep(predictor: Predictor, lengths: list[int], code_step: CodeStep,
              on_step: Callable[[int], None] | None = None) -> np.ndarray:
     """Run one block; returns its tokens as a (B, max length) array (padded)."""
+    keep_freed_memory()
     n_streams, n_steps = len(lengths), max(lengths)
     lengths_arr = np.asarray(lengths)
     tokens = np.zeros((n_streams, n_steps), dtype=np.int64)
