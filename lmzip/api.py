@@ -7,6 +7,7 @@ token ids and one block, not the whole output.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 import zlib
@@ -107,8 +108,12 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
         versions_crc=container.versions_crc(_versions(predictor)), chunk=chunk, streams=streams,
         original_length=length, n_tokens=len(ids), checksum=crc,
         flags=container.FLAG_PORTABLE if predictor.frequencies else 0)
+    fallback = fallback and not predictor.learns
+    # with fallback the file is assembled in memory (it is at most about the input's size), so that
+    # xz over the whole file can replace it where that is smaller: see _smaller_as_one_xz_block
+    out = io.BytesIO() if fallback else dest
     header_bytes = header.to_bytes()
-    dest.write(header_bytes)
+    out.write(header_bytes)
     written = len(header_bytes)
     stats = Stats(model=predictor.name, original_bytes=length, tokens=len(ids), chunk=chunk, streams=streams,
                   extra={"header_bytes": written, "fallback_blocks": 0})
@@ -121,17 +126,43 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
             progress(done, len(ids))
 
     coding_start = time.perf_counter()
+    n_blocks = 0
     for chunks in engine.split_blocks(ids, chunk, streams):
         block = engine.encode_block(predictor, chunks, on_step, record=record)
         stats.nll_bits += block.nll_bits
         method, data = container.BLOCK_MODEL, block.data
-        if fallback and not predictor.learns:
+        if fallback:
             method, data = container.smallest_coding(block.data, predictor.tokenizer.decode(np.concatenate(chunks)))
             stats.extra["fallback_blocks"] += method != container.BLOCK_MODEL
-        written += container.write_block(dest, data, method)
+        written += container.write_block(out, data, method)
+        n_blocks += 1
+    if fallback:
+        blob = out.getvalue()
+        if n_blocks > 1:
+            blob = _smaller_as_one_xz_block(blob, header, predictor.tokenizer.decode(ids), stats)
+        dest.write(blob)
+        written = len(blob)
     stats.compressed_bytes = written
     stats.finish(start_time, coding_start)
     return stats
+
+
+def _smaller_as_one_xz_block(blob: bytes, header: container.Header, raw: bytes, stats: Stats) -> bytes:
+    """``blob``, or the same header with one block holding the whole file xz-compressed, whichever
+    is smaller. Per-block fallback sees ~200 KB at a time; xz over the whole file can do much better
+    on files the model does not know (binaries, markup). No new format: a stream count covering
+    every chunk makes the file a single block, and any decoder reads that."""
+    one_block = dataclasses.replace(header, streams=len(engine.chunk_lengths(header.n_tokens, header.chunk)))
+    head = one_block.to_bytes()
+    method, data = container.raw_coding(raw)
+    packed = io.BytesIO()
+    packed.write(head)
+    container.write_block(packed, data, method)
+    if packed.tell() >= len(blob):
+        return blob
+    stats.streams, stats.extra["header_bytes"] = one_block.streams, len(head)
+    stats.extra["fallback_blocks"], stats.extra["whole_file_fallback"] = 1, True
+    return packed.getvalue()
 
 
 def _versions(predictor: Predictor) -> str:

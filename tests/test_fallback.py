@@ -2,7 +2,9 @@
 fall back to xz or stored bytes; learning models never fall back."""
 
 import io
+import lzma
 import os
+import random
 
 import pytest
 
@@ -47,10 +49,26 @@ def test_text_the_model_codes_well_stays_model_coded():
 
 
 def test_mixed_blocks_round_trip(tiny_gpt_dir):
-    data = SAMPLE_TEXT.encode()[:2000] + os.urandom(2000) + b"abc" * 2000
+    # skewed bytes order2 codes below xz, then noise only storing can hold: per block beats xz overall
+    skewed = bytes(random.Random(0).choices(b"etao", weights=[70, 10, 10, 10], k=6000))
+    data = skewed + os.urandom(2000)
     blob = lmzip.compress(data, model="order2", chunk=400, streams=2)
     methods = _methods(blob)
     assert methods["model"] >= 1 and methods["xz"] + methods["stored"] >= 1
+    assert lmzip.decompress(blob) == data
+
+
+def test_whole_file_xz_replaces_blocks_where_smaller():
+    """Per-block xz sees one block at a time; where xz over the whole file is smaller, the file
+    becomes one xz block (same format: the header's stream count covers every chunk)."""
+    data = SAMPLE_TEXT.encode()[:2000] + os.urandom(2000) + b"abc" * 2000
+    stats = api.compress_stream(io.BytesIO(data), out := io.BytesIO(), "order2", chunk=400, streams=2)
+    blob = out.getvalue()
+    header = api.read_header(io.BytesIO(blob))
+    assert stats.extra["whole_file_fallback"] and stats.compressed_bytes == len(blob)
+    assert _methods(blob) == {"model": 0, "stored": 0, "xz": 1}
+    assert header.streams == -(-header.n_tokens // 400) == stats.streams
+    assert len(blob) <= len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)) + len(header.to_bytes())
     assert lmzip.decompress(blob) == data
 
 
