@@ -126,20 +126,22 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
             progress(done, len(ids))
 
     coding_start = time.perf_counter()
-    n_blocks = 0
+    raw_blocks = []  # with fallback: each block's bytes, for xz
     for chunks in engine.split_blocks(ids, chunk, streams):
         block = engine.encode_block(predictor, chunks, on_step, record=record)
         stats.nll_bits += block.nll_bits
         method, data = container.BLOCK_MODEL, block.data
         if fallback:
-            method, data = container.smallest_coding(block.data, predictor.tokenizer.decode(np.concatenate(chunks)))
+            raw_blocks.append(predictor.tokenizer.decode(np.concatenate(chunks)))
+            method, data = container.smallest_coding(block.data, raw_blocks[-1])
             stats.extra["fallback_blocks"] += method != container.BLOCK_MODEL
         written += container.write_block(out, data, method)
-        n_blocks += 1
     if fallback:
         blob = out.getvalue()
-        if n_blocks > 1:
-            blob = _smaller_as_one_xz_block(blob, header, predictor.tokenizer.decode(ids), stats)
+        # only where xz or storing already beat the model somewhere (whole-file xz -9e of a text the
+        # model codes well would cost seconds and never win); one block is already its whole-file xz
+        if len(raw_blocks) > 1 and stats.extra["fallback_blocks"]:
+            blob = _smaller_as_one_xz_block(blob, header, b"".join(raw_blocks), stats)
         dest.write(blob)
         written = len(blob)
     stats.compressed_bytes = written
