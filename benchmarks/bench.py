@@ -243,7 +243,7 @@ def _lmzip_args(compressor: str) -> list[str]:
 
 def _model_fingerprint(compressor: str) -> str:
     """Changes when a built-in model's weights change, so stale cache rows are not reused."""
-    model = _model_of(compressor)
+    model = _model_of(compressor).removeprefix("online-")  # online-fast starts from fast's weights
     weights = ROOT / "lmzip" / "data" / model / "model.safetensors"
     return hashlib.sha256(weights.read_bytes()).hexdigest()[:12] if weights.exists() else "-"
 

@@ -98,6 +98,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     """
     start_time = time.perf_counter()
     predictor = _as_predictor(model, **options)
+    predictor.begin_file()
     chunk = chunk or predictor.default_chunk
     streams = streams or predictor.default_streams
     if predictor.max_chunk and chunk > predictor.max_chunk:
@@ -184,7 +185,7 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
     """Load the file's model and make it compute exactly as the encoder did, or refuse.
 
     ``loaded`` (name -> predictor) lets a run over several files load each model
-    once; online predictors learn while decoding and are never reused.
+    once (online predictors go back to their first weights for every file: ``begin_file``).
     """
     name = model if isinstance(model, str) else header.model
     if loaded is not None and not isinstance(model, Predictor) and name in loaded:
@@ -202,7 +203,7 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
         raise FingerprintMismatch(
             f"library versions differ from the ones that made this file (here: {_versions(predictor)}); "
             "decompress with the versions used to compress")
-    if loaded is not None and not name.startswith("online-"):
+    if loaded is not None:
         loaded[name] = predictor
     return predictor
 
@@ -212,6 +213,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     start_time = time.perf_counter()
     header = read_header(source)
     predictor = predictor_for(header, model, loaded, **options)
+    predictor.begin_file()
     stats = Stats(model=header.model, original_bytes=header.original_length, tokens=header.n_tokens,
                   chunk=header.chunk, streams=header.streams)
     crc, length, done = 0, 0, 0

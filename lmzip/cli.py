@@ -230,7 +230,7 @@ def compress(
                 raise InputOutputError(f"--portable: there is no portable variant of {model!r} (use --model fast)")
             model = PORTABLE_OF[model or "fast"]
     options = dict(dtype=dtype, device=device, threads=threads, backend=backend)
-    shared = {}  # one model load for all files (online models learn, so each file gets a fresh one)
+    shared = {}  # one model load for all files (online models restart from their first weights each file)
 
     def one(file: Optional[Path]) -> None:
         if file is not None and str(file).endswith(SUFFIX) and not force:
@@ -240,12 +240,11 @@ def compress(
         with _open_input(file) as source, _atomic_output(target, force) as dest, \
                 _Progress("compressing", quiet) as progress:
             predictor = shared.get(name) or load_predictor(name, **options)  # after the input opened
-            if not online:
-                shared[name] = predictor
+            shared[name] = predictor
             stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, progress=progress,
                                         fallback=not no_fallback)
         _remove_input(file, remove)
-        if online:
+        if predictor.learns:
             from .online import code_bytes
 
             stats.extra["code_bytes"] = code_bytes()

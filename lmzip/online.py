@@ -18,6 +18,7 @@ the same), so nothing is recomputed.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import lzma
@@ -54,7 +55,7 @@ class OnlinePredictor(TorchPredictor):
 
     def __init__(self, base: str = "scratch", lr: float | None = None, group: int = 4, window: int = 32,
                  seed: int = 0, dtype: str = "f32", streams: int = 64, decay: float | None = None,
-                 fused: bool = True, cached_context: bool = True, **kw):
+                 fused: bool = True, cached_context: bool = True, exact_spans: bool = True, **kw):
         super().__init__(dtype=dtype, **kw)
         if not (FAST_DIR / "tokenizer.json").exists():
             raise ModelNotAvailable(f"the fast model's tokenizer is missing from {FAST_DIR}")
@@ -72,6 +73,9 @@ class OnlinePredictor(TorchPredictor):
         # train with the stepper's cached keys/values of the whole chunk so far as context rather
         # than recomputing a window of `window` tokens (files without ".c1" did that)
         self.cached_context = cached_context
+        # stepping attends over exactly the positions so far with plain float32 products rather than
+        # SDPA over 128-position buckets (files without ".a1" did that)
+        self.exact_spans = exact_spans
         self.updates = 0
         self.name = f"online-{base}"
         config = json.loads((FAST_DIR / "config.json").read_text()) if base == "fast" else {}
@@ -82,6 +86,7 @@ class OnlinePredictor(TorchPredictor):
             tok_vocab = BPETokenizer.from_file(FAST_DIR / "tokenizer.json").vocab_size
             self.model = GPT(GPTConfig(vocab_size=tok_vocab, **SCRATCH_CONFIG))
         self.model.to(device=self.device, dtype=self.dtype)
+        self._first_weights = copy.deepcopy(self.model.state_dict())
         vocab = self.model.cfg.vocab_size
         self.set_tokenizer(BPETokenizer.from_file(FAST_DIR / "tokenizer.json", bos_id=config.get("bos_id"),
                                                   id_limit=vocab), vocab)
@@ -108,7 +113,8 @@ class OnlinePredictor(TorchPredictor):
         decay = f".d{self.decay:g}" if self.decay else ""  # files from before the schedule have none
         fused = ".f1" if self.fused else ""
         cached = ".c1" if self.cached_context else ""
-        train = f"lr{self.lr:g}.g{self.group}.w{self.window}.s{self.seed}{decay}{fused}{cached}"
+        exact = ".a1" if self.exact_spans else ""
+        train = f"lr{self.lr:g}.g{self.group}.w{self.window}.s{self.seed}{decay}{fused}{cached}{exact}"
         return {**super().settings(), "train": train}
 
     def adopt(self, settings: dict[str, str]) -> None:
@@ -119,6 +125,7 @@ class OnlinePredictor(TorchPredictor):
             self.lr, self.decay = float(found["lr"]), float(found.get("d", 0))
             self.group, self.window = int(found["g"]), int(found["w"])
             self.cached_context = found.get("c") == "1"
+            self.exact_spans = found.get("a") == "1"
             fused = found.get("f") == "1"
             if fused != self.fused:
                 self.fused = fused
@@ -132,9 +139,16 @@ class OnlinePredictor(TorchPredictor):
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
+    def begin_file(self) -> None:
+        """Each file is coded from the seeded (or shipped) weights with a fresh optimizer, as its
+        decoder will start, even when one predictor codes several files."""
+        self.model.load_state_dict(self._first_weights)
+        self.optimizer = self._make_optimizer()
+        self.updates, self.losses = 0, []
+
     def start(self, n_streams: int, n_steps: int) -> None:
         self.model.eval()
-        self.stepper = KVStepper(self.model, n_streams, self.dtype, self.device)
+        self.stepper = KVStepper(self.model, n_streams, self.dtype, self.device, self.exact_spans)
         self.history = np.full((n_streams, n_steps + 1), self.bos_id, dtype=np.int64)
         self.t = 0
 

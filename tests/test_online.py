@@ -69,19 +69,19 @@ def test_online_blocks_never_fall_back():
 
 def test_decoder_adopts_the_files_training_settings():
     """A file made with another learning rate, schedule, group and the older training (foreach
-    AdamW, a recomputed window of context) decodes with a default predictor."""
+    AdamW, a recomputed window of context, SDPA over bucketed spans) decodes with a default predictor."""
     data = SAMPLE_TEXT.encode()[:2500]
     from lmzip.online import OnlinePredictor
 
     encoder = OnlinePredictor("scratch", threads=1, lr=2e-3, decay=10, group=8, window=32, fused=False,
-                              cached_context=False)
+                              cached_context=False, exact_spans=False)
     assert encoder.settings()["train"] == "lr0.002.g8.w32.s0.d10"  # as older files have it
     blob = lmzip.compress(data, model=encoder, chunk=64, streams=3)
     decoder = small("scratch")
-    assert decoder.lr != 2e-3 and decoder.fused and decoder.cached_context
+    assert decoder.lr != 2e-3 and decoder.fused and decoder.cached_context and decoder.exact_spans
     assert lmzip.decompress(blob, model=decoder) == data
     assert (decoder.lr, decoder.decay, decoder.group, decoder.window) == (2e-3, 10.0, 8, 32)
-    assert not decoder.fused and not decoder.cached_context
+    assert not decoder.fused and not decoder.cached_context and not decoder.exact_spans
     assert encoder.weights_digest() == decoder.weights_digest()
 
 
@@ -106,3 +106,47 @@ def test_training_with_cached_context_sees_what_a_full_pass_sees():
         no_past = model(ids[:, start:], pos_offset=start)
     torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(no_past, full, rtol=1e-4, atol=1e-4)  # the context does matter
+
+
+def test_stepping_over_exact_spans_matches_bucketed_sdpa():
+    """Online stepping attends over exactly the positions so far with plain products; it
+    computes what SDPA over a masked bucket computes (up to rounding)."""
+    import torch
+
+    from lmzip.models.gpt import GPT, GPTConfig, KVStepper
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, context=24, n_layer=2, n_head=2, n_embd=16)).eval()
+    ids = torch.randint(0, 50, (3, 20))
+    bucketed, exact = KVStepper(model, 3, torch.float32), KVStepper(model, 3, torch.float32, exact_spans=True)
+    for t in range(20):
+        torch.testing.assert_close(exact.step(ids[:, t]), bucketed.step(ids[:, t]), rtol=1e-5, atol=1e-5)
+
+
+def test_one_online_predictor_codes_several_files_from_its_first_weights():
+    """A reused online predictor (the CLI loads a model once for many files) starts every file
+    from its first weights, so each file decodes on its own, in any order."""
+    first, second = SAMPLE_TEXT.encode()[:1500], SAMPLE_TEXT.encode()[1500:3000]
+    encoder = small("scratch")
+    blob_first = lmzip.compress(first, model=encoder, chunk=64, streams=3)
+    blob_second = lmzip.compress(second, model=encoder, chunk=64, streams=3)
+    assert blob_second == lmzip.compress(second, model=small("scratch"), chunk=64, streams=3)
+    decoder = small("scratch")
+    assert lmzip.decompress(blob_second, model=decoder) == second
+    assert lmzip.decompress(blob_first, model=decoder) == first
+
+
+def test_cli_online_model_over_several_files(tmp_path):
+    import subprocess
+    import sys
+
+    names = ["a.txt", "b.txt"]
+    for i, name in enumerate(names):
+        (tmp_path / name).write_bytes(SAMPLE_TEXT.encode()[i * 1200 : (i + 1) * 1200])
+    cli = [sys.executable, "-m", "lmzip.cli"]
+    r = subprocess.run(cli + ["compress", *names, "--model", "online-scratch", "--threads", "1", "-q"],
+                       cwd=tmp_path, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(cli + ["decompress", "b.txt.lmz", "-c"], cwd=tmp_path, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (tmp_path / "b.txt").read_bytes()

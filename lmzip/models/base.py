@@ -61,6 +61,9 @@ class Predictor(ABC):
         if diffs:
             raise FingerprintMismatch(f"model settings differ from the file's ({'; '.join(diffs)})")
 
+    def begin_file(self) -> None:
+        """Called before each file is coded either way (online models go back to their first weights)."""
+
     @abstractmethod
     def start(self, n_streams: int, n_steps: int) -> None: ...
 
