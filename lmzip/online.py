@@ -126,10 +126,7 @@ class OnlinePredictor(TorchPredictor):
             self.group, self.window = int(found["g"]), int(found["w"])
             self.cached_context = found.get("c") == "1"
             self.exact_spans = found.get("a") == "1"
-            fused = found.get("f") == "1"
-            if fused != self.fused:
-                self.fused = fused
-                self.optimizer = self._make_optimizer()
+            self.fused = found.get("f") == "1"  # the optimizer is made by begin_file
         super().adopt(settings)
 
     def weights_digest(self) -> str:
