@@ -69,19 +69,21 @@ def test_online_blocks_never_fall_back():
 
 def test_decoder_adopts_the_files_training_settings():
     """A file made with another learning rate, schedule, group and the older training (foreach
-    AdamW, a recomputed window of context, SDPA over bucketed spans) decodes with a default predictor."""
+    AdamW, a recomputed window of context, SDPA over bucketed spans, float32 updates) decodes with a
+    default predictor."""
     data = SAMPLE_TEXT.encode()[:2500]
     from lmzip.online import OnlinePredictor
 
     encoder = OnlinePredictor("scratch", threads=1, lr=2e-3, decay=10, group=8, window=32, fused=False,
-                              cached_context=False, exact_spans=False)
+                              cached_context=False, exact_spans=False, mixed=False)
     assert encoder.settings()["train"] == "lr0.002.g8.w32.s0.d10"  # as older files have it
     blob = lmzip.compress(data, model=encoder, chunk=64, streams=3)
     decoder = small("scratch")
-    assert decoder.lr != 2e-3 and decoder.fused and decoder.cached_context and decoder.exact_spans
+    assert decoder.lr != 2e-3 and decoder.fused and decoder.cached_context and decoder.exact_spans and decoder.mixed
+    assert decoder.settings()["train"].endswith(".f1.c1.a1.m1")
     assert lmzip.decompress(blob, model=decoder) == data
     assert (decoder.lr, decoder.decay, decoder.group, decoder.window) == (2e-3, 10.0, 8, 32)
-    assert not decoder.fused and not decoder.cached_context and not decoder.exact_spans
+    assert not decoder.fused and not decoder.cached_context and not decoder.exact_spans and not decoder.mixed
     assert encoder.weights_digest() == decoder.weights_digest()
 
 
