@@ -77,8 +77,9 @@ class OnlinePredictor(TorchPredictor):
         # stepping attends over exactly the positions so far with plain float32 products rather than
         # SDPA over 128-position buckets (files without ".a1" did that)
         self.exact_spans = exact_spans
-        # the update's products in bf16 under autocast: 15-26 % less time an update (".m1"; float32 before)
-        self.mixed = mixed
+        # the update's products in bf16 under CPU autocast: 15-26 % less time an update (".m1"; float32
+        # before). Only on the CPU, where it was measured; a CUDA run stays float32 and says so
+        self.mixed = mixed and self.device == "cpu"
         self.updates = 0
         self.name = f"online-{base}"
         config = json.loads((FAST_DIR / "config.json").read_text()) if base == "fast" else {}

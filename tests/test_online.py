@@ -152,3 +152,11 @@ def test_cli_online_model_over_several_files(tmp_path):
     r = subprocess.run(cli + ["decompress", "b.txt.lmz", "-c"], cwd=tmp_path, capture_output=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout == (tmp_path / "b.txt").read_bytes()
+
+
+def test_mixed_updates_are_recorded_only_where_they_run():
+    """bf16 updates use CPU autocast; the header's ".m1" says so only for a CPU model."""
+    from lmzip.online import OnlinePredictor
+
+    assert OnlinePredictor("scratch", threads=1).settings()["train"].endswith(".m1")
+    assert not OnlinePredictor("scratch", threads=1, mixed=False).settings()["train"].endswith(".m1")
