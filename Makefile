@@ -2,11 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-SAMPLE ?= ../shared/corpus/eval/canterbury/alice29.txt
-MODEL  ?= smollm2
+SAMPLE ?= demo/sample.txt
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test test-slow fuzz bench-quick bench bench-report demo-teach demo-online train-fast clean
+.PHONY: install demo test test-slow fuzz bench-quick bench bench-report readme demo-teach demo-online train-fast clean
 
 $(BIN)/lmzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +19,8 @@ $(BIN)/lmzip: pyproject.toml
 
 install: $(BIN)/lmzip
 
-demo: install
-	@mkdir -p build
-	head -c 32768 $(SAMPLE) > build/sample.txt
-	$(BIN)/lmzip compress -f --model $(MODEL) build/sample.txt --json
-	$(BIN)/lmzip decompress -f build/sample.txt.lmz -o build/sample.out
-	cmp build/sample.txt build/sample.out && echo "round trip OK: build/sample.txt"
+demo: install  # the default model on a sample shipped with the repository (SAMPLE=... for another)
+	$(BIN)/python demo/demo.py $(SAMPLE)
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -46,6 +41,9 @@ bench: install
 
 bench-report: install  # the whole-file tables from what `make bench` has measured so far
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS) --cached-only
+
+readme: install  # the README's model table (from the registry) and results table (from results/full.json)
+	$(BIN)/python benchmarks/readme_tables.py
 
 demo-teach: install
 	$(BIN)/python benchmarks/prediction_is_compression.py

@@ -25,9 +25,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmzip.api import read_tokens  # noqa: E402
+from lmzip.tokenize import read_tokens  # noqa: E402
 from lmzip.models.gpt import load_gpt  # noqa: E402
-from lmzip.models.portable import IntGPT, NumpyOps, TorchOps, convert_gpt_dir  # noqa: E402
+from lmzip.models.intgpt import IntGPT  # noqa: E402
+from lmzip.models.intops import NumpyOps, TorchOps  # noqa: E402
+from lmzip.models.quantize import convert_gpt_dir  # noqa: E402
 from lmzip.tokenize import load_tokenizer  # noqa: E402
 
 FAST = ROOT / "lmzip" / "data" / "fast"
@@ -86,7 +88,7 @@ def main():
                               note=f"fast (trained_steps {config['trained_steps']}), {args.calibration_rows} "
                               f"calibration rows of {L} tokens from the training corpus")
     meta = json.loads((args.out / "config.json").read_text())
-    ops = TorchOps(threads=torch.get_num_threads()) if args.backend == "torch" else NumpyOps()
+    ops = TorchOps() if args.backend == "torch" else NumpyOps()
     int_model = IntGPT(weights, meta, ops)
     print("| file | chunks | float bits/byte | integer bits/byte | change |\n|---|---|---|---|---|")
     totals = np.zeros(3)

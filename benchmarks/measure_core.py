@@ -38,9 +38,9 @@ def tiny_model(directory: Path) -> Path:
 
 
 def smollm2_hf_dir() -> Path:
-    from lmzip.models.smollm2 import SmolLM2Predictor
+    from lmzip.models import load_predictor
 
-    return SmolLM2Predictor(threads=1).directory
+    return load_predictor("smollm2", threads=1).directory
 
 
 def main():

@@ -27,7 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 import lmzip  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
-from lmzip.models.portable import PORTABLE_DIR, IntGPT, NumpyOps, TorchOps, load_portable  # noqa: E402
+from lmzip.models.intgpt import IntGPT, load_portable  # noqa: E402
+from lmzip.models.intops import NumpyOps, TorchOps  # noqa: E402
+from lmzip.models.portable import PORTABLE_DIR  # noqa: E402
+from lmzip.models.torch_base import torch_state  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "corpus" / "eval"
 ENGLISH = ["canterbury/alice29.txt", "canterbury/asyoulik.txt", "canterbury/lcet10.txt",
@@ -77,7 +80,10 @@ def identity() -> dict:
     tok = load_predictor("fast-portable", threads=1).tokenizer
     ids = tok.encode((EVAL / "calgary" / "book2").read_bytes()[:20000])[: 4 * 511]
     idx = np.concatenate([np.zeros((4, 1), dtype=np.int64), np.asarray(ids).reshape(4, 511)], axis=1)
-    tables = {f"torch, {n} thread(s)": IntGPT(weights, config, TorchOps(threads=n)).forward(idx) for n in (1, 2)}
+    tables = {}
+    for n in (1, 2):
+        with torch_state(n):
+            tables[f"torch, {n} thread(s)"] = IntGPT(weights, config, TorchOps()).forward(idx)
     tables["numpy"] = IntGPT(weights, config, NumpyOps()).forward(idx)
     reference = tables["torch, 1 thread(s)"]
     result = {name: int((t != reference).sum()) for name, t in tables.items()}

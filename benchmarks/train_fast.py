@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmzip.api import read_tokens
+from lmzip.tokenize import read_tokens
 from lmzip.models.gpt import GPT, GPTConfig, load_gpt, save_gpt
 from lmzip.tokenize import BPETokenizer, train_bpe
 

@@ -1,27 +1,27 @@
-"""The Python API and the streaming drivers the command line uses.
+"""The Python API, like ``gzip``'s: ``compress(data)`` / ``decompress(blob)``.
 
-``compress(data)`` / ``decompress(blob)`` work like ``gzip``'s; the stream
-functions read and write file objects block by block, so memory holds the
-token ids and one block, not the whole output.
+The stream functions, which the command line uses, read and write file objects
+block by block, so memory holds the token ids and one block, not the output.
+They run the pipeline's stages in order: tokenize, code each block in the
+engine's lockstep loop, write or read the container.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
 from . import container, engine
-from .errors import FingerprintMismatch, FormatError, ChecksumError
+from .errors import ChecksumError, FingerprintMismatch, FormatError
 from .models import DEFAULT_MODEL, load_predictor
 from .models.base import Predictor
-
-READ_PIECE = 1 << 20  # bytes tokenized at a time (cut after a newline when there is one)
+from .tokenize import read_tokens
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
 
@@ -69,23 +69,16 @@ def _as_predictor(model: str | Predictor, **options) -> Predictor:
     return model if isinstance(model, Predictor) else load_predictor(model, **options)
 
 
-def read_tokens(tokenizer, source: BinaryIO) -> tuple[np.ndarray, int, int]:
-    """Tokenize a stream piece by piece: (ids, byte count, CRC-32).
+class _StepCounter:
+    """The engine's per-step callback, turned into (tokens done, total) progress."""
 
-    Pieces end after a newline where there is one, so UTF-8 characters stay
-    whole; memory holds the ids and one piece, not the input.
-    """
-    pieces, carry, crc, length = [], b"", 0, 0
-    while data := source.read(READ_PIECE):
-        crc, length = zlib.crc32(data, crc), length + len(data)
-        buf = carry + data
-        cut = buf.rfind(b"\n") + 1 or len(buf)
-        pieces.append(tokenizer.encode(buf[:cut]))
-        carry = buf[cut:]
-    if carry:
-        pieces.append(tokenizer.encode(carry))
-    ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
-    return ids.astype(np.int32), length, crc
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self, active: int) -> None:
+        self.done += active
+        if self.progress:
+            self.progress(self.done, self.total)
 
 
 def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = DEFAULT_MODEL,
@@ -108,70 +101,26 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
         model=predictor.name, weights_hash=predictor.weights_hash, settings=predictor.settings(),
         versions_crc=container.versions_crc(_versions(predictor)), chunk=chunk, streams=streams,
         original_length=length, n_tokens=len(ids), checksum=crc,
-        flags=container.FLAG_PORTABLE if predictor.frequencies else 0)
-    fallback = fallback and not predictor.learns
-    # with fallback the file is assembled in memory (it is at most about the input's size), so that
-    # xz over the whole file can replace it where that is smaller: see _smaller_as_one_xz_block
-    out = io.BytesIO() if fallback else dest
-    header_bytes = header.to_bytes()
-    out.write(header_bytes)
-    written = len(header_bytes)
-    stats = Stats(model=predictor.name, original_bytes=length, tokens=len(ids), chunk=chunk, streams=streams,
-                  extra={"header_bytes": written, "fallback_blocks": 0})
-    done = 0
-
-    def on_step(active: int) -> None:
-        nonlocal done
-        done += active
-        if progress:
-            progress(done, len(ids))
-
+        flags=container.FLAG_PORTABLE if predictor.capabilities.integer else 0)
+    writer = container.Writer(dest, header, fallback=fallback and not predictor.capabilities.learns)
+    stats = Stats(model=predictor.name, original_bytes=length, tokens=len(ids), chunk=chunk)
+    on_step = _StepCounter(progress, len(ids))
     coding_start = time.perf_counter()
-    raw_blocks = []  # with fallback: each block's bytes, for xz
     for chunks in engine.split_blocks(ids, chunk, streams):
         block = engine.encode_block(predictor, chunks, on_step, record=record)
         stats.nll_bits += block.nll_bits
-        method, data = container.BLOCK_MODEL, block.data
-        if fallback:
-            raw_blocks.append(predictor.tokenizer.decode(np.concatenate(chunks)))
-            method, data = container.smallest_coding(block.data, raw_blocks[-1])
-            stats.extra["fallback_blocks"] += method != container.BLOCK_MODEL
-        written += container.write_block(out, data, method)
-    if fallback:
-        blob = out.getvalue()
-        # only where xz or storing already beat the model somewhere (whole-file xz -9e of a text the
-        # model codes well would cost seconds and never win); one block is already its whole-file xz
-        if len(raw_blocks) > 1 and stats.extra["fallback_blocks"]:
-            blob = _smaller_as_one_xz_block(blob, header, b"".join(raw_blocks), stats)
-        dest.write(blob)
-        written = len(blob)
-    stats.compressed_bytes = written
+        writer.add(block.data, predictor.tokenizer.decode(np.concatenate(chunks)) if writer.fallback else None)
+    stats.compressed_bytes = writer.close()
+    stats.streams = writer.header.streams
+    stats.extra.update(header_bytes=writer.header_bytes, fallback_blocks=writer.fallback_blocks)
+    if writer.whole_file:
+        stats.extra["whole_file_fallback"] = True
     stats.finish(start_time, coding_start)
     return stats
 
 
-def _smaller_as_one_xz_block(blob: bytes, header: container.Header, raw: bytes, stats: Stats) -> bytes:
-    """``blob``, or the same header with one block holding the whole file xz-compressed, whichever
-    is smaller. Per-block fallback sees ~200 KB at a time; xz over the whole file can do much better
-    on files the model does not know (binaries, markup). No new format: a stream count covering
-    every chunk makes the file a single block, and any decoder reads that."""
-    one_block = dataclasses.replace(header, streams=len(engine.chunk_lengths(header.n_tokens, header.chunk)))
-    head = one_block.to_bytes()
-    method, data = container.raw_coding(raw)
-    packed = io.BytesIO()
-    packed.write(head)
-    container.write_block(packed, data, method)
-    if packed.tell() >= len(blob):
-        return blob
-    stats.streams, stats.extra["header_bytes"] = one_block.streams, len(head)
-    stats.extra["fallback_blocks"], stats.extra["whole_file_fallback"] = 1, True
-    return packed.getvalue()
-
-
 def _versions(predictor: Predictor) -> str:
-    from importlib.metadata import version
-
-    if predictor.frequencies:  # the integer coder and an exact model: no library's arithmetic matters
+    if predictor.capabilities.integer:  # the integer coder and an exact model: no library's arithmetic matters
         return predictor.versions()
     return f"{predictor.versions()} constriction {version('constriction')}"  # the coder's bytes too
 
@@ -190,9 +139,9 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
     name = model if isinstance(model, str) else header.model
     if loaded is not None and not isinstance(model, Predictor) and name in loaded:
         model = loaded[name]
-    for key in ("dtype", "threads"):  # load as the encoder did, rather than convert later
-        if header.settings.get(key) and not options.get(key) and not isinstance(model, Predictor):
-            options[key] = int(header.settings[key]) if key == "threads" else header.settings[key]
+    if not isinstance(model, Predictor):  # load as the encoder did, rather than convert later
+        given = {k: v for k, v in options.items() if v is not None}
+        options = {"dtype": header.settings.dtype, "threads": header.settings.threads, **given}
     predictor = _as_predictor(model or header.model, **options)
     if predictor.weights_hash != header.weights_hash:
         raise FingerprintMismatch(
@@ -211,55 +160,32 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
 def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor | None = None,
                       progress: Progress | None = None, loaded: dict | None = None, **options) -> Stats:
     start_time = time.perf_counter()
-    header = read_header(source)
+    reader = container.Reader(source)
+    header = reader.header
     predictor = predictor_for(header, model, loaded, **options)
     predictor.begin_file()
     stats = Stats(model=header.model, original_bytes=header.original_length, tokens=header.n_tokens,
                   chunk=header.chunk, streams=header.streams)
-    crc, length, done = 0, 0, 0
+    crc, length = 0, 0
+    on_step = _StepCounter(progress, header.n_tokens)
     coding_start = time.perf_counter()
-
-    def on_step(active: int) -> None:
-        nonlocal done
-        done += active
-        if progress:
-            progress(done, header.n_tokens)
-
-    for lengths in engine.block_layout(header.n_tokens, header.chunk, header.streams):
-        method, data = container.read_block(source, header.version, _block_limit(header, lengths))
+    for lengths, method, data in reader.blocks():
         for out in _block_bytes(predictor, header, method, data, lengths, on_step):
             crc, length = zlib.crc32(out, crc), length + len(out)
             if length > header.original_length:
                 raise ChecksumError("damaged file (decoded more bytes than stored)")
             dest.write(out)
-    if source.read(1):
-        raise FormatError("damaged file (trailing data after the last block)")
     if length != header.original_length or crc != header.checksum:
         raise ChecksumError("checksum mismatch: the decoded data differs from the original")
     stats.finish(start_time, coding_start)
     return stats
 
 
-def _block_limit(header: container.Header, lengths: list[int]) -> int:
-    """Most bytes a block can hold: a model block's few bytes a token, or a stored/xz block's data."""
-    return 4 * sum(lengths) + 64 + header.original_length
-
-
-def block_methods(source: BinaryIO, header: container.Header) -> dict[str, int]:
-    """How many blocks each method coded (reads the blocks, decodes nothing)."""
-    names = {container.BLOCK_MODEL: "model", container.BLOCK_STORED: "stored", container.BLOCK_XZ: "xz"}
-    counts = dict.fromkeys(names.values(), 0)
-    for lengths in engine.block_layout(header.n_tokens, header.chunk, header.streams):
-        method, _ = container.read_block(source, header.version, _block_limit(header, lengths))
-        counts[names[method]] += 1
-    return counts
-
-
 def _block_bytes(predictor: Predictor, header: container.Header, method: int, data: bytes,
                  lengths: list[int], on_step) -> Iterator[bytes]:
     """The original bytes of one block, chunk by chunk for model-coded blocks."""
     if method != container.BLOCK_MODEL:
-        if predictor.learns:
+        if predictor.capabilities.learns:
             raise FormatError("damaged file (a learning model's block is not model-coded)")
         yield container.unpack_block(method, data, header.original_length)
         on_step(sum(lengths))

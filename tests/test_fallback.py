@@ -10,15 +10,14 @@ import pytest
 
 import lmzip
 from lmzip import api, container
-from lmzip.models.own import FAST_DIR
+from lmzip.models.gpt_predictor import FAST_DIR
 from conftest import SAMPLE_TEXT
 
 pytestmark = pytest.mark.fallback
 
 
 def _methods(blob: bytes) -> dict[str, int]:
-    source = io.BytesIO(blob)
-    return api.block_methods(source, api.read_header(source))
+    return container.Reader(io.BytesIO(blob)).method_counts()
 
 
 def test_random_bytes_are_stored_and_barely_grow(tiny_gpt_dir):

@@ -5,16 +5,21 @@ import io
 import pytest
 
 import lmzip
-from lmzip import api
+from lmzip import api, container
 from lmzip.models import load_predictor
-from lmzip.models.own import FAST_DIR
+from lmzip.models.gpt_predictor import FAST_DIR
 from conftest import SAMPLE_TEXT
 
 pytestmark = pytest.mark.skipif(not (FAST_DIR / "tokenizer.json").exists(), reason="fast tokenizer missing")
 
 
+TINY = dict(n_layer=1, n_head=2, n_embd=64, context=64)  # the API tests' online model: same code, 1/10 the work
+
+
 def small(base):
-    return load_predictor(f"online-{base}", threads=1)
+    from lmzip.models.online import OnlinePredictor
+
+    return OnlinePredictor(base, threads=1, config=TINY)
 
 
 def test_online_round_trip_replays_identical_updates():
@@ -29,29 +34,14 @@ def test_online_round_trip_replays_identical_updates():
 
 
 def test_online_learning_helps():
+    """Against the same seeded model coding the same text without updates: learning must pay."""
     data = SAMPLE_TEXT.encode() * 2
     online = api.compress_stream(io.BytesIO(data), io.BytesIO(), small("scratch"), chunk=64, streams=2)
-    assert online.bits_per_byte < 6.0  # an untrained 8k-vocab model pays ~13 bits a token
-
-
-def test_cli_online_json(tmp_path):
-    import json
-    import subprocess
-    import sys
-
-    src = tmp_path / "t.txt"
-    src.write_bytes(SAMPLE_TEXT.encode()[:1500])
-    r = subprocess.run([sys.executable, "-m", "lmzip.cli", "compress", str(src), "--online", "--threads", "1", "--json"], capture_output=True)
-    assert r.returncode == 0, r.stderr
-    stats = json.loads(r.stdout)
-    assert stats["model"] == "online-scratch"
-    assert stats["code_bytes"] > 1000
-    payload_bits = 8 * (stats["compressed_bytes"] - stats["header_bytes"])
-    assert abs(payload_bits / stats["nll_bits"] - 1) < 0.02  # size = area under the loss curve (+ coder flush)
-    r = subprocess.run([sys.executable, "-m", "lmzip.cli", "decompress", str(src) + ".lmz", "-c"],
-                       capture_output=True)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == src.read_bytes()
+    frozen = small("scratch")
+    frozen.observe = lambda coded, n_active: None  # the same predictor that never learns
+    still = api.compress_stream(io.BytesIO(data), io.BytesIO(), frozen, chunk=64, streams=2)
+    assert still.bits_per_byte > 3.0  # an untrained 8k-vocab model
+    assert online.bits_per_byte < 0.75 * still.bits_per_byte
 
 
 @pytest.mark.fallback
@@ -60,31 +50,43 @@ def test_online_blocks_never_fall_back():
 
     data = os.urandom(1500)  # xz or storing would beat an untrained model here
     stats = api.compress_stream(io.BytesIO(data), out := io.BytesIO(), small("scratch"), chunk=64, streams=3)
-    source = io.BytesIO(out.getvalue())
-    methods = api.block_methods(source, api.read_header(source))
+    methods = container.Reader(io.BytesIO(out.getvalue())).method_counts()
     assert methods["model"] >= 1 and methods["stored"] == methods["xz"] == 0
     assert stats.extra["fallback_blocks"] == 0
     assert lmzip.decompress(out.getvalue(), model=small("scratch")) == data
 
 
 def test_decoder_adopts_the_files_training_settings():
-    """A file made with another learning rate, schedule, group and the older training (foreach
-    AdamW, a recomputed window of context, SDPA over bucketed spans, float32 updates) decodes with a
-    default predictor."""
+    """A file made with another learning rate, group and float32 updates decodes with a default predictor."""
     data = SAMPLE_TEXT.encode()[:2500]
-    from lmzip.online import OnlinePredictor
+    from lmzip.models.online import OnlinePredictor
 
-    encoder = OnlinePredictor("scratch", threads=1, lr=2e-3, decay=10, group=8, window=32, fused=False,
-                              cached_context=False, exact_spans=False, mixed=False)
-    assert encoder.settings()["train"] == "lr0.002.g8.w32.s0.d10"  # as older files have it
+    encoder = OnlinePredictor("scratch", threads=1, lr=2e-3, group=8, mixed=False, config=TINY)
+    assert encoder.settings().train == "lr0.002.g8.w32.s0.f1.c1.a1"  # as lmzip 0.2.0 wrote recipe 1
     blob = lmzip.compress(data, model=encoder, chunk=64, streams=3)
-    decoder = small("scratch")
-    assert decoder.lr != 2e-3 and decoder.fused and decoder.cached_context and decoder.exact_spans and decoder.mixed
-    assert decoder.settings()["train"].endswith(".f1.c1.a1.m1")
+    decoder = OnlinePredictor("scratch", threads=1, mixed=True, config=TINY)
+    assert decoder.settings().train == "lr0.0007.g4.w32.s0.f1.c1.a1.m1"
     assert lmzip.decompress(blob, model=decoder) == data
-    assert (decoder.lr, decoder.decay, decoder.group, decoder.window) == (2e-3, 10.0, 8, 32)
-    assert not decoder.fused and not decoder.cached_context and not decoder.exact_spans and not decoder.mixed
+    assert decoder.recipe == encoder.recipe
     assert encoder.weights_digest() == decoder.weights_digest()
+
+
+@pytest.mark.parametrize("train,words", [
+    ("lr0.002.g8.w32.s0.d10", "older lmzip"),  # a 0.x variant: foreach AdamW, recomputed window
+    ("lr0.0007.g4.w32.s0.f1.c1", "older lmzip"),  # bucketed stepping attention
+    ("lr0.0007.g4.w32.s0.f1.c1.a1.r2", "newer online recipe"),
+])
+def test_files_of_other_recipes_are_refused_with_a_clear_message(train, words):
+    import dataclasses
+
+    from lmzip.errors import FingerprintMismatch
+
+    blob = lmzip.compress(b"some text to learn from", model=small("scratch"), chunk=64, streams=3)
+    header = api.read_header(io.BytesIO(blob))
+    header.settings = dataclasses.replace(header.settings, train=train)
+    forged = header.to_bytes() + blob[len(header.to_bytes()):]
+    with pytest.raises(FingerprintMismatch, match=words):
+        lmzip.decompress(forged, model=small("scratch"))
 
 
 def test_training_with_cached_context_sees_what_a_full_pass_sees():
@@ -138,7 +140,10 @@ def test_one_online_predictor_codes_several_files_from_its_first_weights():
     assert lmzip.decompress(blob_first, model=decoder) == first
 
 
-def test_cli_online_model_over_several_files(tmp_path):
+def test_cli_online_over_several_files_reports_json_and_decodes_each_alone(tmp_path):
+    """One CLI process codes two files with the real online model (loaded once, restarted for each
+    file); the size is the area under the loss curve; the second file decodes on its own."""
+    import json
     import subprocess
     import sys
 
@@ -146,17 +151,26 @@ def test_cli_online_model_over_several_files(tmp_path):
     for i, name in enumerate(names):
         (tmp_path / name).write_bytes(SAMPLE_TEXT.encode()[i * 1200 : (i + 1) * 1200])
     cli = [sys.executable, "-m", "lmzip.cli"]
-    r = subprocess.run(cli + ["compress", *names, "--model", "online-scratch", "--threads", "1", "-q"],
+    r = subprocess.run(cli + ["compress", *names, "--online", "--threads", "1", "--json", "--chunk", "64"],
                        cwd=tmp_path, capture_output=True)
     assert r.returncode == 0, r.stderr
+    for stats in map(json.loads, r.stdout.decode().splitlines()):
+        assert stats["model"] == "online-scratch"
+        assert stats["code_bytes"] > 1000
+        payload_bits = 8 * (stats["compressed_bytes"] - stats["header_bytes"])
+        assert abs(payload_bits / stats["nll_bits"] - 1) < 0.02  # size = area under the loss curve (+ coder flush)
     r = subprocess.run(cli + ["decompress", "b.txt.lmz", "-c"], cwd=tmp_path, capture_output=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout == (tmp_path / "b.txt").read_bytes()
 
 
-def test_mixed_updates_are_recorded_only_where_they_run():
-    """bf16 updates use CPU autocast; the header's ".m1" says so only for a CPU model."""
-    from lmzip.online import OnlinePredictor
+def test_mixed_updates_are_recorded_and_default_to_the_cpus_hardware():
+    """bf16 updates use CPU autocast; the header's ".m1" says so. By default only where the CPU
+    has bf16 in hardware (elsewhere bf16 is the slow path)."""
+    from lmzip.models.online import OnlinePredictor
+    from lmzip.models.torch_base import default_float_dtype
 
-    assert OnlinePredictor("scratch", threads=1).settings()["train"].endswith(".m1")
-    assert not OnlinePredictor("scratch", threads=1, mixed=False).settings()["train"].endswith(".m1")
+    assert OnlinePredictor("scratch", threads=1, mixed=True).settings().train.endswith(".m1")
+    assert not OnlinePredictor("scratch", threads=1, mixed=False).settings().train.endswith(".m1")
+    default = OnlinePredictor("scratch", threads=1).settings().train
+    assert default.endswith(".m1") == (default_float_dtype() == "bf16")

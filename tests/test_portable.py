@@ -17,8 +17,11 @@ import lmzip.api
 from lmzip import container
 from lmzip.coder import IntegerDecoder, IntegerEncoder
 from lmzip.models import load_predictor
-from lmzip.models.portable import (IntGPT, IntStepper, NumpyOps, TorchOps, convert_gpt_dir, int8_gemm_is_exact,
-                                   load_portable)
+from lmzip.settings import Settings
+from lmzip.models.intgpt import IntGPT, IntStepper, load_portable
+from lmzip.models.intops import NumpyOps, TorchOps, int8_gemm_is_exact
+from lmzip.models.quantize import convert_gpt_dir
+from lmzip.models.torch_base import torch_state
 
 from conftest import SAMPLE_TEXT
 
@@ -34,7 +37,7 @@ def portable_dir(tiny_gpt_dir, tmp_path_factory):
 
 def _models(directory):
     weights, config = load_portable(directory)
-    return IntGPT(weights, config, TorchOps(threads=1)), IntGPT(weights, config, NumpyOps())
+    return IntGPT(weights, config, TorchOps()), IntGPT(weights, config, NumpyOps())
 
 
 def _stepped(model, idx):
@@ -63,18 +66,41 @@ def test_thread_counts_give_the_same_integers(portable_dir):
     idx = np.random.default_rng(2).integers(0, config["vocab_size"], size=(5, 33))
     results = []
     for threads in (1, 2):
-        results.append(IntGPT(weights, config, TorchOps(threads=threads)).forward(idx))
-    torch.set_num_threads(1)
+        with torch_state(threads):
+            results.append(IntGPT(weights, config, TorchOps()).forward(idx))
     np.testing.assert_array_equal(results[0], results[1])
 
 
-def test_int8_gemm_and_float32_gemm_give_the_same_integers(portable_dir):
+def test_the_gemm_kernel_choice_never_changes_the_integers(portable_dir):
+    """TorchOps picks int8 _int_mm or a float32 GEMM by measured speed; both give the same integers."""
+    if not int8_gemm_is_exact():
+        pytest.skip("torch's int8 GEMM is not exact on this CPU: it is never chosen")
     weights, config = load_portable(portable_dir)
     idx = np.random.default_rng(3).integers(0, config["vocab_size"], size=(3, 30))
-    float_ops = TorchOps(threads=1)
-    float_ops.integer_gemm = False
-    by_float = IntGPT(weights, config, float_ops).forward(idx)
-    np.testing.assert_array_equal(IntGPT(weights, config, TorchOps(threads=1)).forward(idx), by_float)
+    tables = []
+    for integer_gemm in (False, True):
+        ops = TorchOps()
+        ops.integer_gemm = integer_gemm
+        tables.append(IntGPT(weights, config, ops).forward(idx))
+    np.testing.assert_array_equal(tables[0], tables[1])
+
+
+def test_the_gemm_choice_is_measured_once_and_cached(tmp_path, monkeypatch):
+    import json
+
+    from lmzip.models import intops
+
+    monkeypatch.setenv("LMZIP_CACHE", str(tmp_path))
+    intops.int8_gemm_pays.cache_clear()
+    try:
+        chosen = intops.int8_gemm_pays()
+        cached = json.loads((tmp_path / "kernels.json").read_text())
+        assert [entry["int8_gemm"] for entry in cached.values()] == [chosen]
+        monkeypatch.setattr(intops, "_int8_gemm_time", lambda: pytest.fail("measured twice"))
+        intops.int8_gemm_pays.cache_clear()
+        assert intops.int8_gemm_pays() == chosen
+    finally:
+        intops.int8_gemm_pays.cache_clear()
 
 
 def test_a_saturating_int8_gemm_is_not_used(monkeypatch):
@@ -98,7 +124,7 @@ def test_files_decode_with_the_other_backend(portable_dir, encode_backend, decod
     encoder = load_predictor(str(portable_dir), backend=encode_backend, threads=1)
     blob = lmzip.compress(data, model=encoder, chunk=48, streams=5)
     header = container.Header.read(io.BytesIO(blob))
-    assert header.portable and header.settings == {}
+    assert header.portable and header.settings == Settings()
     decoder = load_predictor(str(portable_dir), backend=decode_backend, threads=1)
     assert lmzip.decompress(blob, model=decoder) == data
 

@@ -74,3 +74,22 @@ def test_api_accepts_predictor_objects(tiny_gpt_dir):
     data = b"the same predictor object can be used twice"
     blob = lmzip.compress(data, model=predictor)
     assert lmzip.decompress(blob, model=predictor) == data
+
+
+def test_llama_stepper_matches_transformers_llama(tiny_llama_dir):
+    """lmzip's lean llama stepper computes what transformers' LlamaForCausalLM computes."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from lmzip.models.llama import LlamaStepper, load_llama, rope_tables
+
+    cfg, weights = load_llama(tiny_llama_dir, torch.float32, "cpu")
+    reference = LlamaForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation="eager",
+                                                 dtype=torch.float32).eval()
+    ids = torch.randint(0, cfg.vocab_size, (3, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = reference(ids).logits
+    stepper = LlamaStepper(cfg, weights, 3, 40, rope_tables(cfg, 40, torch.float32, "cpu"), torch.float32, "cpu")
+    stepped = torch.stack([stepper.step(ids[:, t]) for t in range(40)], dim=1)
+    assert expected.abs().max() > 0.1  # a real distribution, not zeros
+    torch.testing.assert_close(stepped, expected, rtol=1e-4, atol=1e-4)

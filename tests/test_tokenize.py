@@ -63,3 +63,24 @@ def test_missing_byte_tokens_get_extra_ids():
     ids = bpe.encode(data)
     assert 300 in ids and 301 in ids
     assert bpe.decode(ids) == data
+
+
+def test_a_character_without_a_token_does_not_turn_its_text_into_bytes():
+    """A control byte the vocabulary lacks is coded as its extra id; the text around it keeps its
+    BPE tokens (it used to fall back to one id per byte for the whole piece)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from lmzip.tokenize import byte_to_unicode
+
+    alphabet = byte_to_unicode()
+    vocab = {alphabet[b]: i for i, b in enumerate(b for b in range(256) if b != 4)}
+    merges = [(alphabet[ord("a")], alphabet[ord("b")])]
+    vocab["ab"] = len(vocab)
+    vocab["<s>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe = BPETokenizer(tok, id_limit=300)
+    data = b"abab\x04\x04ab"
+    ids = bpe.encode(data)
+    assert list(ids) == [vocab["ab"], vocab["ab"], 300, 300, vocab["ab"]]
+    assert bpe.decode(ids) == data

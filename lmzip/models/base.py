@@ -1,25 +1,40 @@
 """Stage 2 contract: a predictor steps B streams in lockstep.
 
 ``start(n_streams, n_steps)`` resets every stream for a block of at most
-``n_steps`` steps; ``step(tokens)`` takes the previous
-token of each stream (``bos_id`` at a chunk's start, int64 array of shape (B,))
-and returns next-token probabilities as a C-contiguous float32 array (B, V)
-(or, for portable predictors, integer frequencies: see ``frequencies``).
+``n_steps`` steps; ``step(tokens)`` takes the previous token of each stream
+(``bos_id`` at a chunk's start, int64 array of shape (B,)) and returns the
+next token's distribution for every stream, a C-contiguous (B, V) array:
+float32 probabilities for the constriction coder, or, for predictors with
+``capabilities.integer``, integer frequencies (each >= 1) for the integer coder.
 The same sequence of calls must give bit-identical arrays in any process with
 the same ``settings()``: that is what lets the decoder replay the encoder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import platform
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FingerprintMismatch
+from ..settings import Settings
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    # step() gives integer frequencies that are the same on every machine, library and
+    # thread count (coded by the integer range coder); False: float32 probabilities
+    integer: bool = False
+    # coded_intervals() gives, from whole-chunk passes, the very integers stepping gives:
+    # the encoder may use it (much faster), the decoder steps
+    teacher_forced: bool = False
+    # learns from the tokens it codes: every block goes through it, in order (no fallback)
+    learns: bool = False
 
 
 class Predictor(ABC):
@@ -29,12 +44,7 @@ class Predictor(ABC):
     default_chunk = 512  # tokens per stream (L)
     default_streams = 64  # lockstep streams per block (B)
     max_chunk: int | None = None
-    # False: step() gives float32 probabilities for the constriction coder. True: int32/int64
-    # frequencies (each >= 1) for the integer coder, identical on any machine (portable).
-    frequencies = False
-    # True: the predictor learns from the tokens it codes (online), so every block must go
-    # through it; False: blocks are independent and a block may fall back to stored/xz bytes.
-    learns = False
+    capabilities = Capabilities()
 
     @property
     def bos_id(self) -> int:
@@ -45,24 +55,28 @@ class Predictor(ABC):
     def weights_hash(self) -> bytes:
         """Identity of the weights and tokenizer (4 bytes in the header)."""
 
-    def settings(self) -> dict[str, str]:
+    def settings(self) -> Settings:
         """Everything besides the weights that changes the probabilities' bits."""
-        return {}
+        return Settings()
 
     def versions(self) -> str:
         """Library versions whose arithmetic the probabilities depend on."""
         return f"numpy {np.__version__}"
 
-    def adopt(self, settings: dict[str, str]) -> None:
-        """Make this predictor compute like the one that wrote a file, or refuse."""
-        mine = self.settings()
-        diffs = [f"{k}: file {settings.get(k)!r}, here {mine.get(k)!r}"
-                 for k in mine if settings.get(k) != mine.get(k)]
+    def adopt(self, settings: Settings) -> None:
+        """Make this predictor compute like the one that wrote a file, or refuse.
+        Subclasses change what they can (thread count, dtype), then call this."""
+        diffs = settings.differences(self.settings())
         if diffs:
             raise FingerprintMismatch(f"model settings differ from the file's ({'; '.join(diffs)})")
 
     def begin_file(self) -> None:
         """Called before each file is coded either way (online models go back to their first weights)."""
+
+    def running(self) -> contextlib.AbstractContextManager:
+        """Held while a block is coded: process-wide state the predictor needs (torch's thread
+        count, TF32 off), put back as it was afterwards, as a library should."""
+        return contextlib.nullcontext()
 
     @abstractmethod
     def start(self, n_streams: int, n_steps: int) -> None: ...
@@ -72,6 +86,11 @@ class Predictor(ABC):
 
     def observe(self, coded: np.ndarray, n_active: int) -> None:
         """The tokens just coded for the first ``n_active`` streams (online models learn here)."""
+
+    def coded_intervals(self, chunks: list[np.ndarray]):
+        """With ``capabilities.teacher_forced``: for each chunk, the (low, size, total) arrays
+        of its tokens' coder intervals, from whole-chunk passes."""
+        raise NotImplementedError(f"{self.name} has no teacher-forced pass")
 
 
 def hash_files(paths, extra: bytes = b"") -> bytes:
@@ -87,7 +106,3 @@ def cache_dir() -> Path:
     root = os.environ.get("LMZIP_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lmzip")
     return Path(root)
-
-
-def machine() -> str:
-    return platform.machine()

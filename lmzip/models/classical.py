@@ -20,7 +20,7 @@ class _BytePredictor(Predictor):
     default_chunk = 1 << 20  # adaptive models learn along the stream: keep chunks long
     default_streams = 16
 
-    def __init__(self):
+    def __init__(self, **_):  # loader options (dtype, threads...) do not apply
         self.tokenizer = ByteTokenizer()
         self.vocab_size = VOCAB
 
@@ -113,6 +113,3 @@ class Order2Predictor(_BytePredictor):
                     p = self._blend(self.order2[s].get(int(older) * N_BYTES + int(newer)), p)
             rows[s] = p
         return self._rows(rows)
-
-
-CLASSICAL = {cls.name: cls for cls in (UniformPredictor, Order0Predictor, Order2Predictor)}

@@ -15,10 +15,11 @@ import torch
 from ..errors import ModelNotAvailable
 from ..tokenize import BPETokenizer
 from .base import hash_files
-from .torch_base import TorchPredictor
+from .torch_base import TorchPredictor, torch_options
 
 
-def resolve_hf_dir(spec: str) -> Path:
+def resolve_hf_dir(spec: str, built_in: str) -> Path:
+    """A local directory, or a model id already in the local Hugging Face cache."""
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
@@ -28,7 +29,7 @@ def resolve_hf_dir(spec: str) -> Path:
         return Path(snapshot_download(spec, local_files_only=True))
     except Exception:
         raise ModelNotAvailable(
-            f"model {spec!r} is neither a built-in name (smollm2, fast, uniform, order0, order2), "
+            f"model {spec!r} is neither a built-in name ({built_in}), "
             "a local directory, nor in the local Hugging Face cache (lmzip never downloads)") from None
 
 
@@ -36,8 +37,8 @@ class HFPredictor(TorchPredictor):
     default_chunk = 1024
     default_streams = 32
 
-    def __init__(self, directory: Path, name: str | None = None, dtype: str = "f32", **kw):
-        super().__init__(dtype=dtype, **kw)
+    def __init__(self, directory: Path, name: str | None = None, dtype: str | None = None, **kw):
+        super().__init__(dtype=dtype or "f32", **kw)
         self.directory = Path(directory)
         self.name = name or str(self.directory.resolve())
         config = json.loads((self.directory / "config.json").read_text())
@@ -99,3 +100,7 @@ class HFPredictor(TorchPredictor):
         self.cache = getattr(out, cache_arg)
         self.pos += 1
         return self.probabilities(out.logits[:, -1])
+
+
+def load_directory(directory: Path, name: str, **options) -> HFPredictor:
+    return HFPredictor(directory, name=name, **torch_options(options))

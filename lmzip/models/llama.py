@@ -13,10 +13,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .gpt import attention_span, causal_row
+from ..tokenize import BPETokenizer
+from .attention import attention_span, causal_row
+from .torch_base import TorchPredictor, default_float_dtype
 
 
 @dataclass
@@ -142,3 +145,36 @@ def load_llama(directory: Path, dtype, device) -> tuple[LlamaConfig, LlamaWeight
     for path in sorted(directory.glob("*.safetensors")):
         state.update(load_file(str(path)))
     return cfg, LlamaWeights(cfg, state, dtype, device)
+
+
+class LlamaPredictor(TorchPredictor):
+    default_chunk = 2048
+    default_streams = 32
+
+    def __init__(self, directory: Path, name: str, weights_hash: bytes, start_token: str | None = None,
+                 dtype: str | None = None, **kw):
+        super().__init__(dtype=dtype or default_float_dtype(), **kw)
+        self.directory, self.name, self._hash = Path(directory), name, weights_hash
+        self._place()
+        vocab = self.cfg.vocab_size
+        tok_path = self.directory / "tokenizer.json"
+        start = json.loads(tok_path.read_text())["model"]["vocab"].get(start_token) if start_token else None
+        self.set_tokenizer(BPETokenizer.from_file(tok_path, bos_id=start, id_limit=vocab), vocab)
+        self.max_chunk = self.cfg.max_position_embeddings
+
+    @property
+    def weights_hash(self) -> bytes:
+        return self._hash
+
+    def _place(self) -> None:
+        self.cfg, self.weights = load_llama(self.directory, self.dtype, self.device)
+        self._rope_cache = None
+
+    def start(self, n_streams: int, n_steps: int) -> None:
+        if self._rope_cache is None or self._rope_cache[0] < n_steps:
+            self._rope_cache = (n_steps, rope_tables(self.cfg, n_steps, self.dtype, self.device))
+        self.stepper = LlamaStepper(self.cfg, self.weights, n_streams, n_steps, self._rope_cache[1],
+                                    self.dtype, self.device)
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        return self.probabilities(self.stepper.step(self.tokens_tensor(tokens)))

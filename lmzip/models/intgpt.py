@@ -1,0 +1,235 @@
+"""lmzip's GPT in integer-exact arithmetic: the forward pass and the stepper.
+
+Every number the forward pass makes is the same on any machine, library, thread
+count or batch size, because it only uses operations whose results do not
+depend on how they are computed:
+
+- matrix products of int8 weights and int8 activations (or 12-bit attention
+  weights and int8 values): a true int8 GEMM with int32 accumulation where
+  torch has one that proves exact on this CPU, otherwise float32 GEMMs of the
+  same integers whose every partial sum stays below 2^24 -- exact in any
+  summation order, so any BLAS, blocking, thread count or device (TF32 off)
+  gives the same integers;
+- elementwise float64 +, -, *, /, sqrt, which IEEE 754 rounds correctly, in a
+  fixed order; rounding to integers (half to even) and floor;
+- sums of integers below 2^53 (exact in any order), max and table lookups;
+- ``exp`` only through a table of integers stored with the weights (libm's
+  ``exp`` differs in its last bits between libraries and devices).
+
+Activations are int8 with one scale per token (per head for queries and keys),
+attention values int8 with a fixed scale per channel, the residual stream a
+fixed-point integer with ``RESIDUAL_BITS`` fraction bits. The output is a row
+of integer frequencies (each >= 1) for the integer range coder.
+
+The arithmetic is written once against a tiny array interface and run by two
+backends (intops.py): torch (MKL / oneDNN) and numpy (OpenBLAS).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+INTEGER_FORMAT = 1  # bump when the integer arithmetic below changes
+RESIDUAL_BITS = 12  # fixed-point fraction bits of the residual stream and embeddings
+GAIN_BITS = 12  # fraction bits of the RMSNorm gains
+EXP_STEPS_PER_NAT = 128  # resolution of the exp table (error <= 1/256 nat)
+EXP_ONE = 1 << 24  # exp(0) in the table
+ATTENTION_ONE = 4096  # attention weights are integers summing to about this
+INT8 = 127.0
+NORM_EPS = 16.0  # RMSNorm epsilon in residual units squared (~1e-6 in real units)
+PORTABLE_TYPE = "lmzip-gpt-int8"
+
+
+def exp_table() -> np.ndarray:
+    """round(2^24 * exp(-i / 128)) down to the first zero; computed once, stored with the weights."""
+    n = int(math.log(2 * EXP_ONE) * EXP_STEPS_PER_NAT) + 2
+    return np.array([round(EXP_ONE * math.exp(-i / EXP_STEPS_PER_NAT)) for i in range(n)], dtype=np.int64)
+
+
+def _runtime_tensors(weights: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, str]]:
+    """The stored integers and scales as the forward pass uses them.
+
+    Derived constants are computed here, once, by numpy, so both backends get
+    the very same float32 values.
+    """
+    out = {}
+    for name, value in weights.items():
+        if name.endswith(".v.s"):
+            out[name + "_one"] = ((value / ATTENTION_ONE).astype(np.float32), "f32")
+            out[name.removesuffix(".s") + ".inverse"] = ((1.0 / value).astype(np.float32), "f32")
+        elif name.endswith(".w"):
+            out[name] = (value.astype(np.int8), "i8")  # each backend picks its GEMM operand type
+        elif name.endswith((".s", ".sr")):
+            out[name] = (value.astype(np.float32), "f32")
+        elif name != "exp_table":
+            out[name] = (value.astype(np.float64), "f64")  # embeddings, gains
+    return out
+
+
+class IntGPT:
+    """The integer forward pass; ``weights`` as written by ``quantize_gpt``."""
+
+    def __init__(self, weights: dict[str, np.ndarray], config: dict, ops):
+        self.cfg, self.ops = config, ops
+        self.n_layer, self.n_head = config["n_layer"], config["n_head"]
+        self.head_dim = config["n_embd"] // self.n_head
+        self.context = config["context"]
+        self.w = {k: ops.weight(v) if dtype == "i8" else ops.array(v, dtype)
+                  for k, (v, dtype) in _runtime_tensors(weights).items()}
+        table = weights["exp_table"].astype(np.int64)
+        self.exp_table, self.table_plus_one = ops.array(table, "f64"), ops.array(table + 1, "i32")
+        self.table_last = float(len(table) - 1)
+        self.attention_scale = float(np.float32(1.0 / math.sqrt(self.head_dim)))
+
+    # -- the pieces -----------------------------------------------------------
+    # float32 wherever values stay below 2^24 or only need one rounding per
+    # operation; float64 for the residual stream and the norm, whose sums of
+    # squares need more, and for the attention weights (integers whose sums
+    # stay below 2^53, so exact in any order). Divisions are
+    # tensor by tensor only: torch computes `scalar / tensor` as a reciprocal
+    # times the scalar, numpy as one division, and the last bits differ.
+
+    def quantize_rows(self, x):
+        """Per-row int8 of a float32 tensor: (values, float32 scale of one unit)."""
+        ops = self.ops
+        amax = ops.clip(ops.amax(abs(x)), 1e-30, None)
+        return ops.round_(x * ops.reciprocal(amax, INT8)), amax * (1.0 / INT8)
+
+    def norm_quantized(self, x, gain):
+        """RMSNorm(x) * gain as int8 rows; the RMS only enters the scale."""
+        ops = self.ops
+        rms = ops.sqrt(ops.sum(x * x) / x.shape[-1] + NORM_EPS)
+        scaled = x * gain
+        amax = ops.clip(ops.amax(abs(scaled)), 1.0, None)
+        values = ops.f32(ops.round_(scaled * ops.reciprocal(amax, INT8)))
+        return values, ops.f32(amax / (rms * (INT8 * 2.0 ** GAIN_BITS)))
+
+    def linear(self, values, scale, name, column_scale="s"):
+        """Real-valued (float32) output of an int8 layer: exact integer product, then the scales."""
+        weight = self.w[name + ".w"]
+        # one 2-D GEMM (numpy would loop over the leading dimensions)
+        out = self.ops.int8_matmul(values.reshape(-1, values.shape[-1]), weight)
+        out = out.reshape(*values.shape[:-1], weight.shape[-1])
+        out *= scale
+        out *= self.w[f"{name}.{column_scale}"]
+        return out
+
+    def add_residual(self, x, values, scale, name):
+        """x + the layer's output in residual units (``.sr``: column scales times 2^RESIDUAL_BITS)."""
+        return x + self.ops.f64(self.ops.round_(self.linear(values, scale, name, "sr")))
+
+    def table_index(self, x):
+        """In place: x -> round((max x - x) * 128) clipped to the exp table, as indices."""
+        ops = self.ops
+        x -= ops.amax(x)
+        x *= -float(EXP_STEPS_PER_NAT)
+        return ops.index(ops.clip_(ops.round_(x), 0.0, self.table_last))
+
+    def heads(self, x):
+        """(..., T, C) -> (..., H, T, hd)"""
+        *lead, T, _ = x.shape
+        return x.reshape(*lead, T, self.n_head, self.head_dim).swapaxes(-2, -3)
+
+    def merge(self, y):
+        *lead, H, T, hd = y.shape
+        return y.swapaxes(-2, -3).reshape(*lead, T, H * hd)
+
+    def qkv(self, layer: int, x):
+        """Quantized queries and keys (with scales) and values, each (B, H, T, hd)."""
+        ops, prefix = self.ops, f"blocks.{layer}"
+        values, scale = self.norm_quantized(x, self.w[f"{prefix}.norm1.g"])
+        C = self.cfg["n_embd"]
+        out = self.linear(values, scale, f"{prefix}.qkv")
+        q, qs = self.quantize_rows(self.heads(out[..., :C]))
+        k, ks = self.quantize_rows(self.heads(out[..., C : 2 * C]))
+        v = ops.clip_(ops.round_(out[..., 2 * C :] * self.w[f"{prefix}.v.inverse"]), -INT8, INT8)
+        return q, qs, k, ks, self.heads(v)
+
+    def attend(self, layer: int, q, qs, k, ks_t, v, mask=None):
+        """Attention output (B, T, C) from int8 q/k/v (B, H, S, hd); key scales come transposed
+        (B, H, 1, S); ``mask`` (T, S) is 0 or -inf, None when all S are visible."""
+        ops = self.ops
+        scores = q @ k.swapaxes(-1, -2)  # exact integers
+        scores *= qs
+        scores *= ks_t
+        scores *= self.attention_scale
+        if mask is not None:
+            scores += mask
+        weights = ops.take(self.exp_table, self.table_index(scores))  # float64 integers; sums below 2^53: exact
+        total = ops.sum(weights)
+        weights *= float(ATTENTION_ONE)
+        probs = ops.f32(ops.floor_(weights / total))  # sums to <= 4096
+        out = self.merge(probs @ v)  # |sum| <= 127 * 4096: exact
+        out *= self.w[f"blocks.{layer}.v.s_one"]
+        return out
+
+    def block_rest(self, layer: int, x, attention):
+        """Attention projection and the MLP, added to the residual stream."""
+        ops, prefix = self.ops, f"blocks.{layer}"
+        values, scale = self.quantize_rows(attention)
+        x = self.add_residual(x, values, scale, f"{prefix}.proj")
+        values, scale = self.norm_quantized(x, self.w[f"{prefix}.norm2.g"])
+        hidden = ops.clip_(self.linear(values, scale, f"{prefix}.fc"), 0.0, None)
+        hidden *= hidden  # ReLU^2, quantized to [0, 127]
+        values, scale = self.quantize_rows(hidden)
+        return self.add_residual(x, values, scale, f"{prefix}.mlp")
+
+    def frequencies(self, x):
+        """Integer next-token frequencies (each >= 1) from the final residual (the widest tensor)."""
+        values, scale = self.norm_quantized(x, self.w["norm_f.g"])
+        return self.ops.take(self.table_plus_one, self.table_index(self.linear(values, scale, "head")))
+
+    def embed(self, tokens, positions):
+        return self.w["wte.e"][tokens] + self.w["wpe.e"][positions]
+
+    # -- whole sequences (teacher-forced) ------------------------------------
+    def forward(self, idx: np.ndarray) -> np.ndarray:
+        """idx (B, T) from position 0 -> integer frequencies (B, T, V)."""
+        ops = self.ops
+        T = idx.shape[1]
+        x = self.embed(ops.array(idx, "i64"), ops.array(np.arange(T), "i64"))
+        mask = ops.array(np.triu(np.full((T, T), -np.inf), 1), "f32")
+        for layer in range(self.n_layer):
+            q, qs, k, ks, v = self.qkv(layer, x)
+            attention = self.attend(layer, q, qs, k, ks.swapaxes(-1, -2), v, mask)
+            x = self.block_rest(layer, x, attention)
+        return ops.to_numpy(self.frequencies(x))
+
+
+class IntStepper:
+    """B streams, one token per step, with a preallocated int8 KV cache."""
+
+    def __init__(self, model: IntGPT, n_streams: int):
+        ops, H, hd, L = model.ops, model.n_head, model.head_dim, model.context
+        self.model, self.pos = model, 0
+        self.k = [ops.zeros((n_streams, H, L, hd), "f32") for _ in range(model.n_layer)]
+        self.ks_t = [ops.zeros((n_streams, H, 1, L), "f32") for _ in range(model.n_layer)]
+        self.v = [ops.zeros((n_streams, H, L, hd), "f32") for _ in range(model.n_layer)]
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        model, ops, pos = self.model, self.model.ops, self.pos
+        if pos >= model.context:
+            raise ValueError("chunk longer than the model's context")
+        span = pos + 1  # exactly the filled cache: no mask (float32 GEMMs keep no per-shape kernels)
+        x = model.embed(ops.array(tokens, "i64")[:, None], ops.array([pos], "i64"))  # (B, 1, C)
+        for layer in range(model.n_layer):
+            q, qs, k, ks, v = model.qkv(layer, x)
+            self.k[layer][:, :, pos : pos + 1] = k
+            self.ks_t[layer][..., pos : pos + 1] = ks
+            self.v[layer][:, :, pos : pos + 1] = v
+            attention = model.attend(layer, q, qs, self.k[layer][:, :, :span], self.ks_t[layer][..., :span],
+                                     self.v[layer][:, :, :span])
+            x = model.block_rest(layer, x, attention)
+        self.pos += 1
+        return ops.to_numpy(model.frequencies(x)[:, 0])
+
+
+def load_portable(directory: Path) -> tuple[dict[str, np.ndarray], dict]:
+    from safetensors.numpy import load_file
+
+    directory = Path(directory)
+    return load_file(str(directory / "model.safetensors")), json.loads((directory / "config.json").read_text())

@@ -1,0 +1,35 @@
+"""Make the golden files in this folder: small .lmz files whose originals are slices of the eval
+corpus, with the originals' SHA-256 (the originals themselves stay in ../shared). Other machines run
+tests/test_golden.py on them: a file made here must decode there, bit for bit.
+
+    .venv/bin/python tests/golden/make_golden.py [../shared/corpus/eval]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# (file name, model options, corpus file, bytes): integer models only, whose files decode anywhere
+GOLDEN = [("portable-fast.alice29-2k.lmz", ["--portable"], "canterbury/alice29.txt", 2048),
+          ("order2.paper2-2k.lmz", ["--model", "order2"], "calgary/paper2", 2048)]
+
+
+def main() -> None:
+    corpus = Path(sys.argv[1] if len(sys.argv) > 1 else HERE.parents[2] / "shared/corpus/eval")
+    sums = []
+    for name, options, source, size in GOLDEN:
+        data = (corpus / source).read_bytes()[:size]
+        packed = subprocess.run([sys.executable, "-m", "lmzip.cli", "compress", "-c", "-q", *options, "-"],
+                                input=data, capture_output=True, check=True).stdout
+        (HERE / name).write_bytes(packed)
+        sums.append(f"{hashlib.sha256(data).hexdigest()}  {name}")
+        print(f"{name}: {size} bytes of {source} -> {len(packed)} bytes")
+    (HERE / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Files made on other machines decode here, bit for bit, or are refused: never wrong bytes.
+
+``tests/golden/`` holds files this repository made (integer models: they must decode anywhere);
+``../shared/golden/`` (where present) holds files made on an AVX2-only AMD EPYC by lmzip 0.2.0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lmzip
+from lmzip.errors import LmzipError
+
+OURS = Path(__file__).resolve().parent / "golden"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "golden"
+INTEGER_MODELS = ("portable-", "order2.")  # file name prefixes of integer (exact) models
+
+
+def _expected(folder: Path) -> dict[str, str]:
+    """file name -> SHA-256 of its original (SHA256SUMS names the original or the .lmz's middle part)."""
+    sums = dict(reversed(line.split()) for line in (folder / "SHA256SUMS").read_text().splitlines() if line)
+    out = {}
+    for packed in sorted(folder.glob("*.lmz")):
+        key = packed.name if packed.name in sums else packed.name.split(".", 1)[1].removesuffix(".lmz")
+        out[packed.name] = sums[key]
+    return out
+
+
+def _cases():
+    """Integer models' files in the default run; float ones (SmolLM2 and online decode at tens of
+    tokens a second on an AVX2 CPU) with the slow tests."""
+    cases = [(OURS, name, digest) for name, digest in _expected(OURS).items()]
+    if (SHARED / "SHA256SUMS").exists():
+        cases += [(SHARED, name, digest) for name, digest in _expected(SHARED).items()]
+    return [pytest.param(*case, id=case[1], marks=() if case[1].startswith(INTEGER_MODELS) else pytest.mark.slow)
+            for case in cases]
+
+
+@pytest.mark.parametrize("folder,name,digest", _cases())
+def test_golden_files_decode_exactly_or_are_refused(folder, name, digest):
+    blob = (folder / name).read_bytes()
+    if name.startswith(INTEGER_MODELS):
+        assert hashlib.sha256(lmzip.decompress(blob)).hexdigest() == digest
+        return
+    try:  # a float model's file: exact where this machine computes like the maker, else refused
+        out = lmzip.decompress(blob)
+    except LmzipError:
+        return
+    assert hashlib.sha256(out).hexdigest() == digest
+
+
+def test_portable_golden_files_decode_with_scalar_kernels_in_a_fresh_process():
+    """As on a CPU of another generation: torch's scalar kernels (order2 is numpy alone, so the
+    portable file is the one to check; the numpy backend is checked in test_portable.py)."""
+    names = [n for n in _expected(OURS) if n.startswith("portable-")]
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+    for name in names:
+        r = subprocess.run([sys.executable, "-m", "lmzip.cli", "decompress", "-c", "-q", str(OURS / name)],
+                           capture_output=True, env=env)
+        assert r.returncode == 0, r.stderr
+        assert hashlib.sha256(r.stdout).hexdigest() == _expected(OURS)[name]
