@@ -6,7 +6,6 @@ import pytest
 
 import lmzip
 from lmzip import api, container
-from lmzip.models import load_predictor
 from lmzip.models.gpt_predictor import FAST_DIR
 from conftest import SAMPLE_TEXT
 

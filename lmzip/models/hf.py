@@ -6,7 +6,9 @@ the decoder repeats exactly the encoder's calls. Never downloads anything.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,28 @@ from ..errors import ModelNotAvailable
 from ..tokenize import BPETokenizer
 from .base import hash_files
 from .torch_base import TorchPredictor, torch_options
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' warnings and progress bars off while loading; its settings put back after."""
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    tqdm = os.environ.get("TQDM_DISABLE")
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF reader's own progress bar
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+        if tqdm is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = tqdm
 
 
 def resolve_hf_dir(spec: str, built_in: str) -> Path:
@@ -72,13 +96,11 @@ class HFPredictor(TorchPredictor):
 
     def _place(self) -> None:
         from transformers import AutoModelForCausalLM
-        from transformers.utils import logging
 
-        logging.set_verbosity_error()
-        logging.disable_progress_bar()
-        self.model = AutoModelForCausalLM.from_pretrained(
-            self.directory, attn_implementation="eager", dtype=self.dtype, local_files_only=True
-        ).to(self.device).eval()
+        with quiet_transformers():
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.directory, attn_implementation="eager", dtype=self.dtype, local_files_only=True
+            ).to(self.device).eval()
 
     @property
     def _new_cache_api(self) -> bool:

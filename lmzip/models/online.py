@@ -118,12 +118,13 @@ class OnlinePredictor(TorchPredictor):
         self.name = f"online-{base}"
         shape = {**SCRATCH_CONFIG, **(config or {})}
         config = json.loads((FAST_DIR / "config.json").read_text()) if base == "fast" else {}
-        torch.manual_seed(seed)
         if base == "fast":
             self.model = load_gpt(FAST_DIR)
         else:
             tok_vocab = BPETokenizer.from_file(FAST_DIR / "tokenizer.json").vocab_size
-            self.model = GPT(GPTConfig(vocab_size=tok_vocab, **shape))
+            with torch.random.fork_rng():  # the seeded init, leaving the caller's random state as it was
+                torch.manual_seed(seed)
+                self.model = GPT(GPTConfig(vocab_size=tok_vocab, **shape))
         self.model.to(device=self.device, dtype=self.dtype)
         self._first_weights = copy.deepcopy(self.model.state_dict())
         vocab = self.model.cfg.vocab_size
