@@ -169,14 +169,22 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     crc, length = 0, 0
     on_step = _StepCounter(progress, header.n_tokens)
     coding_start = time.perf_counter()
-    for lengths, method, data in reader.blocks():
-        for out in _block_bytes(predictor, header, method, data, lengths, on_step):
-            crc, length = zlib.crc32(out, crc), length + len(out)
-            if length > header.original_length:
-                raise ChecksumError("damaged file (decoded more bytes than stored)")
-            dest.write(out)
-    if length != header.original_length or crc != header.checksum:
-        raise ChecksumError("checksum mismatch: the decoded data differs from the original")
+    try:
+        for lengths, method, data in reader.blocks():
+            for out in _block_bytes(predictor, header, method, data, lengths, on_step):
+                crc, length = zlib.crc32(out, crc), length + len(out)
+                if length > header.original_length:
+                    raise ChecksumError("damaged file (decoded more bytes than stored)")
+                dest.write(out)
+        if length != header.original_length or crc != header.checksum:
+            raise ChecksumError("checksum mismatch: the decoded data differs from the original")
+    except FormatError as exc:
+        if header.settings.dtype and header.settings.kernels is None and not header.settings.device:
+            raise ChecksumError(
+                f"cannot decode ({exc}): this float model's file, made by lmzip 0.2.0, records no CPU kernel "
+                "path, and this machine's arithmetic likely differs from its maker's; decode it on a machine "
+                "like that one (or the file is damaged)") from None
+        raise
     stats.finish(start_time, coding_start)
     return stats
 

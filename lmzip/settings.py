@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from .errors import FormatError, ModelError
 
 # field name -> the key written in headers (short where a field is in most headers)
-HEADER_KEYS = {"dtype": "d", "threads": "t", "device": "v", "train": "train"}
+HEADER_KEYS = {"dtype": "d", "threads": "t", "device": "v", "kernels": "k", "train": "train"}
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Settings:
     dtype: str | None = None  # float models: f32, bf16 or f16
     threads: int | None = None  # float models: torch's thread count (sums are split by it)
     device: str | None = None  # None: the CPU; "cuda" for a GPU
+    kernels: str | None = None  # float models on a CPU: torch's kernel path (avx512, avx2, default)
     train: str | None = None  # learning models: the training recipe (see models/online.py)
 
     def to_header(self) -> str:

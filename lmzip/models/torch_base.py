@@ -9,6 +9,7 @@ machines with different core counts (same library versions and device kind).
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -26,6 +27,12 @@ def default_float_dtype() -> str:
     hardware bf16 the same model runs ~2.7x slower in bf16 for the same bits (AVX2 EPYC)."""
     cpu = torch.cpu
     return "bf16" if cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported() else "f32"
+
+
+def cpu_kernels() -> str:
+    """torch's CPU kernel path here (avx512, avx2, default, ...): float results differ between them.
+    ATEN_CPU_CAPABILITY chooses a lower one, as on an older CPU."""
+    return torch.backends.cpu.get_cpu_capability().lower()
 
 
 def torch_options(options: dict) -> dict:
@@ -70,8 +77,9 @@ class TorchPredictor(Predictor):
         self.threads = threads or torch.get_num_threads()
 
     def settings(self) -> Settings:
-        return Settings(dtype=self.dtype_name, threads=self.threads,
-                        device="cuda" if self.device.startswith("cuda") else None)
+        cuda = self.device.startswith("cuda")
+        return Settings(dtype=self.dtype_name, threads=self.threads, device="cuda" if cuda else None,
+                        kernels=None if cuda else cpu_kernels())
 
     def versions(self) -> str:
         return f"torch {torch.__version__}"
@@ -80,6 +88,10 @@ class TorchPredictor(Predictor):
         return torch_state(self.threads, self.device)
 
     def adopt(self, settings: Settings) -> None:
+        if settings.kernels and settings.kernels != cpu_kernels() and not self.device.startswith("cuda"):
+            raise FingerprintMismatch(
+                f"made with {settings.kernels} kernels, this machine runs {cpu_kernels()}: a float model's "
+                "numbers differ between them; decode it on such a machine, or compress with an integer model")
         if settings.threads:
             self.threads = settings.threads
         if settings.dtype in DTYPES and settings.dtype != self.dtype_name:
@@ -88,6 +100,8 @@ class TorchPredictor(Predictor):
             raise FingerprintMismatch("this file was made on a CUDA device; decode it with --device cuda on a GPU")
         if settings.device is None and self.device != "cpu":
             self.set_device("cpu")
+        if settings.kernels is None:  # lmzip 0.2.0 did not record it: tried here (see api.decompress_stream)
+            settings = replace(settings, kernels=self.settings().kernels)
         super().adopt(settings)
 
     def set_dtype(self, dtype: str) -> None:
