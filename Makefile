@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE ?= demo/sample.txt
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test test-slow fuzz bench-quick bench bench-report readme demo-teach demo-online train-fast clean
+.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu readme demo-teach demo-online train-fast clean
 
 $(BIN)/lmzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench: install
 
 bench-report: install  # the whole-file tables from what `make bench` has measured so far
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS) --cached-only
+
+bench-cpu: install  # every model, one short round trip, natively and under AVX2 emulation
+	$(BIN)/python benchmarks/cpu_matrix.py
 
 readme: install  # the README's model table (from the registry) and results table (from results/full.json)
 	$(BIN)/python benchmarks/readme_tables.py

@@ -112,14 +112,28 @@ def test_unknown_model_is_a_clear_error(sample):
     assert b"Traceback" not in r.stderr and r.stderr.count(b"\n") == 1
 
 
-def test_other_thread_count_in_a_fresh_process(sample, tiny_gpt_dir, tmp_path):
-    """Decompression adopts the file's thread count, so this round-trips."""
+def test_float_files_in_fresh_processes_adopt_threads_and_refuse_other_cpu_kernels(sample, tiny_gpt_dir, tmp_path):
+    """Decompression adopts the file's thread count, so another default round-trips. A float model's
+    numbers also depend on the CPU's kernel path: the header records it, and a decoder on another path
+    refuses (exit 3, one line) instead of decoding wrong bytes. ATEN_CPU_CAPABILITY=default gives
+    torch's scalar kernels, as on an older CPU."""
+    from lmzip.container import Header
+    from lmzip.models.torch_base import cpu_kernels
+
     packed = tmp_path / "t.lmz"
     r = lmzip("compress", sample, "-m", tiny_gpt_dir, "--threads", "2", "--no-fallback", "-o", packed)
     assert r.returncode == 0, r.stderr
     r = lmzip("decompress", packed, "-c", env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     assert r.stdout == DATA
+    with open(packed, "rb") as f:
+        assert Header.read(f).settings.kernels == cpu_kernels()
+    if cpu_kernels() == "default":
+        pytest.skip("this machine already runs torch's scalar kernels")
+    r = lmzip("decompress", packed, "-o", tmp_path / "out", env={"ATEN_CPU_CAPABILITY": "default"})
+    assert r.returncode == 3 and r.stderr.count(b"\n") == 1
+    assert f"made with {cpu_kernels()} kernels, this machine runs default".encode() in r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -247,23 +261,3 @@ def test_no_input_at_a_terminal_prints_help(command):
     finally:
         os.close(terminal), os.close(controller)
     assert r.returncode == 1 and b"Usage:" in r.stdout and b"Traceback" not in r.stderr
-
-
-def test_float_file_from_other_cpu_kernels_is_refused_naming_both(sample, tiny_gpt_dir, tmp_path):
-    """A float model's numbers depend on the CPU's kernel path; the header records it, and a decoder
-    on another path refuses (exit 3, one line) instead of decoding wrong bytes. ATEN_CPU_CAPABILITY
-    gives torch's scalar kernels, as on an older CPU."""
-    packed = tmp_path / "f.lmz"
-    r = lmzip("compress", sample, "-m", tiny_gpt_dir, "--threads", "1", "--no-fallback", "-o", packed)
-    assert r.returncode == 0, r.stderr
-    from lmzip.container import Header
-    from lmzip.models.torch_base import cpu_kernels
-
-    with open(packed, "rb") as f:
-        assert Header.read(f).settings.kernels == cpu_kernels()
-    if cpu_kernels() == "default":
-        pytest.skip("this machine already runs torch's scalar kernels")
-    r = lmzip("decompress", packed, "-o", tmp_path / "out", env={"ATEN_CPU_CAPABILITY": "default"})
-    assert r.returncode == 3 and r.stderr.count(b"\n") == 1
-    assert f"made with {cpu_kernels()} kernels, this machine runs default".encode() in r.stderr
-    assert not (tmp_path / "out").exists()
