@@ -97,6 +97,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     if predictor.max_chunk and chunk > predictor.max_chunk:
         raise ValueError(f"chunk length {chunk} exceeds the model's context ({predictor.max_chunk})")
     ids, length, crc = read_tokens(predictor.tokenizer, source)
+    predictor.plan(min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1)
     header = container.Header(
         model=predictor.name, weights_hash=predictor.weights_hash, settings=predictor.settings(),
         versions_crc=container.versions_crc(_versions(predictor)), chunk=chunk, streams=streams,

@@ -93,3 +93,32 @@ def test_llama_stepper_matches_transformers_llama(tiny_llama_dir):
     stepped = torch.stack([stepper.step(ids[:, t]) for t in range(40)], dim=1)
     assert expected.abs().max() > 0.1  # a real distribution, not zeros
     torch.testing.assert_close(stepped, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_float_dtype_is_the_faster_one_for_the_files_streams(tiny_gpt_dir, tmp_path, monkeypatch):
+    """With no dtype asked for, a float model codes in whichever of float32 and bf16 stepped faster
+    at the file's stream count, measured once per machine; the header says which, the decoder adopts
+    it. An explicit dtype is never second-guessed."""
+    from lmzip.models import load_predictor
+    from lmzip.models.torch_base import TorchPredictor
+
+    monkeypatch.setenv("LMZIP_CACHE", str(tmp_path))
+    measured = []
+
+    def fake_seconds(self, n_streams, steps=4):
+        measured.append((self.dtype_name, n_streams))
+        return {"f32": 2.0, "bf16": 1.0}[self.dtype_name] if n_streams <= 2 else {"f32": 1.0, "bf16": 2.0}[self.dtype_name]
+
+    monkeypatch.setattr(TorchPredictor, "_step_seconds", fake_seconds)
+    data = SAMPLE_TEXT.encode()[:1500]
+    few = lmzip.compress(data[:100], model=str(tiny_gpt_dir), chunk=64, threads=1)  # 1 stream
+    many = lmzip.compress(data, model=str(tiny_gpt_dir), chunk=64, threads=1)  # 13 streams, measured as 16
+    assert api.read_header(io.BytesIO(few)).settings.dtype == "bf16"
+    assert api.read_header(io.BytesIO(many)).settings.dtype == "f32"
+    assert sorted(measured) == [("bf16", 1), ("bf16", 16), ("f32", 1), ("f32", 16)]
+    again = lmzip.compress(data[:100], model=str(tiny_gpt_dir), chunk=64, threads=1)
+    assert again == few and len(measured) == 4  # cached: not measured again
+    assert lmzip.decompress(few) == data[:100] and lmzip.decompress(many) == data
+    explicit = load_predictor(str(tiny_gpt_dir), dtype="f32", threads=1)
+    assert api.read_header(io.BytesIO(lmzip.compress(data[:100], model=explicit, chunk=64))).settings.dtype == "f32"
+    assert len(measured) == 4

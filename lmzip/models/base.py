@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -73,6 +75,11 @@ class Predictor(ABC):
     def begin_file(self) -> None:
         """Called before each file is coded either way (online models go back to their first weights)."""
 
+    def plan(self, n_streams: int) -> None:
+        """Called by the encoder once it knows a file's stream count, before the header is written:
+        a predictor may pick settings that change only its speed (a float model's dtype). The
+        header records them and the decoder adopts them."""
+
     def running(self) -> contextlib.AbstractContextManager:
         """Held while a block is coded: process-wide state the predictor needs (torch's thread
         count, TF32 off), put back as it was afterwards, as a library should."""
@@ -100,6 +107,26 @@ def hash_files(paths, extra: bytes = b"") -> bytes:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return digest.digest()[:4]
+
+
+def measured_choice(key: str, measure: Callable[[], object]):
+    """A choice that changes only speed (a GEMM kernel, a float dtype), measured once per machine
+    and kept in the lmzip cache's kernels.json: ``measure()`` runs the first time ``key`` is asked."""
+    path = cache_dir() / "kernels.json"
+    try:
+        choices = json.loads(path.read_text())
+    except (OSError, ValueError):
+        choices = {}
+    if key not in choices:
+        choices[key] = measure()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(choices, indent=1))
+            os.replace(tmp, path)  # another process may write meanwhile: the last one wins, both are right
+        except OSError:
+            pass  # a read-only cache: measured again next time
+    return choices[key]
 
 
 def cache_dir() -> Path:

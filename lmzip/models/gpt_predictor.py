@@ -15,7 +15,7 @@ from ..errors import ModelNotAvailable
 from ..tokenize import load_tokenizer
 from .base import hash_files
 from .gpt import KVStepper, load_gpt
-from .torch_base import TorchPredictor, default_float_dtype, torch_options
+from .torch_base import TorchPredictor, torch_options
 
 FAST_DIR = Path(__file__).resolve().parents[1] / "data" / "fast"
 
@@ -24,7 +24,7 @@ class GPTPredictor(TorchPredictor):
     default_streams = 128
 
     def __init__(self, directory: Path, name: str | None = None, dtype: str | None = None, **kw):
-        super().__init__(dtype=dtype or default_float_dtype(), **kw)
+        super().__init__(dtype=dtype, **kw)
         self.directory = Path(directory)
         self.name = name or str(self.directory.resolve())
         config = json.loads((self.directory / "config.json").read_text())

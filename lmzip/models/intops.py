@@ -8,8 +8,6 @@ for which operations qualify and why).
 from __future__ import annotations
 
 import functools
-import json
-import os
 
 import numpy as np
 
@@ -171,24 +169,10 @@ def int8_gemm_pays() -> bool:
     lmzip cache, keyed by CPU kernel path, torch version and thread count."""
     import torch
 
-    from .base import cache_dir
+    from .base import measured_choice
 
-    path = cache_dir() / "kernels.json"
-    key = f"{torch.backends.cpu.get_cpu_capability()} torch {torch.__version__} threads {torch.get_num_threads()}"
-    try:
-        choices = json.loads(path.read_text())
-    except (OSError, ValueError):
-        choices = {}
-    if key not in choices:
-        choices[key] = {"int8_gemm": int8_gemm_is_exact() and _int8_gemm_time() < _float32_gemm_time()}
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(choices, indent=1))
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only cache: measure again next time
-    return bool(choices[key]["int8_gemm"])
+    key = f"int8 GEMM, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return bool(measured_choice(key, lambda: int8_gemm_is_exact() and _int8_gemm_time() < _float32_gemm_time()))
 
 
 GEMM_SHAPES = ((128, 256, 768), (128, 1024, 256))  # (rows, inner, columns) of a lockstep step's layers

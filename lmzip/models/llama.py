@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..tokenize import BPETokenizer
 from .attention import attention_span, causal_row
-from .torch_base import TorchPredictor, default_float_dtype
+from .torch_base import TorchPredictor
 
 
 @dataclass
@@ -153,7 +153,7 @@ class LlamaPredictor(TorchPredictor):
 
     def __init__(self, directory: Path, name: str, weights_hash: bytes, start_token: str | None = None,
                  dtype: str | None = None, **kw):
-        super().__init__(dtype=dtype or default_float_dtype(), **kw)
+        super().__init__(dtype=dtype, **kw)
         self.directory, self.name, self._hash = Path(directory), name, weights_hash
         self._place()
         vocab = self.cfg.vocab_size
