@@ -179,7 +179,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
                 dest.write(out)
         if length != header.original_length or crc != header.checksum:
             raise ChecksumError("checksum mismatch: the decoded data differs from the original")
-    except FormatError as exc:
+    except ChecksumError as exc:  # not a structural error (truncation, a bad block length)
         if header.settings.dtype and header.settings.kernels is None and not header.settings.device:
             raise ChecksumError(
                 f"cannot decode ({exc}): this float model's file, made by lmzip 0.2.0, records no CPU kernel "
@@ -203,7 +203,7 @@ def _block_bytes(predictor: Predictor, header: container.Header, method: int, da
         try:
             yield predictor.tokenizer.decode(chunk_ids)
         except (ValueError, IndexError, OverflowError):
-            raise FormatError("damaged file (decoded an impossible token)") from None
+            raise ChecksumError("damaged file (decoded an impossible token)") from None
 
 
 def compress(data: bytes, model: str | Predictor = DEFAULT_MODEL, **options) -> bytes:

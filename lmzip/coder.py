@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import constriction
 
-from .errors import FormatError
+from .errors import ChecksumError
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)  # perfect=True is ~1000x slower
 
@@ -50,7 +50,7 @@ class Decoder:
         try:
             return self._coder.decode(_FAMILY, probs)
         except Exception as exc:  # constriction reports damaged words as errors
-            raise FormatError(f"damaged compressed data ({exc})") from None
+            raise ChecksumError(f"damaged compressed data ({exc})") from None
 
 
 # --- The integer range coder for portable models -----------------------------
@@ -140,7 +140,7 @@ class IntegerDecoder:
             r = self.range // total
             target = self.code // r
             if target >= total:
-                raise FormatError("damaged compressed data (code outside the coded range)")
+                raise ChecksumError("damaged compressed data (code outside the coded range)")
             symbol = int(np.searchsorted(row, target, side="right"))
             high = int(row[symbol])
             size = int(freqs[i, symbol])

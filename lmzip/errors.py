@@ -21,7 +21,8 @@ class FormatError(LmzipError):
 
 
 class ChecksumError(FormatError):
-    """The decoded bytes do not match the stored checksum (exit 2)."""
+    """Decoding gave wrong data: the checksum, the length, an impossible token or coder state (exit 2).
+    The file is damaged, or the model computed other numbers than its maker's."""
 
 
 class ModelError(LmzipError):

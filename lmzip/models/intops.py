@@ -159,7 +159,6 @@ class TorchOps:
 
 
 BACKENDS = {"numpy": NumpyOps, "torch": TorchOps}
-BACKENDS = {"numpy": NumpyOps, "torch": TorchOps}
 
 
 @functools.cache

@@ -24,8 +24,9 @@ EXTRA_TOKEN_PROBABILITY = 2.0 ** -16  # for bytes the model's vocabulary has no 
 
 
 def default_float_dtype() -> str:
-    """bf16 where the CPU computes it in hardware (AVX512-BF16, AMX), else float32: without
-    hardware bf16 the same model runs ~2.7x slower in bf16 for the same bits (AVX2 EPYC)."""
+    """The dtype a float model loads in before ``plan`` measures the faster one (and online
+    updates' products): bf16 where the CPU computes it in hardware (AVX512-BF16, AMX), else
+    float32, since without it `fast` runs ~2x slower in bf16 for the same bits (AVX2 EPYC)."""
     cpu = torch.cpu
     return "bf16" if cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported() else "f32"
 
