@@ -19,7 +19,7 @@ import numpy as np
 
 from . import container, engine
 from .errors import ChecksumError, FingerprintMismatch, FormatError
-from .models import DEFAULT_MODEL, load_predictor
+from .models import DEFAULT_MODEL, load_predictor, model_for_file
 from .models.base import Predictor
 from .tokenize import read_tokens
 
@@ -137,13 +137,13 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
     ``loaded`` (name -> predictor) lets a run over several files load each model
     once (online predictors go back to their first weights for every file: ``begin_file``).
     """
-    name = model if isinstance(model, str) else header.model
+    name = model if isinstance(model, str) else model_for_file(header.model, header.portable)
     if loaded is not None and not isinstance(model, Predictor) and name in loaded:
         model = loaded[name]
     if not isinstance(model, Predictor):  # load as the encoder did, rather than convert later
         given = {k: v for k, v in options.items() if v is not None}
         options = {"dtype": header.settings.dtype, "threads": header.settings.threads, **given}
-    predictor = _as_predictor(model or header.model, **options)
+    predictor = _as_predictor(model or name, **options)
     if predictor.weights_hash != header.weights_hash:
         raise FingerprintMismatch(
             f"model weights differ from the ones that made this file (model {header.model!r}, "

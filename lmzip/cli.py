@@ -263,8 +263,8 @@ def compress(
     streams: Optional[int] = StreamsOpt,
     online: bool = typer.Option(False, "--online", help="learn while coding: from a seeded init "
                                 "(default) or, with --model fast, from the shipped fast model"),
-    portable: bool = typer.Option(False, "--portable", help="integer-exact model (fast-portable): the file "
-                                  "decodes on any machine, library, thread count or device"),
+    portable: bool = typer.Option(False, "--portable", help="insist on an integer-exact model (the default "
+                                  "models are): the file decodes on any machine, library, thread count or device"),
     backend: Optional[str] = BackendOpt,
     no_fallback: bool = typer.Option(False, "--no-fallback", help="code every block with the model, even "
                                      "where xz -9e or storing the bytes would be smaller"),
@@ -275,7 +275,7 @@ def compress(
 ):
     """Compress each FILE to FILE.lmz."""
     from . import api
-    from .models import PORTABLE_OF, load_predictor
+    from .models import EXACT_MODELS, INTEGER_OF, load_predictor
 
     _help_at_a_terminal(ctx, files)
     if level is not None:
@@ -286,9 +286,10 @@ def compress(
                 raise InputOutputError("--online starts from a seeded init (no --model) or from --model fast")
             model = f"online-{model or 'scratch'}"
         if portable:
-            if (model or "fast") not in PORTABLE_OF:
-                raise InputOutputError(f"--portable: there is no portable variant of {model!r} (use --model fast)")
-            model = PORTABLE_OF[model or "fast"]
+            model = INTEGER_OF.get(model, model)
+            if model is not None and model not in EXACT_MODELS:
+                raise InputOutputError(f"--portable: {model!r} is not an exact model "
+                                       f"(use one of {', '.join(EXACT_MODELS)})")
     options = dict(dtype=dtype, device=device, threads=threads, backend=backend)
     shared = {}  # one model load for all files (online models restart from their first weights each file)
 

@@ -176,6 +176,14 @@ class BPETokenizer:
     def to_str(self) -> str:
         return self._tok.to_str()
 
+    def table_digest(self) -> bytes:
+        """SHA-256 of what decoding depends on: every id's bytes, the start id and the vocabulary size
+        (not how text is split into tokens: another split only changes the compressed size)."""
+        digest = hashlib.sha256(f"{self.vocab_size} {self.bos_id}".encode())
+        for token in self._token_bytes:
+            digest.update(b"-" if token is None else len(token).to_bytes(2, "little") + token)
+        return digest.digest()
+
 
 def load_tokenizer(model_dir: Path, config: dict, id_limit: int = 0):
     """The tokenizer a model directory names: ``tokenizer.json`` or raw bytes."""

@@ -170,24 +170,26 @@ def test_shipped_portable_model_crosses_backends_in_fresh_processes(tmp_path):
     source.write_bytes(SAMPLE_TEXT.encode()[:1200])
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     cli = [sys.executable, "-m", "lmzip.cli"]
-    subprocess.run(cli + ["compress", "-q", "--portable", "--threads", "1", "--streams", "3", "--no-fallback",
+    subprocess.run(cli + ["compress", "-q", "--model", "fast", "--portable", "--threads", "1", "--streams", "3",
+                          "--backend", "torch", "--no-fallback",
                           str(source)],
                    check=True, env=env)
     packed = tmp_path / "text.txt.lmz"
     info = subprocess.run(cli + ["info", "--json", str(packed)], check=True, capture_output=True, text=True)
-    assert '"portable": true' in info.stdout and '"fast-portable"' in info.stdout
+    assert '"portable": true' in info.stdout and '"model": "fast"' in info.stdout
     assert '"blocks": {"model": 1, "stored": 0, "xz": 0}' in info.stdout
     subprocess.run(cli + ["decompress", "-q", "--backend", "numpy", "--threads", "2", str(packed),
                           "-o", str(tmp_path / "back.txt")], check=True, env=env)
     assert (tmp_path / "back.txt").read_bytes() == source.read_bytes()
 
 
-def test_portable_needs_a_model_that_has_a_portable_variant(tmp_path):
+def test_portable_refuses_float_only_models(tmp_path):
+    """--portable turns a -float name into its integer model and refuses what has none (--online)."""
     source = tmp_path / "a.txt"
     source.write_text("hello")
-    result = subprocess.run([sys.executable, "-m", "lmzip.cli", "compress", "--portable", "--model", "order2",
+    result = subprocess.run([sys.executable, "-m", "lmzip.cli", "compress", "--portable", "--online",
                              str(source)], capture_output=True, text=True)
-    assert result.returncode == 1 and "no portable variant" in result.stderr
+    assert result.returncode == 1 and "not an exact model" in result.stderr
     assert not (tmp_path / "a.txt.lmz").exists()
 
 
@@ -195,8 +197,8 @@ def test_shipped_portable_model_predicts_like_the_float_one():
     """The integer model must cost little more than the float model it came from."""
     data = SAMPLE_TEXT.encode()[:600] + b"It was the best of times, it was the worst of times. " * 8
     out = {}
-    for name in ("fast", "fast-portable"):
+    for name in ("fast-float", "fast"):
         stream = io.BytesIO()
         stats = lmzip.api.compress_stream(io.BytesIO(data), stream, name, threads=1, dtype="f32")
         out[name] = stats.nll_bits
-    assert out["fast-portable"] <= 1.03 * out["fast"]
+    assert out["fast"] <= 1.03 * out["fast-float"]

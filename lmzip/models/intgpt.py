@@ -70,20 +70,16 @@ def _runtime_tensors(weights: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarr
     return out
 
 
-class IntGPT:
-    """The integer forward pass; ``weights`` as written by ``quantize_gpt``."""
+class IntegerArithmetic:
+    """The pieces every integer model is built of (see the module docstring for why each is exact).
 
-    def __init__(self, weights: dict[str, np.ndarray], config: dict, ops):
-        self.cfg, self.ops = config, ops
-        self.n_layer, self.n_head = config["n_layer"], config["n_head"]
-        self.head_dim = config["n_embd"] // self.n_head
-        self.context = config["context"]
-        self.w = {k: ops.weight(v) if dtype == "i8" else ops.array(v, dtype)
-                  for k, (v, dtype) in _runtime_tensors(weights).items()}
-        table = weights["exp_table"].astype(np.int64)
-        self.exp_table, self.table_plus_one = ops.array(table, "f64"), ops.array(table + 1, "i32")
-        self.table_last = float(len(table) - 1)
-        self.attention_scale = float(np.float32(1.0 / math.sqrt(self.head_dim)))
+    A model sets ``ops``, ``w`` (its runtime tensors), ``exp_table``/``table_plus_one``/``table_last``,
+    and may change the class constants below.
+    """
+
+    gain_bits = GAIN_BITS
+    norm_eps = NORM_EPS
+    max_exact_inner = 1 << 30  # widest inner dimension one float32 GEMM of int8s may take (see linear)
 
     # -- the pieces -----------------------------------------------------------
     # float32 wherever values stay below 2^24 or only need one rounding per
@@ -99,28 +95,59 @@ class IntGPT:
         amax = ops.clip(ops.amax(abs(x)), 1e-30, None)
         return ops.round_(x * ops.reciprocal(amax, INT8)), amax * (1.0 / INT8)
 
+    def mean_square(self, x):
+        """The mean of x^2 over a row (x: float64 integers whose squares sum below 2^53: exact)."""
+        return self.ops.sum(x * x) / x.shape[-1]
+
     def norm_quantized(self, x, gain):
         """RMSNorm(x) * gain as int8 rows; the RMS only enters the scale."""
         ops = self.ops
-        rms = ops.sqrt(ops.sum(x * x) / x.shape[-1] + NORM_EPS)
+        rms = ops.sqrt(self.mean_square(x) + self.norm_eps)
         scaled = x * gain
         amax = ops.clip(ops.amax(abs(scaled)), 1.0, None)
         values = ops.f32(ops.round_(scaled * ops.reciprocal(amax, INT8)))
-        return values, ops.f32(amax / (rms * (INT8 * 2.0 ** GAIN_BITS)))
+        return values, ops.f32(amax / (rms * (INT8 * 2.0 ** self.gain_bits)))
 
     def linear(self, values, scale, name, column_scale="s"):
         """Real-valued (float32) output of an int8 layer: exact integer product, then the scales."""
         weight = self.w[name + ".w"]
         # one 2-D GEMM (numpy would loop over the leading dimensions)
-        out = self.ops.int8_matmul(values.reshape(-1, values.shape[-1]), weight)
-        out = out.reshape(*values.shape[:-1], weight.shape[-1])
+        rows = values.reshape(-1, values.shape[-1])
+        if isinstance(weight, list):  # an inner dimension too wide for exact float32 sums: split
+            out = self.exact_split_matmul(rows, weight)
+        else:
+            out = self.ops.int8_matmul(rows, weight)
+        out = out.reshape(*values.shape[:-1], out.shape[-1])
         out *= scale
         out *= self.w[f"{name}.{column_scale}"]
         return out
 
+    def exact_split_matmul(self, rows, pieces):
+        """int8 rows @ a weight kept as row pieces, each narrow enough for exact float32 sums; the
+        pieces' exact integers are added in float64, then rounded once to float32 (deterministic)."""
+        ops, total, start = self.ops, None, 0
+        for piece in pieces:
+            part = ops.f64(ops.int8_matmul(rows[:, start : start + piece.shape[0]], piece))
+            total = part if total is None else total + part
+            start += piece.shape[0]
+        return ops.f32(total)
+
+    def split_weight(self, w):
+        """A backend weight from an int8 (in, out) matrix: whole, or row pieces (see linear)."""
+        if w.shape[0] <= self.max_exact_inner or getattr(self.ops, "integer_gemm", False):
+            return self.ops.weight(w)
+        n = -(-w.shape[0] // self.max_exact_inner)
+        step = -(-w.shape[0] // n)
+        return [self.ops.weight(w[i : i + step]) for i in range(0, w.shape[0], step)]
+
     def add_residual(self, x, values, scale, name):
         """x + the layer's output in residual units (``.sr``: column scales times 2^RESIDUAL_BITS)."""
         return x + self.ops.f64(self.ops.round_(self.linear(values, scale, name, "sr")))
+
+    def set_exp_table(self, table: np.ndarray) -> None:
+        table = table.astype(np.int64)
+        self.exp_table, self.table_plus_one = self.ops.array(table, "f64"), self.ops.array(table + 1, "i32")
+        self.table_last = float(len(table) - 1)
 
     def table_index(self, x):
         """In place: x -> round((max x - x) * 128) clipped to the exp table, as indices."""
@@ -128,6 +155,26 @@ class IntGPT:
         x -= ops.amax(x)
         x *= -float(EXP_STEPS_PER_NAT)
         return ops.index(ops.clip_(ops.round_(x), 0.0, self.table_last))
+
+    def frequencies(self, x):
+        """Integer next-token frequencies (each >= 1) from the final residual (the widest tensor)."""
+        values, scale = self.norm_quantized(x, self.w["norm_f.g"])
+        return self.ops.take(self.table_plus_one, self.table_index(self.linear(values, scale, "head")))
+
+
+
+class IntGPT(IntegerArithmetic):
+    """The integer forward pass; ``weights`` as written by ``quantize_gpt``."""
+
+    def __init__(self, weights: dict[str, np.ndarray], config: dict, ops):
+        self.cfg, self.ops = config, ops
+        self.n_layer, self.n_head = config["n_layer"], config["n_head"]
+        self.head_dim = config["n_embd"] // self.n_head
+        self.context = config["context"]
+        self.w = {k: ops.weight(v) if dtype == "i8" else ops.array(v, dtype)
+                  for k, (v, dtype) in _runtime_tensors(weights).items()}
+        self.set_exp_table(weights["exp_table"])
+        self.attention_scale = float(np.float32(1.0 / math.sqrt(self.head_dim)))
 
     def heads(self, x):
         """(..., T, C) -> (..., H, T, hd)"""
@@ -177,11 +224,6 @@ class IntGPT:
         hidden *= hidden  # ReLU^2, quantized to [0, 127]
         values, scale = self.quantize_rows(hidden)
         return self.add_residual(x, values, scale, f"{prefix}.mlp")
-
-    def frequencies(self, x):
-        """Integer next-token frequencies (each >= 1) from the final residual (the widest tensor)."""
-        values, scale = self.norm_quantized(x, self.w["norm_f.g"])
-        return self.ops.take(self.table_plus_one, self.table_index(self.linear(values, scale, "head")))
 
     def embed(self, tokens, positions):
         return self.w["wte.e"][tokens] + self.w["wpe.e"][positions]

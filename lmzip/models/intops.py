@@ -72,7 +72,7 @@ class NumpyOps:
 
     @staticmethod
     def weight(w: np.ndarray):
-        return w.astype(np.float32)  # int8 values, exact in float32
+        return np.asarray(w, dtype=np.float32)  # int8 values, exact in float32 (no copy if already)
 
     @staticmethod
     def int8_matmul(values, weight):
@@ -82,6 +82,20 @@ class NumpyOps:
     @staticmethod
     def take(table, index):
         return np.take(table, index)
+
+    @staticmethod
+    def concat(parts, axis=-1):
+        return np.concatenate(parts, axis=axis)
+
+    @staticmethod
+    def permute(x, axes):
+        return x.transpose(axes)
+
+    maximum = staticmethod(np.maximum)
+
+    @staticmethod
+    def cummax(x):
+        return np.maximum.accumulate(x, axis=-1)
 
 
 class TorchOps:
@@ -157,6 +171,20 @@ class TorchOps:
     def take(table, index):
         return table.index_select(0, index.reshape(-1)).reshape(index.shape)
 
+    def concat(self, parts, axis=-1):
+        return self.torch.cat(parts, dim=axis)
+
+    @staticmethod
+    def permute(x, axes):
+        return x.permute(axes)
+
+    def maximum(self, a, b):
+        return self.torch.maximum(a, b)
+
+    @staticmethod
+    def cummax(x):
+        return x.cummax(dim=-1).values
+
 
 BACKENDS = {"numpy": NumpyOps, "torch": TorchOps}
 
@@ -164,7 +192,7 @@ BACKENDS = {"numpy": NumpyOps, "torch": TorchOps}
 @functools.cache
 def int8_gemm_pays() -> bool:
     """Whether torch's int8 GEMM is exact here and faster than a float32 GEMM of the same integers,
-    at the portable models' typical shapes. Measured at first use on a machine and cached in the
+    at the integer models' typical shapes. Measured at first use on a machine and cached in the
     lmzip cache, keyed by CPU kernel path, torch version and thread count."""
     import torch
 

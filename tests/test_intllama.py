@@ -1,0 +1,220 @@
+"""The integer llama (the default smollm2's arithmetic) on a tiny seeded GGUF: the derivation
+from Q4_1/Q8_0 weights, agreement with transformers' float llama, and bit-exactness across
+backends, stepping and whole-chunk passes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lmzip
+from lmzip.models import intllama
+from lmzip.models.intgpt import exp_table
+from lmzip.models.intllama import IntLlama, IntLlamaStepper, convert_gguf, runtime_arrays, weights_digest
+from lmzip.models.intops import NumpyOps, TorchOps
+
+gguf = pytest.importorskip("gguf")
+
+CONFIG = dict(layers=2, hidden=64, ffn=96, heads=4, kv_heads=2, vocab=300, context=128)
+
+
+def _permute(w: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's interleaving of q/k rows, which the conversion undoes."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_tiny_gguf(path, seed: int = 0) -> None:
+    """A 2-layer llama GGUF with Q4_1 matrices, a Q8_0 embedding and float32 norms, as SmolLM2's."""
+    c, rng = CONFIG, np.random.default_rng(seed)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(c["layers"])
+    writer.add_context_length(c["context"])
+    writer.add_embedding_length(c["hidden"])
+    writer.add_feed_forward_length(c["ffn"])
+    writer.add_head_count(c["heads"])
+    writer.add_head_count_kv(c["kv_heads"])
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_vocab_size(c["vocab"])
+
+    def matrix(name, rows, cols, kind=gguf.GGMLQuantizationType.Q4_1, scale=0.25, transform=None):
+        w = (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
+        if transform:
+            w = transform(w)
+        writer.add_tensor(name, gguf.quants.quantize(w, kind), raw_dtype=kind)
+
+    def vector(name, n):
+        writer.add_tensor(name, (1 + 0.2 * rng.standard_normal(n)).astype(np.float32))
+
+    H, KV, C, F = c["heads"], c["kv_heads"], c["hidden"], c["ffn"]
+    D = C // H
+    matrix("token_embd.weight", c["vocab"], C, gguf.GGMLQuantizationType.Q8_0, scale=1.0)
+    for i in range(c["layers"]):
+        vector(f"blk.{i}.attn_norm.weight", C)
+        matrix(f"blk.{i}.attn_q.weight", H * D, C, transform=lambda w: _permute(w, H))
+        matrix(f"blk.{i}.attn_k.weight", KV * D, C, transform=lambda w: _permute(w, KV))
+        matrix(f"blk.{i}.attn_v.weight", KV * D, C)
+        matrix(f"blk.{i}.attn_output.weight", C, H * D)
+        vector(f"blk.{i}.ffn_norm.weight", C)
+        matrix(f"blk.{i}.ffn_gate.weight", F, C)
+        matrix(f"blk.{i}.ffn_up.weight", F, C)
+        matrix(f"blk.{i}.ffn_down.weight", C, F)
+    vector("output_norm.weight", C)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-gguf") / "tiny.gguf"
+    write_tiny_gguf(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_int_llama(tiny_gguf):
+    weights, config = convert_gguf(tiny_gguf)
+    return weights, config
+
+
+@pytest.fixture(scope="module")
+def tiny_int_llama_dir(tiny_int_llama, tmp_path_factory):
+    """An integer llama directory over raw bytes (no tokenizer.json: ids 0-255, start id 256)."""
+    from safetensors.numpy import save_file
+
+    weights, config = tiny_int_llama
+    directory = tmp_path_factory.mktemp("tiny-int-llama")
+    save_file(weights, str(directory / "model.safetensors"))
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+@pytest.mark.parametrize("kind", ["Q4_1", "Q8_0"])
+def test_dequantization_matches_the_gguf_package(kind):
+    qtype = getattr(gguf.GGMLQuantizationType, kind)
+    w = np.random.default_rng(5).standard_normal((6, 96)).astype(np.float32)
+    packed = gguf.quants.quantize(w, qtype)
+
+    class Tensor:  # what GGUFReader gives: a type and the raw blocks
+        tensor_type, data = qtype, packed
+
+    np.testing.assert_allclose(intllama.dequantize(Tensor), gguf.quants.dequantize(packed, qtype), rtol=0, atol=1e-6)
+
+
+def test_tables_are_computed_exactly():
+    """decimal's exp gives libm's integers here; the rotations give cos/sin to float32 precision."""
+    np.testing.assert_array_equal(intllama.exact_exp_table(), exp_table())
+    cos, sin = intllama.rope_tables(10000.0, 16, 300)
+    angles = np.arange(300)[:, None] * 10000.0 ** (-np.arange(0, 16, 2) / 16)
+    np.testing.assert_allclose(cos[:, :8], np.cos(angles), atol=2e-7)
+    np.testing.assert_allclose(sin[:, 8:], np.sin(angles), atol=2e-7)
+    table = intllama.sigmoid_table()
+    assert table[len(table) // 2] == np.float32(0.5) and abs(table[-1] - 1) < 2e-7
+
+
+def test_conversion_is_deterministic(tiny_gguf, tiny_int_llama):
+    assert weights_digest(convert_gguf(tiny_gguf)[0]) == weights_digest(tiny_int_llama[0])
+
+
+def test_integer_llama_predicts_like_transformers_float_llama(tiny_gguf, tiny_int_llama):
+    """The same GGUF through transformers (float) and through the integer model: close
+    distributions. A wrong RoPE layout, GQA grouping or MLP would be far off."""
+    torch = pytest.importorskip("torch")
+    from transformers import AutoModelForCausalLM
+
+    from lmzip.models.hf import quiet_transformers
+
+    with quiet_transformers():
+        reference = AutoModelForCausalLM.from_pretrained(tiny_gguf.parent, gguf_file=tiny_gguf.name,
+                                                         dtype=torch.float32)
+    idx = np.random.default_rng(2).integers(0, CONFIG["vocab"], size=(1, 48))
+    with torch.no_grad():
+        p = torch.softmax(reference(torch.as_tensor(idx)).logits[0].double(), -1).numpy()
+    freqs = IntLlama(*tiny_int_llama, NumpyOps()).forward(idx)[0].astype(np.float64)
+    q = freqs / freqs.sum(-1, keepdims=True)
+    kl = (p * np.log(p / q)).sum(-1).mean()
+    kl_uniform = (p * np.log(p * CONFIG["vocab"])).sum(-1).mean()
+    assert kl < 0.05 * kl_uniform, (kl, kl_uniform)
+
+
+def test_backends_steps_and_chunks_agree_bit_for_bit(tiny_int_llama, monkeypatch):
+    """torch = numpy = stepping = whole-chunk passes, with the down projection split for exact
+    float32 sums and the query rows cut into blocks, as at SmolLM2's size."""
+    monkeypatch.setattr(IntLlama, "max_exact_inner", 40)  # 96 inner -> three exact pieces
+    monkeypatch.setattr(intllama, "QUERY_BLOCK", 16)
+    weights, config = tiny_int_llama
+    runtime = runtime_arrays(weights)
+    idx = np.random.default_rng(3).integers(0, CONFIG["vocab"], size=(3, 40))
+    models = [IntLlama(runtime, config, TorchOps()), IntLlama(runtime, config, NumpyOps())]
+    assert isinstance(models[0].w["layers.0.down.w"], list)
+    whole = [m.forward(idx) for m in models]
+    np.testing.assert_array_equal(whole[0], whole[1])
+    assert whole[0].dtype == np.int32 and whole[0].min() >= 1
+    for model in models:
+        stepper = IntLlamaStepper(model, 3, 40)
+        for t in range(40):
+            np.testing.assert_array_equal(stepper.step(idx[:, t]), whole[0][:, t])
+
+
+def test_thread_counts_give_the_same_integers(tiny_int_llama):
+    torch = pytest.importorskip("torch")
+    idx = np.random.default_rng(4).integers(0, CONFIG["vocab"], size=(2, 30))
+    before, results = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(IntLlama(*tiny_int_llama, TorchOps()).forward(idx))
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_round_trip_with_bytes_beyond_the_vocabulary(tiny_int_llama_dir):
+    """Control bytes and invalid UTF-8 round-trip; the encoder's whole-chunk pass writes the bytes
+    stepping would, and the other backend decodes them."""
+    from lmzip import engine
+    from lmzip.models import load_predictor
+
+    data = b"\x00\x01 integer llama \xff\xfe\r\n" * 30
+    encoder = load_predictor(str(tiny_int_llama_dir), backend="torch", threads=1)
+    blob = lmzip.compress(data, model=encoder, chunk=50, streams=4)
+    decoder = load_predictor(str(tiny_int_llama_dir), backend="numpy")
+    assert lmzip.decompress(blob, model=decoder) == data
+    chunks = [np.asarray(encoder.tokenizer.encode(data[:120]), dtype=np.int64)[i : i + 50] for i in (0, 50, 100)]
+    assert engine.encode_block(encoder, chunks).data == engine.encode_block(encoder, chunks, record=lambda *a: None).data
+
+
+def test_files_decode_with_scalar_kernels_in_a_fresh_process(tiny_int_llama_dir, tmp_path):
+    """A file made here decodes under torch's scalar kernels and oneDNN limited to AVX2."""
+    data = "Integer arithmetic gives the same bits on every CPU. ".encode() * 12
+    (tmp_path / "a.txt").write_bytes(data)
+    cli = [sys.executable, "-m", "lmzip.cli"]
+    subprocess.run(cli + ["compress", "-q", "--model", str(tiny_int_llama_dir), "--chunk", "64", "--no-fallback",
+                          str(tmp_path / "a.txt")], check=True)
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2",
+           "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+    subprocess.run(cli + ["decompress", "-q", "--threads", "1", str(tmp_path / "a.txt.lmz"), "-o",
+                          str(tmp_path / "b.txt")], check=True, env=env)
+    assert (tmp_path / "b.txt").read_bytes() == data
+
+
+def test_the_backend_choice_is_measured_once_per_kind_and_stream_count(tiny_int_llama_dir, tmp_path, monkeypatch):
+    from lmzip.models import load_predictor
+
+    monkeypatch.setenv("LMZIP_CACHE", str(tmp_path))
+    predictor = load_predictor(str(tiny_int_llama_dir))
+    with predictor.running():
+        predictor.fastest("chunks")
+        predictor.fastest("steps", 3)
+        predictor.fastest("steps", 4)  # the same bucket as 3
+    keys = list(json.loads((tmp_path / "kernels.json").read_text()))
+    assert [k.split(",")[0] for k in keys if k.startswith("integer backend")] == [
+        "integer backend for chunks", "integer backend for steps of 4 streams"]
