@@ -337,9 +337,9 @@ def main():
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--files", nargs="*", help="file names (or paths) to include; default all")
     ap.add_argument("--quick", action="store_true", help="first 32 KB of each file")
-    ap.add_argument("--models", default="uniform,order0,order2,fast,fast-portable",
+    ap.add_argument("--models", default="uniform,order0,order2,fast-float,fast",
                     help="lmzip models, comma-separated; 'M +fallback': M with the CLI's default block fallback")
-    ap.add_argument("--quick-english-only", default="fast-portable",
+    ap.add_argument("--quick-english-only", default="fast",
                     help="with --quick, these models see only the English texts (keeps the run under 10 minutes)")
     ap.add_argument("--big-models", default="smollm2", help="slow lmzip models, run only on --big-files")
     ap.add_argument("--big-files", default="alice29.txt", help="files for --big-models (comma-separated)")

@@ -23,12 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 LMZIP = [sys.executable, "-m", "lmzip.cli"]
 EMULATE_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 # (row name, compress options, bytes of the sample)
-ROWS = [("fast (default dtype)", ["--model", "fast"], 65536),
-        ("fast --dtype f32", ["--model", "fast", "--dtype", "f32"], 65536),
-        ("fast --dtype bf16", ["--model", "fast", "--dtype", "bf16"], 65536),
-        ("fast-portable", ["--portable"], 65536),
+ROWS = [("fast (integer)", ["--model", "fast"], 65536),
+        ("fast-float (default dtype)", ["--model", "fast-float"], 65536),
+        ("fast-float --dtype f32", ["--model", "fast-float", "--dtype", "f32"], 65536),
+        ("fast-float --dtype bf16", ["--model", "fast-float", "--dtype", "bf16"], 65536),
         ("--online (from scratch)", ["--online"], 65536),
-        ("smollm2 (default dtype)", ["--model", "smollm2"], 8192)]
+        ("smollm2 (integer)", ["--model", "smollm2"], 8192),
+        ("smollm2-float (default dtype)", ["--model", "smollm2-float"], 8192)]
 
 
 def machine_facts(env: dict) -> dict:

@@ -61,6 +61,7 @@ def integer_nll_bits(predictor, ids: np.ndarray) -> tuple[float, float]:
 def step_ms(predictor, n_streams: int, position: int = 256, steps: int = 4) -> float:
     """Milliseconds per lockstep step of ``n_streams`` streams at ``position`` tokens into a chunk."""
     tokens = np.full(n_streams, 1000, dtype=np.int64)
+    predictor.plan(n_streams)  # a float model takes the dtype it would code this many streams in
     with predictor.running():
         predictor.start(n_streams, position + steps + 1)
         for _ in range(position):
@@ -69,6 +70,19 @@ def step_ms(predictor, n_streams: int, position: int = 256, steps: int = 4) -> f
         for _ in range(steps):
             predictor.step(tokens)
     return (time.perf_counter() - start) / steps * 1000
+
+
+def cpu_name() -> str:
+    """'AMD EPYC, 2 cores, torch kernels AVX2': what the speeds depend on."""
+    import os
+
+    import torch
+
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cores, torch kernels {torch.backends.cpu.get_cpu_capability()}"
 
 
 def main() -> None:
@@ -80,8 +94,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "smollm2-integer.md")
     args = ap.parse_args()
     integer, floating = load_predictor("smollm2"), load_predictor("smollm2-float")
-    lines = [f"# Integer vs float SmolLM2 on {platform.processor() or platform.machine()}, "
-             f"{__import__('os').cpu_count()} cores (`python benchmarks/integer_smollm2.py`)", "",
+    lines = [f"# Integer vs float SmolLM2 on {cpu_name()} (`make bench-smollm2`)", "",
              f"Bits per byte, first {args.bytes // 1024} KB, {CHUNK}-token chunks:", "",
              "| text | float smollm2 | integer smollm2 | change |", "|---|---|---|---|"]
     whole_seconds, whole_tokens = 0.0, 0
@@ -97,10 +110,12 @@ def main() -> None:
     lines += ["", "Speed, tokens/s (decompression steps; the float model compresses by stepping too, the integer "
               "model by whole-chunk passes):", "",
               "| | float smollm2 | integer smollm2 | ratio |", "|---|---|---|---|"]
-    lines.append(f"| compress, whole-chunk passes ({CHUNK} tokens) | (steps) | {whole_tokens / whole_seconds:.1f} | |")
+    lines.append(f"| compress: whole-chunk passes of {CHUNK} tokens | (steps, below) | "
+                 f"{whole_tokens / whole_seconds:.1f} | |")
     for n in map(int, args.streams.split(",")):
         f_ms, i_ms = step_ms(floating, n), step_ms(integer, n)
-        lines.append(f"| step of {n} stream{'s' if n > 1 else ''} | {1000 * n / f_ms:.1f} ({f_ms:.0f} ms) | "
+        dtype = floating.settings().dtype
+        lines.append(f"| step of {n} stream{'s' if n > 1 else ''} (float: {dtype}) | {1000 * n / f_ms:.1f} ({f_ms:.0f} ms) | "
                      f"{1000 * n / i_ms:.1f} ({i_ms:.0f} ms) | {f_ms / i_ms:.2f} |")
         print(lines[-1], flush=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -4,7 +4,7 @@ speed of each backend both ways, and bit-identity across backends and threads.
     python benchmarks/portable_check.py [--speed-bytes 262144] [--texts 32768]
 
 1. Bits: the first ``--texts`` bytes of each English eval text, compressed by
-   ``fast`` (float, bf16) and ``fast-portable``.
+   ``fast-float`` and ``fast`` (integer).
 2. Speed: ``--speed-bytes`` of Silesia dickens; compress (teacher-forced
    integer pass) and decompress (stepping) with the torch backend, decompress
    with numpy; the float fast model both ways for reference. Exact round trips.
@@ -45,9 +45,9 @@ def timed(fn):
 
 
 def bits_table(n_bytes: int) -> list[dict]:
-    fast, portable = load_predictor("fast", threads=2), load_predictor("fast-portable", threads=2)
+    fast, portable = load_predictor("fast-float", threads=2), load_predictor("fast", threads=2)
     rows = []
-    print("| text | fast (float) bits/byte | fast-portable bits/byte | change |\n|---|---|---|---|")
+    print("| text | fast-float bits/byte | fast (integer) bits/byte | change |\n|---|---|---|---|")
     for name in ENGLISH:
         data = (EVAL / name).read_bytes()[:n_bytes]
         a, b = len(lmzip.compress(data, model=fast)), len(lmzip.compress(data, model=portable))
@@ -61,7 +61,7 @@ def speed_table(n_bytes: int) -> list[dict]:
     data = (EVAL / "silesia" / "dickens").read_bytes()[:n_bytes]
     rows = []
     print("| model | backend | compress tok/s | decompress tok/s | bits/byte |\n|---|---|---|---|---|")
-    for model, backend in (("fast", None), ("fast-portable", "torch"), ("fast-portable", "numpy")):
+    for model, backend in (("fast-float", None), ("fast", "torch"), ("fast", "numpy")):
         predictor = load_predictor(model, threads=2, backend=backend)
         blob, c_sec = timed(lambda: lmzip.compress(data, model=predictor))
         back, d_sec = timed(lambda: lmzip.decompress(blob, model=predictor))

@@ -19,7 +19,8 @@ from lmzip.models import DEFAULT_MODEL, LEVELS, MODELS  # noqa: E402
 CLASSICAL = ["gzip -9", "bzip2 -9", "xz -9e", "zstd -19", "zstd -22", "brotli -q11"]
 ENGLISH = ["canterbury/alice29.txt", "canterbury/asyoulik.txt", "canterbury/lcet10.txt", "canterbury/plrabn12.txt",
            "calgary/book1", "calgary/book2", "calgary/paper1", "calgary/paper2", "calgary/news", "silesia/dickens"]
-LMZIP = ["lmzip order2", "lmzip fast", "lmzip fast-portable", "lmzip fast +fallback", "lmzip smollm2"]
+LMZIP = ["lmzip order2", "lmzip fast-float", "lmzip fast", "lmzip fast-float +fallback", "lmzip fast +fallback",
+         "lmzip smollm2-float", "lmzip smollm2"]
 
 
 def models_table() -> str:

@@ -12,7 +12,7 @@ from .api import Stats, compress, compress_stream, decompress, decompress_stream
 from .errors import (ChecksumError, FingerprintMismatch, FormatError, LmzipError, ModelError,
                      ModelNotAvailable)
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = ["compress", "decompress", "compress_stream", "decompress_stream", "Stats", "LmzipError",
            "FormatError", "ChecksumError", "ModelError", "ModelNotAvailable", "FingerprintMismatch"]

@@ -236,11 +236,12 @@ JsonOpt = typer.Option(False, "--json", help="print the statistics as one JSON o
 QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bar or summary")
 RemoveOpt = typer.Option(False, "--rm", help="remove FILE after success")
 KeepOpt = typer.Option(False, "--keep", "-k", help="keep FILE (the default; for gzip/zstd habits)")
-DtypeOpt = typer.Option(None, "--dtype", help="f32 or bf16 (model default)")
+DtypeOpt = typer.Option(None, "--dtype", help="float models: f32 or bf16 (default: the faster on this CPU, measured)")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="torch threads (recorded; the decoder uses the same)")
 ChunkOpt = typer.Option(None, "--chunk", min=1, help="tokens per stream (L)")
 StreamsOpt = typer.Option(None, "--streams", min=1, help="lockstep streams per block (B)")
-BackendOpt = typer.Option(None, "--backend", help="portable models: torch (default) or numpy; same numbers either way")
+BackendOpt = typer.Option(None, "--backend", help="integer models: torch or numpy (default: the faster for the work, "
+                          "measured); the same numbers either way")
 
 
 LEVEL_HELP = "; ".join(f"{n}: {model}" + (f" --chunk {chunk}" if chunk else "") for n, (model, chunk) in LEVELS.items())
@@ -338,7 +339,7 @@ def decompress(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="where to find the file's model, if not where it was"),
     device: Optional[str] = DeviceOpt,
     backend: Optional[str] = BackendOpt,
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="portable files only: any count "
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="integer models' files: any count "
                                           "(other files use the count they were made with)"),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,

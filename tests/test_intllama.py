@@ -4,7 +4,6 @@ backends, stepping and whole-chunk passes."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess

@@ -202,3 +202,21 @@ def test_shipped_portable_model_predicts_like_the_float_one():
         stats = lmzip.api.compress_stream(io.BytesIO(data), stream, name, threads=1, dtype="f32")
         out[name] = stats.nll_bits
     assert out["fast"] <= 1.03 * out["fast-float"]
+
+
+def test_files_of_earlier_versions_find_their_models():
+    """0.2.0 and 0.3.0 named the float models "fast" and "smollm2" and the integer fast "fast-portable";
+    the header's integer flag tells which model a name meant."""
+    from lmzip.models import model_for_file
+
+    assert [model_for_file("fast", False), model_for_file("smollm2", False)] == ["fast-float", "smollm2-float"]
+    assert [model_for_file("fast", True), model_for_file("fast-portable", True)] == ["fast", "fast"]
+    assert model_for_file("order2", False) == "order2"
+
+
+def test_float_fast_files_name_their_model():
+    data = SAMPLE_TEXT.encode()[:300]
+    blob = lmzip.compress(data, model="fast-float", threads=1, dtype="f32")
+    header = lmzip.api.read_header(io.BytesIO(blob))
+    assert (header.model, header.portable, header.settings.dtype) == ("fast-float", False, "f32")
+    assert lmzip.decompress(blob) == data

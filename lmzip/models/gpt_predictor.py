@@ -54,7 +54,7 @@ class GPTPredictor(TorchPredictor):
 def load_fast(**options) -> GPTPredictor:
     if not (FAST_DIR / "model.safetensors").exists():
         raise ModelNotAvailable(f"the fast model's weights are missing from {FAST_DIR}")
-    return GPTPredictor(FAST_DIR, name="fast", **torch_options(options))
+    return GPTPredictor(FAST_DIR, name="fast-float", **torch_options(options))
 
 
 def load_directory(directory: Path, name: str, **options) -> GPTPredictor:

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import ModelNotAvailable
 from ..tokenize import load_tokenizer
 from .base import Capabilities, Predictor, hash_files
-from .intgpt import INTEGER_FORMAT, PORTABLE_TYPE, IntGPT, IntStepper, load_portable
+from .intgpt import INTEGER_FORMAT, IntGPT, IntStepper, load_portable
 from .intllama import LLAMA_FORMAT, LLAMA_TYPE, IntLlama, IntLlamaStepper, runtime_arrays
 from .intops import BACKENDS, NumpyOps, TorchOps
 
