@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 # Files already here are kept (portable-fast was written by lmzip 0.3.0, as "fast-portable").
 GOLDEN = [("portable-fast.alice29-2k.lmz", ["--model", "fast"], "canterbury/alice29.txt", 2048),
           ("order2.paper2-2k.lmz", ["--model", "order2"], "calgary/paper2", 2048),
-          ("smollm2.alice29-2k.lmz", ["--model", "smollm2"], "canterbury/alice29.txt", 2048),
+          ("smollm2.alice29-1k.lmz", ["--model", "smollm2"], "canterbury/alice29.txt", 1024),
           ("fast.paper1-4k.lmz", ["--model", "fast"], "calgary/paper1", 4096)]
 
 
