@@ -4,7 +4,7 @@ Token ids are cut into chunks of L tokens; chunks are grouped into blocks of
 up to B streams. Each block resets the predictor and steps its streams in
 lockstep: at step t every stream feeds its previous token (the start token at
 t=0) and gets the distribution of its token t. Streams that have finished feed
-the start token and are not coded. Because the encoder and decoder call
+the start token and are not coded (integer models drop them from the batch). Because the encoder and decoder call
 ``lockstep`` with the same lengths, the predictor sees the very same inputs and
 shapes in both directions. Blocks are independent of each other.
 """
@@ -47,8 +47,10 @@ def lockstep(predictor: Predictor, lengths: list[int], code_step: CodeStep,
     with predictor.running():
         predictor.start(n_streams, n_steps)
         for t in range(n_steps):
-            probs = predictor.step(prev)
             active = int(np.count_nonzero(lengths_arr > t))  # chunks are sorted longest first
+            # an exact model gives each stream the same numbers in any batch: finished streams are
+            # dropped (a float model's numbers depend on the batch shape, so it steps them all)
+            probs = predictor.step(prev[:active] if predictor.capabilities.integer else prev)
             coded = code_step(probs[:active], t)
             tokens[:active, t] = coded
             prev[:active] = coded

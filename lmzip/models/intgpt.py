@@ -253,18 +253,19 @@ class IntStepper:
         self.v = [ops.zeros((n_streams, H, L, hd), "f32") for _ in range(model.n_layer)]
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
-        model, ops, pos = self.model, self.model.ops, self.pos
+        """The first len(tokens) streams (finished streams are dropped from the end) -> frequencies."""
+        model, ops, pos, n = self.model, self.model.ops, self.pos, len(tokens)
         if pos >= model.context:
             raise ValueError("chunk longer than the model's context")
         span = pos + 1  # exactly the filled cache: no mask (float32 GEMMs keep no per-shape kernels)
-        x = model.embed(ops.array(tokens, "i64")[:, None], ops.array([pos], "i64"))  # (B, 1, C)
+        x = model.embed(ops.array(tokens, "i64")[:, None], ops.array([pos], "i64"))  # (n, 1, C)
         for layer in range(model.n_layer):
             q, qs, k, ks, v = model.qkv(layer, x)
-            self.k[layer][:, :, pos : pos + 1] = k
-            self.ks_t[layer][..., pos : pos + 1] = ks
-            self.v[layer][:, :, pos : pos + 1] = v
-            attention = model.attend(layer, q, qs, self.k[layer][:, :, :span], self.ks_t[layer][..., :span],
-                                     self.v[layer][:, :, :span])
+            self.k[layer][:n, :, pos : pos + 1] = k
+            self.ks_t[layer][:n, ..., pos : pos + 1] = ks
+            self.v[layer][:n, :, pos : pos + 1] = v
+            attention = model.attend(layer, q, qs, self.k[layer][:n, :, :span], self.ks_t[layer][:n, ..., :span],
+                                     self.v[layer][:n, :, :span])
             x = model.block_rest(layer, x, attention)
         self.pos += 1
         return ops.to_numpy(model.frequencies(x)[:, 0])

@@ -295,21 +295,23 @@ class IntLlamaStepper:
         self.vmax = [ops.zeros((n_streams, KV, 1, 1, 1), "f32") for _ in range(model.n_layer)]
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
-        model, ops, pos = self.model, self.model.ops, self.pos
+        """The first len(tokens) streams (finished streams are dropped from the end) -> frequencies."""
+        model, ops, pos, n = self.model, self.model.ops, self.pos, len(tokens)
         if pos >= self.length:
             raise ValueError("chunk longer than the KV cache")
         span = pos + 1  # exactly the filled cache: no mask
         positions = ops.array([pos], "i64")
-        x = model.embed(ops.array(tokens, "i64")[:, None])  # (B, 1, C)
+        x = model.embed(ops.array(tokens, "i64")[:, None])  # (n, 1, C)
         for layer in range(model.n_layer):
             q, qs, k, ks, v, vs = model.qkv(layer, x, positions)
-            self.k[layer][..., pos : pos + 1, :] = k
-            self.ks_t[layer][..., pos : pos + 1] = ks
-            self.v[layer][..., pos : pos + 1, :] = v
-            self.vs_t[layer][..., pos : pos + 1] = vs
-            self.vmax[layer] = ops.maximum(self.vmax[layer], vs)  # the running maximum (exact)
-            attention = model.attend(q, qs, self.k[layer][..., :span, :], self.ks_t[layer][..., :span],
-                                     self.v[layer][..., :span, :], self.vs_t[layer][..., :span], self.vmax[layer])
+            self.k[layer][:n, ..., pos : pos + 1, :] = k
+            self.ks_t[layer][:n, ..., pos : pos + 1] = ks
+            self.v[layer][:n, ..., pos : pos + 1, :] = v
+            self.vs_t[layer][:n, ..., pos : pos + 1] = vs
+            self.vmax[layer][:n] = ops.maximum(self.vmax[layer][:n], vs)  # the running maximum (exact)
+            attention = model.attend(q, qs, self.k[layer][:n, ..., :span, :], self.ks_t[layer][:n, ..., :span],
+                                     self.v[layer][:n, ..., :span, :], self.vs_t[layer][:n, ..., :span],
+                                     self.vmax[layer][:n])
             x = model.block_rest(layer, x, attention)
         self.pos += 1
         return ops.to_numpy(model.frequencies(x)[:, 0])
