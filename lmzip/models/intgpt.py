@@ -162,7 +162,6 @@ class IntegerArithmetic:
         return self.ops.take(self.table_plus_one, self.table_index(self.linear(values, scale, "head")))
 
 
-
 class IntGPT(IntegerArithmetic):
     """The integer forward pass; ``weights`` as written by ``quantize_gpt``."""
 
