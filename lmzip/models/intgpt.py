@@ -44,10 +44,17 @@ NORM_EPS = 16.0  # RMSNorm epsilon in residual units squared (~1e-6 in real unit
 PORTABLE_TYPE = "lmzip-gpt-int8"
 
 
-def exp_table() -> np.ndarray:
-    """round(2^24 * exp(-i / 128)) down to the first zero; computed once, stored with the weights."""
-    n = int(math.log(2 * EXP_ONE) * EXP_STEPS_PER_NAT) + 2
-    return np.array([round(EXP_ONE * math.exp(-i / EXP_STEPS_PER_NAT)) for i in range(n)], dtype=np.int64)
+def exp_table(one: int = EXP_ONE) -> np.ndarray:
+    """round(one * exp(-i / 128)) down to the first zero, by ``decimal`` (correctly rounded, never
+    libm): every machine computes the same integers. Stored with the weights."""
+    from decimal import Decimal, localcontext
+
+    out = []
+    with localcontext() as ctx:
+        ctx.prec = 40
+        while not out or out[-1]:
+            out.append(int((one * (Decimal(-len(out)) / EXP_STEPS_PER_NAT).exp()).to_integral_value()))
+    return np.array(out, dtype=np.int64)
 
 
 def _runtime_tensors(weights: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, str]]:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .intgpt import EXP_ONE, EXP_STEPS_PER_NAT, INT8, IntegerArithmetic
+from .intgpt import EXP_STEPS_PER_NAT, INT8, IntegerArithmetic, exp_table
 
 LLAMA_TYPE = "lmzip-llama-int8"
 LLAMA_FORMAT = 1  # bump when the arithmetic below changes
@@ -59,20 +59,6 @@ EXACT_INNER = 1024  # 127 * 127 * 1024 < 2^24: widest exact float32 GEMM of int8
 
 
 # -- tables computed exactly, once --------------------------------------------------
-
-def exact_exp_table(one: int = EXP_ONE) -> np.ndarray:
-    """round(one * exp(-i / 128)) down to the first zero, by ``decimal`` (correctly rounded exp)."""
-    out = []
-    with localcontext() as ctx:
-        ctx.prec = 40
-        i = 0
-        while True:
-            value = int((Decimal(one) * (Decimal(-i) / EXP_STEPS_PER_NAT).exp()).to_integral_value())
-            out.append(value)
-            if value == 0:
-                return np.array(out, dtype=np.int64)
-            i += 1
-
 
 def sigmoid_table() -> np.ndarray:
     """sigmoid(i / 256) for i in [-4096, 4096], float32, from ``decimal``."""
@@ -351,12 +337,23 @@ def int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
 
 
+def _field_value(field):
+    """A GGUF metadata scalar or string (the reader's parts/data layout, the same in every gguf version)."""
+    import gguf
+
+    value = field.parts[field.data[0]]
+    if field.types and field.types[0] == gguf.GGUFValueType.STRING:
+        return bytes(value).decode("utf-8")
+    return value[0]
+
+
 def convert_gguf(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     """Integer weights and config of a llama GGUF."""
     import gguf
 
     reader = gguf.GGUFReader(str(path))
-    field = {name: f.contents() for name, f in reader.fields.items() if not name.startswith("tokenizer.")}
+    field = {name: _field_value(f) for name, f in reader.fields.items()
+             if not name.startswith("tokenizer.") and len(f.data) == 1}
     arch = field["general.architecture"]
     config = {
         "model_type": LLAMA_TYPE, "format": LLAMA_FORMAT,
@@ -382,8 +379,8 @@ def convert_gguf(path: Path) -> tuple[dict[str, np.ndarray], dict]:
         out[name + ".s"], out[name + ".sr"] = scale, scale * fixed
 
     embedding = dequantize(tensors["token_embd.weight"])  # (vocab, C)
-    out: dict[str, np.ndarray] = {"exp_table": exact_exp_table(), "sigmoid": sigmoid_table(),
-                                  "attention_exp": exact_exp_table(ATTENTION_EXP_ONE)}
+    out: dict[str, np.ndarray] = {"exp_table": exp_table(), "sigmoid": sigmoid_table(),
+                                  "attention_exp": exp_table(ATTENTION_EXP_ONE)}
     out["embed.e"] = np.round(embedding * fixed).astype(np.int32)
     for i in range(config["num_hidden_layers"]):
         b, p = f"blk.{i}", f"layers.{i}"
