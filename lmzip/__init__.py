@@ -1,6 +1,6 @@
 """lmzip: lossless compression with a language model as the predictor.
 
-Pipeline: tokenize -> models (predictor) -> coder -> engine -> container -> cli.
+Pipeline: tokenize -> models (predictor) -> coder -> engine (workers: on Ray) -> container -> cli.
 
     >>> import lmzip
     >>> blob = lmzip.compress(b"hello", model="order2")
@@ -10,9 +10,10 @@ Pipeline: tokenize -> models (predictor) -> coder -> engine -> container -> cli.
 
 from .api import Stats, compress, compress_stream, decompress, decompress_stream
 from .errors import (ChecksumError, FingerprintMismatch, FormatError, LmzipError, ModelError,
-                     ModelNotAvailable)
+                     ModelNotAvailable, WorkerError)
+from .workers import WorkerPool  # Ray is imported only when a pool starts
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
-__all__ = ["compress", "decompress", "compress_stream", "decompress_stream", "Stats", "LmzipError",
-           "FormatError", "ChecksumError", "ModelError", "ModelNotAvailable", "FingerprintMismatch"]
+__all__ = ["compress", "decompress", "compress_stream", "decompress_stream", "Stats", "WorkerPool", "LmzipError",
+           "FormatError", "ChecksumError", "ModelError", "ModelNotAvailable", "FingerprintMismatch", "WorkerError"]

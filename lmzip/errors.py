@@ -37,3 +37,9 @@ class ModelNotAvailable(ModelError):
 
 class FingerprintMismatch(ModelError):
     pass
+
+
+class WorkerError(LmzipError):
+    """The workers could not code a block (after retries), or a cluster cannot be reached (exit 1)."""
+
+    exit_code = 1

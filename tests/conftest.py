@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -79,3 +82,84 @@ def tiny_gpt2_dir(tmp_path_factory):
     config = GPT2Config(vocab_size=tok.vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=128,
                         bos_token_id=tok.bos_id, eos_token_id=tok.bos_id)
     return _save_hf(GPT2LMHeadModel(config), tok, tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+# The integer llama's tiny GGUF (test_intllama.py, test_workers.py)
+CONFIG = dict(layers=2, hidden=96, ffn=160, heads=4, kv_heads=2, vocab=300, context=128)  # head_dim 24: not a power of 2
+
+
+def _permute(w: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's interleaving of q/k rows, which the conversion undoes."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_tiny_gguf(path, seed: int = 0) -> None:
+    """A 2-layer llama GGUF with Q4_1 matrices, a Q8_0 embedding and float32 norms, as SmolLM2's."""
+    import gguf
+
+    c, rng = CONFIG, np.random.default_rng(seed)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(c["layers"])
+    writer.add_context_length(c["context"])
+    writer.add_embedding_length(c["hidden"])
+    writer.add_feed_forward_length(c["ffn"])
+    writer.add_head_count(c["heads"])
+    writer.add_head_count_kv(c["kv_heads"])
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_vocab_size(c["vocab"])
+
+    def matrix(name, rows, cols, kind=gguf.GGMLQuantizationType.Q4_1, scale=0.25, transform=None):
+        w = (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
+        if transform:
+            w = transform(w)
+        writer.add_tensor(name, gguf.quants.quantize(w, kind), raw_dtype=kind)
+
+    def vector(name, n):
+        writer.add_tensor(name, (1 + 0.2 * rng.standard_normal(n)).astype(np.float32))
+
+    H, KV, C, F = c["heads"], c["kv_heads"], c["hidden"], c["ffn"]
+    D = C // H
+    matrix("token_embd.weight", c["vocab"], C, gguf.GGMLQuantizationType.Q8_0, scale=1.0)
+    for i in range(c["layers"]):
+        vector(f"blk.{i}.attn_norm.weight", C)
+        matrix(f"blk.{i}.attn_q.weight", H * D, C, transform=lambda w: _permute(w, H))
+        matrix(f"blk.{i}.attn_k.weight", KV * D, C, transform=lambda w: _permute(w, KV))
+        matrix(f"blk.{i}.attn_v.weight", KV * D, C)
+        matrix(f"blk.{i}.attn_output.weight", C, H * D)
+        vector(f"blk.{i}.ffn_norm.weight", C)
+        matrix(f"blk.{i}.ffn_gate.weight", F, C)
+        matrix(f"blk.{i}.ffn_up.weight", F, C)
+        matrix(f"blk.{i}.ffn_down.weight", C, F)
+    vector("output_norm.weight", C)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-gguf") / "tiny.gguf"
+    write_tiny_gguf(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_int_llama(tiny_gguf):
+    from lmzip.models.intllama import convert_gguf
+
+    weights, config = convert_gguf(tiny_gguf)
+    return weights, config
+
+
+@pytest.fixture(scope="session")
+def tiny_int_llama_dir(tiny_int_llama, tmp_path_factory):
+    """An integer llama directory over raw bytes (no tokenizer.json: ids 0-255, start id 256)."""
+    from safetensors.numpy import save_file
+
+    weights, config = tiny_int_llama
+    directory = tmp_path_factory.mktemp("tiny-int-llama")
+    save_file(weights, str(directory / "model.safetensors"))
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory

@@ -139,6 +139,7 @@ def test_one_online_predictor_codes_several_files_from_its_first_weights():
     assert lmzip.decompress(blob_first, model=decoder) == first
 
 
+@pytest.mark.slow  # the API test above covers restarting per file; this one adds the CLI (18 s)
 def test_cli_online_over_several_files_reports_json_and_decodes_each_alone(tmp_path):
     """One CLI process codes two files with the real online model (loaded once, restarted for each
     file); the size is the area under the loss curve; the second file decodes on its own."""
