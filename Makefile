@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE ?= demo/sample.txt
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-scale readme demo-teach demo-online train-fast clean
+.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-scale bench-mix readme demo-teach demo-online train-fast clean
 
 $(BIN)/lmzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench-smollm2: install  # the integer SmolLM2 against the float one: bits on 32 
 
 bench-scale: install  # Ray workers against one process: tokens/s, the driver's cost per block, projections
 	$(BIN)/python benchmarks/scale.py
+
+bench-mix: install  # the match model mixed in: bits on whole eval files (fast) and 32 KB (smollm2), time ratios
+	$(BIN)/python benchmarks/mixing.py --model fast
+	$(BIN)/python benchmarks/mixing.py --model smollm2 --bytes 32768 --timed none \
+		--files canterbury/alice29.txt,calgary/book1,calgary/paper1,calgary/news
 
 readme: install  # the README's model table (from the registry) and results table (from results/full.json)
 	$(BIN)/python benchmarks/readme_tables.py

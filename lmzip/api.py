@@ -8,6 +8,7 @@ engine's lockstep loop, write or read the container.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import threading
@@ -22,7 +23,9 @@ import numpy as np
 from . import container, engine
 from .errors import ChecksumError, FingerprintMismatch, FormatError, InputOutputError
 from .models import DEFAULT_MODEL, load_predictor, model_for_file
+from .mixing import MIX_VERSION
 from .models.base import Predictor
+from .settings import Settings
 from .tokenize import read_tokens
 from .workers import Task, WorkerPool, fingerprint, load_key
 
@@ -38,7 +41,8 @@ class Stats:
     original_bytes: int = 0
     compressed_bytes: int = 0
     tokens: int = 0
-    nll_bits: float = 0.0
+    nll_bits: float = 0.0  # what the tokens cost as coded
+    lm_nll_bits: float = 0.0  # what they would cost under the model alone (mixing off)
     seconds: float = 0.0  # the whole call: model load, tokenizing, coding
     coding_seconds: float = 0.0  # the lockstep loop alone; tokens_per_second uses this
     chunk: int = 0
@@ -89,7 +93,7 @@ class _StepCounter:
 
 def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = DEFAULT_MODEL,
                     chunk: int | None = None, streams: int | None = None,
-                    progress: Progress | None = None, record=None, fallback: bool = True,
+                    progress: Progress | None = None, record=None, fallback: bool = True, mix: bool = True,
                     workers: WorkerPool | None = None, load: Callable[[], Predictor] | None = None,
                     **options) -> Stats:
     """Compress ``source`` into ``dest``; ``record(t, symbols, probs, bits)`` sees every step.
@@ -100,6 +104,8 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
 
     With ``fallback``, a block the model codes in more bytes than xz -9e or than
     the block itself is written that way instead (never for learning models).
+    With ``mix``, an integer model's predictions are mixed with a match model over
+    the block's history (mixing.py); the header records it.
     """
     start_time = time.perf_counter()
     predictor = _as_predictor(model, **options)
@@ -112,11 +118,14 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     planned = min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1
     if workers is not None and record is not None:
         raise ValueError("record sees every step of one process: it cannot run with workers")
+    mixed = MIX_VERSION if mix and predictor.capabilities.integer else None
     with _setup_lock:
         predictor.plan(planned)
-        task = None if workers is None else _worker_task(workers, predictor, model, load, options, plan=planned)
+        task = None if workers is None else _worker_task(workers, predictor, model, load, options, plan=planned,
+                                                         mix=mixed)
         header = container.Header(
-            model=predictor.name, weights_hash=predictor.weights_hash, settings=predictor.settings(),
+            model=predictor.name, weights_hash=predictor.weights_hash,
+            settings=dataclasses.replace(predictor.settings(), mix=mixed),
             versions_crc=container.versions_crc(_versions(predictor)), chunk=chunk, streams=streams,
             original_length=length, n_tokens=len(ids), checksum=crc,
             flags=container.FLAG_PORTABLE if predictor.capabilities.integer else 0)
@@ -125,13 +134,14 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     on_step = _StepCounter(progress, len(ids))
     coding_start = time.perf_counter()
     if workers is None:
-        coded = (engine.encode_block(predictor, chunks, on_step, record=record)
+        coded = (engine.encode_block(predictor, chunks, on_step, record=record, mix=mixed)
                  for chunks in engine.split_blocks(ids, chunk, streams))
     else:
         coded = _counted(workers.map("encode", task, ((c,) for c in engine.split_blocks(ids, chunk, streams))),
                          on_step, (sum(lengths) for lengths in engine.block_layout(len(ids), chunk, streams)))
     for chunks, block in zip(engine.split_blocks(ids, chunk, streams), coded):
         stats.nll_bits += block.nll_bits
+        stats.lm_nll_bits += block.lm_nll_bits
         writer.add(block.data, predictor.tokenizer.decode(np.concatenate(chunks)) if writer.fallback else None)
     stats.compressed_bytes = writer.close()
     stats.streams = writer.header.streams
@@ -167,7 +177,7 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
         raise FingerprintMismatch(
             f"model weights differ from the ones that made this file (model {header.model!r}, "
             f"file {header.weights_hash.hex()}, here {predictor.weights_hash.hex()})")
-    predictor.adopt(header.settings)
+    predictor.adopt(model_settings(header.settings))
     if container.versions_crc(_versions(predictor)) != header.versions_crc:
         raise FingerprintMismatch(
             f"library versions differ from the ones that made this file (here: {_versions(predictor)}); "
@@ -175,6 +185,11 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
     if loaded is not None:
         loaded[name] = predictor
     return predictor
+
+
+def model_settings(settings: Settings) -> Settings:
+    """A header's settings that are the model's own (the mixing is the engine's)."""
+    return dataclasses.replace(settings, mix=None)
 
 
 def _decoder_load_args(header: container.Header, model, options: dict) -> tuple[str, dict]:
@@ -217,14 +232,15 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
         predictor.begin_file()
         if workers is not None:
             name, load_options = _decoder_load_args(header, model, options)
-            task = _worker_task(workers, predictor, name, load, load_options, adopt=header.settings.to_header())
+            task = _worker_task(workers, predictor, name, load, load_options, adopt=header.settings.to_header(),
+                                mix=header.settings.mix)
     stats = Stats(model=header.model, original_bytes=header.original_length, tokens=header.n_tokens,
                   chunk=header.chunk, streams=header.streams)
     crc, length = 0, 0
     on_step = _StepCounter(progress, header.n_tokens)
     coding_start = time.perf_counter()
     if workers is None:
-        decoded = (_block_bytes(predictor, header.original_length, method, data, lengths, on_step)
+        decoded = (_block_bytes(predictor, header.original_length, method, data, lengths, on_step, header.settings.mix)
                    for lengths, method, data in reader.blocks())
     else:
         blocks = ((method, data, lengths, header.original_length) for lengths, method, data in reader.blocks())
@@ -252,7 +268,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
 
 
 def _block_bytes(predictor: Predictor, original_length: int, method: int, data: bytes,
-                 lengths: list[int], on_step) -> Iterator[bytes]:
+                 lengths: list[int], on_step, mix: str | None = None) -> Iterator[bytes]:
     """The original bytes of one block, chunk by chunk for model-coded blocks."""
     if method != container.BLOCK_MODEL:
         if predictor.capabilities.learns:
@@ -260,7 +276,7 @@ def _block_bytes(predictor: Predictor, original_length: int, method: int, data: 
         yield container.unpack_block(method, data, original_length)
         on_step(sum(lengths))
         return
-    for chunk_ids in engine.decode_block(predictor, data, lengths, on_step):
+    for chunk_ids in engine.decode_block(predictor, data, lengths, on_step, mix):
         try:
             yield predictor.tokenizer.decode(chunk_ids)
         except (ValueError, IndexError, OverflowError):

@@ -381,6 +381,8 @@ def compress(
     backend: Optional[str] = BackendOpt,
     no_fallback: bool = typer.Option(False, "--no-fallback", help="code every block with the model, even "
                                      "where xz -9e or storing the bytes would be smaller"),
+    no_mix: bool = typer.Option(False, "--no-mix", help="the model alone: no match model mixed in (integer "
+                                "models mix by default; --json gives both costs as nll_bits and lm_nll_bits)"),
     level: Optional[int] = typer.Option(None, "--level", "-l", min=1, max=9, help=f"preset, also -1 .. -9 "
                                         f"(--model and --chunk override it): {LEVEL_HELP}"),
     recursive: bool = RecursiveOpt,
@@ -425,7 +427,7 @@ def compress(
                 predictor = shared.get(name) or load_predictor(name, **options)
                 shared[name] = predictor
             stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, progress=progress,
-                                        fallback=not no_fallback, workers=pool,
+                                        fallback=not no_fallback, mix=not no_mix, workers=pool,
                                         load=functools.partial(load_predictor, name, **options))
         _copy_metadata(file, target)
         _remove_input(file, remove)
@@ -564,6 +566,7 @@ def explain(
     streams: Optional[int] = StreamsOpt,
     as_json: bool = JsonOpt,
     html_out: Optional[Path] = typer.Option(None, "--html", help="write a self-contained HTML page"),
+    no_mix: bool = typer.Option(False, "--no-mix", help="the model alone's costs (integer models mix by default)"),
     quiet: bool = QuietOpt,
 ):
     """Show what every token costs: -log2 p under the model, as compression pays it."""
@@ -575,7 +578,7 @@ def explain(
             data = source.read()
         predictor = load_predictor(model or DEFAULT_MODEL, dtype=dtype, device=device, threads=threads)
         with _Progress("explaining", quiet) as progress:
-            result = ex.explain(data, predictor, chunk=chunk, streams=streams, progress=progress)
+            result = ex.explain(data, predictor, chunk=chunk, streams=streams, progress=progress, mix=not no_mix)
         if html_out is not None:
             html_out.write_text(ex.render_html(result), encoding="utf-8")
         if as_json:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import engine
+from .mixing import MIX_VERSION
 from .models.base import Predictor
 
 TOP_K = 5
@@ -52,8 +53,11 @@ class Explanation:
 
 
 def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams: int | None = None,
-            progress=None) -> Explanation:
+            progress=None, mix: bool = True) -> Explanation:
+    """Every token's cost as compression pays it: with ``mix`` (integer models), the mixture's; the
+    model's own probability of the token is ``TokenInfo.probability``."""
     start = time.perf_counter()
+    mixed = MIX_VERSION if mix and predictor.capabilities.integer else None
     chunk = chunk or predictor.default_chunk
     streams = streams or predictor.default_streams
     ids = predictor.tokenizer.encode(data)
@@ -79,7 +83,7 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
             if progress:
                 progress(done, len(ids))
 
-        engine.encode_block(predictor, chunks, on_step, record=record)
+        engine.encode_block(predictor, chunks, on_step, record=record, mix=mixed)
         for stream_tokens in block:
             infos.extend(stream_tokens)
     return Explanation(predictor.name, infos, len(data), time.perf_counter() - start)

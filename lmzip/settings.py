@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from .errors import FormatError, ModelError
 
 # field name -> the key written in headers (short where a field is in most headers)
-HEADER_KEYS = {"dtype": "d", "threads": "t", "device": "v", "kernels": "k", "train": "train"}
+HEADER_KEYS = {"dtype": "d", "threads": "t", "device": "v", "kernels": "k", "train": "train", "mix": "m"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Settings:
     device: str | None = None  # None: the CPU; "cuda" for a GPU
     kernels: str | None = None  # float models on a CPU: torch's kernel path (avx512, avx2, default)
     train: str | None = None  # learning models: the training recipe (see models/online.py)
+    mix: str | None = None  # integer models: the match model mixed in, by version (mixing.py); None: the LM alone
 
     def to_header(self) -> str:
         return ";".join(f"{HEADER_KEYS[f.name]}={getattr(self, f.name)}"

@@ -46,6 +46,7 @@ class Task:
     fingerprint: tuple  # (weights hash, settings text, versions) the file's header records
     plan: int | None = None  # compressing: ``Predictor.plan``'s stream count
     adopt: str | None = None  # decompressing: the header's settings text, for ``Predictor.adopt``
+    mix: str | None = None  # the match model mixed in (engine.encode_block / decode_block)
     key: str = field(default_factory=lambda: os.urandom(8).hex())  # this file's task
 
 
@@ -72,6 +73,7 @@ class BlockWorker:
         return {"host": socket.gethostname(), "pid": os.getpid()}
 
     def _ready(self, task: Task) -> Predictor:
+        from .api import model_settings
         from .settings import Settings
 
         if task.model_key != self.model_key:
@@ -84,7 +86,7 @@ class BlockWorker:
                                        "each block learns from the ones before it; drop --workers")
             predictor.begin_file()
             if task.adopt is not None:
-                predictor.adopt(Settings.from_header(task.adopt))
+                predictor.adopt(model_settings(Settings.from_header(task.adopt)))
             else:
                 predictor.plan(task.plan)
             here = fingerprint(predictor)
@@ -99,12 +101,12 @@ class BlockWorker:
     def encode(self, task: Task, chunks):
         from . import engine
 
-        return engine.encode_block(self._ready(task), chunks)
+        return engine.encode_block(self._ready(task), chunks, mix=task.mix)
 
     def decode(self, task: Task, method: int, data: bytes, lengths: list[int], original_length: int) -> list[bytes]:
         from .api import _block_bytes
 
-        return list(_block_bytes(self._ready(task), original_length, method, data, lengths, lambda n: None))
+        return list(_block_bytes(self._ready(task), original_length, method, data, lengths, lambda n: None, task.mix))
 
 
 def _difference(file: tuple, here: tuple) -> str:

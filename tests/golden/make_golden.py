@@ -18,7 +18,8 @@ HERE = Path(__file__).resolve().parent
 GOLDEN = [("portable-fast.alice29-2k.lmz", ["--model", "fast"], "canterbury/alice29.txt", 2048),
           ("order2.paper2-2k.lmz", ["--model", "order2"], "calgary/paper2", 2048),
           ("smollm2.alice29-1k.lmz", ["--model", "smollm2"], "canterbury/alice29.txt", 1024),
-          ("fast.paper1-4k.lmz", ["--model", "fast"], "calgary/paper1", 4096)]
+          ("fast.paper1-4k.lmz", ["--model", "fast"], "calgary/paper1", 4096),
+          ("fast.mixed.news-4k.lmz", ["--model", "fast"], "calgary/news", 4096)]  # 0.5.0: with the match model
 
 
 def main() -> None:

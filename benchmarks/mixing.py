@@ -1,0 +1,96 @@
+"""The match model mixed with the LM: bits on whole eval files, and what it costs in time.
+
+    python benchmarks/mixing.py [--model fast] [--files canterbury/alice29.txt,...] [--bytes N]
+
+Each file is compressed once with mixing on: the run reports both what the tokens cost as coded
+(``nll_bits``) and what the model alone would have cost (``lm_nll_bits``), and the file's size.
+Time: the first ``--timed`` file is compressed and decompressed with mixing on and off,
+alternately, and the ratios are given. Writes benchmarks/results/mixing-<model>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lmzip import api  # noqa: E402
+from lmzip.models import load_predictor  # noqa: E402
+
+from integer_smollm2 import cpu_name  # noqa: E402
+
+EVAL = ROOT.parent / "shared" / "corpus" / "eval"
+FILES = ("canterbury/alice29.txt,calgary/book1,calgary/book2,calgary/news,calgary/paper1,calgary/paper2,"
+         "calgary/progc,calgary/obj1,calgary/geo,canterbury/sum,canterbury/grammar.lsp")
+
+
+def compress(predictor, data: bytes, mix: bool) -> tuple[bytes, api.Stats]:
+    out = io.BytesIO()
+    stats = api.compress_stream(io.BytesIO(data), out, predictor, mix=mix, fallback=False)
+    return out.getvalue(), stats
+
+
+def timed(predictor, data: bytes) -> dict:
+    """Seconds compressing and decompressing with mixing on and off, the best of two alternations."""
+    best = {}
+    for _ in range(2):
+        for mix in (False, True):
+            start = time.perf_counter()
+            blob, stats = compress(predictor, data, mix)
+            best[("compress", mix)] = min(best.get(("compress", mix), 1e9), time.perf_counter() - start)
+            start = time.perf_counter()
+            assert api.decompress(blob, model=predictor) == data
+            best[("decompress", mix)] = min(best.get(("decompress", mix), 1e9), time.perf_counter() - start)
+    return {"tokens": stats.tokens, **{f"{way}_{'mix' if mix else 'lm'}": s for (way, mix), s in best.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="fast")
+    parser.add_argument("--files", default=FILES)
+    parser.add_argument("--bytes", type=int, default=0, help="only the first N bytes of each file (0: whole)")
+    parser.add_argument("--timed", default="calgary/paper1", help="the file the time ratios are measured on "
+                        "(none: no timing)")
+    args = parser.parse_args()
+    predictor = load_predictor(args.model)
+    size = f"first {args.bytes // 1024} KB" if args.bytes else "whole file"
+    lines = [f"# Mixing: `{args.model}` alone and with the match model", "",
+             f"Measured by `benchmarks/mixing.py` on {cpu_name()}; {size}, default chunks and streams, no "
+             "fallback. Bits/byte: the coded file's size, and the negative log-likelihood of the model alone "
+             "and of the mixture (the coder pays the mixture's, plus a few bytes).", "",
+             "| file | bytes | model alone (NLL) | mixed (NLL) | change | file, mixed |", "|---|---|---|---|---|---|"]
+    for name in args.files.split(","):
+        data = (EVAL / name).read_bytes()
+        data = data[: args.bytes] if args.bytes else data
+        blob, stats = compress(predictor, data, True)
+        n = len(data)
+        row = (f"| {name.split('/')[-1]} | {n:,} | {stats.lm_nll_bits / n:.3f} | {stats.nll_bits / n:.3f} | "
+               f"{100 * (stats.nll_bits / stats.lm_nll_bits - 1):+.1f} % | {8 * len(blob) / n:.3f} |")
+        print(row, flush=True)
+        lines.append(row)
+    if args.timed == "none":
+        return _write(lines, args.model)
+    data = (EVAL / args.timed).read_bytes()
+    data = data[: args.bytes] if args.bytes else data
+    t = timed(predictor, data)
+    lines += ["", f"Time on {args.timed.split('/')[-1]} ({t['tokens']:,} tokens; best of two, alternating):", "",
+              "| | model alone | mixed | mixed / alone |", "|---|---|---|---|"]
+    for way in ("compress", "decompress"):
+        lm, mix = t[f"{way}_lm"], t[f"{way}_mix"]
+        lines.append(f"| {way} | {t['tokens'] / lm:,.0f} tok/s | {t['tokens'] / mix:,.0f} tok/s | {mix / lm:.2f}x time |")
+    _write(lines, args.model)
+
+
+def _write(lines: list[str], model: str) -> None:
+    out = "\n".join(lines) + "\n"
+    (ROOT / "benchmarks" / "results" / f"mixing-{model}.md").write_text(out)
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
