@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -141,7 +142,7 @@ class WorkerPool:
         self.threads, self.actors, self.closing = threads, [], threading.Event()
         self.started_ray = _connect(address, workers, threads)
         try:
-            free = int(ray.available_resources().get("CPU", 0))
+            free = _free_cpus(workers * threads if workers else 1)
             if workers is None:
                 workers = max(1, free // threads)
             if workers * threads > free:  # an actor waits for its CPUs: better one line now than a hang
@@ -277,6 +278,19 @@ class WorkerPool:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _free_cpus(wanted: int, grace: float = 5.0) -> int:
+    """The cluster's free CPUs, waiting up to ``grace`` seconds for ``wanted`` of them: actors just
+    stopped (a previous pool's) give theirs back a moment later."""
+    import ray
+
+    deadline = time.monotonic() + grace
+    while True:
+        free = int(ray.available_resources().get("CPU", 0))
+        if free >= wanted or time.monotonic() > deadline:
+            return free
+        time.sleep(0.25)
 
 
 class _Pending:

@@ -32,7 +32,7 @@ LAYOUT = dict(chunk=48, streams=4)
 def local_ray():
     """One local Ray runtime for the module (pools join it rather than start their own)."""
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the flaky loaders below
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(num_cpus=10, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
 
