@@ -168,6 +168,7 @@ def _each_file(inputs, output, stdout: bool, recursive: bool, work, pool=None, a
 def _in_parallel(inputs, run, parallel: int, pool) -> list:
     """``run`` over the inputs in ``parallel`` threads; Ctrl-C stops them all, each removing its partial output."""
     executor = ThreadPoolExecutor(parallel)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         futures = [executor.submit(run, file, top) for file, top in inputs]
         outcomes = [future.result() for future in futures]
@@ -175,6 +176,9 @@ def _in_parallel(inputs, run, parallel: int, pool) -> list:
         pool.closing.set()  # every thread's wait for a block ends within a moment
         executor.shutdown(wait=True, cancel_futures=True)
         _fail("interrupted; no output written", 130)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     executor.shutdown()
     if any(code == 130 for _, code in outcomes):
         _fail("interrupted; no output written", 130)
