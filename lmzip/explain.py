@@ -61,6 +61,8 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
     chunk = chunk or predictor.default_chunk
     streams = streams or predictor.default_streams
     ids = predictor.tokenizer.encode(data)
+    # the settings compression would pick (a float model's dtype is measured per stream count)
+    predictor.plan(min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1)
     decode = predictor.tokenizer.decode
     infos: list[TokenInfo] = []
     done = 0
