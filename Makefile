@@ -51,10 +51,10 @@ bench-smollm2: install  # the integer SmolLM2 against the float one: bits on 32 
 bench-scale: install  # Ray workers against one process: tokens/s, the driver's cost per block, projections
 	$(BIN)/python benchmarks/scale.py
 
-bench-mix: install  # the match model mixed in: bits on whole eval files (fast) and 32 KB (smollm2), time ratios
+bench-mix: install  # context models mixed in: bits on whole eval files (fast: all but the largest; smollm2: two), time ratios, the curve
 	$(BIN)/python benchmarks/mixing.py --model fast
-	$(BIN)/python benchmarks/mixing.py --model smollm2 --bytes 32768 --timed none \
-		--files canterbury/alice29.txt,calgary/book1,calgary/paper1,calgary/news
+	$(BIN)/python benchmarks/mixing_curve.py --model fast
+	$(BIN)/python benchmarks/mixing.py --model smollm2 --timed none --files canterbury/alice29.txt,calgary/paper1
 
 readme: install  # the README's model table (from the registry) and results table (from results/full.json)
 	$(BIN)/python benchmarks/readme_tables.py

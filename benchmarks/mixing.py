@@ -1,4 +1,4 @@
-"""The match model mixed with the LM: bits on whole eval files, and what it costs in time.
+"""The context models mixed with the LM: bits on whole eval files, and what it costs in time.
 
     python benchmarks/mixing.py [--model fast] [--files canterbury/alice29.txt,...] [--bytes N]
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import time
 from pathlib import Path
@@ -25,8 +26,22 @@ from lmzip.models import load_predictor  # noqa: E402
 from integer_smollm2 import cpu_name  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "corpus" / "eval"
-FILES = ("canterbury/alice29.txt,calgary/book1,calgary/book2,calgary/news,calgary/paper1,calgary/paper2,"
-         "calgary/progc,calgary/obj1,calgary/geo,canterbury/sum,canterbury/grammar.lsp")
+FILES = ("canterbury/alice29.txt,canterbury/asyoulik.txt,canterbury/lcet10.txt,canterbury/plrabn12.txt,"
+         "calgary/book1,calgary/book2,calgary/news,calgary/paper1,calgary/paper2,calgary/paper3,calgary/paper4,"
+         "calgary/paper5,calgary/paper6,calgary/progc,calgary/obj1,calgary/geo,canterbury/sum,canterbury/grammar.lsp")
+
+
+CLASSICAL = ("gzip -9", "bzip2 -9", "xz -9e", "zstd -19", "zstd -22", "brotli -q11")
+
+
+def best_classical() -> dict[str, float]:
+    """Each whole eval file's smallest classical result (bits/byte) in what `make bench` measured."""
+    path = ROOT / "benchmarks" / "results" / "full.json"
+    best: dict[str, float] = {}
+    for row in (json.loads(path.read_text()) if path.exists() else []):
+        if row["compressor"] in CLASSICAL:
+            best[row["file"]] = min(best.get(row["file"], 99.0), row["bits_per_byte"])
+    return best
 
 
 def compress(predictor, data: bytes, mix: bool) -> tuple[bytes, api.Stats]:
@@ -59,11 +74,16 @@ def main() -> None:
     args = parser.parse_args()
     predictor = load_predictor(args.model)
     size = f"first {args.bytes // 1024} KB" if args.bytes else "whole file"
-    lines = [f"# Mixing: `{args.model}` alone and with the match model", "",
+    classical = {} if args.bytes else best_classical()
+    lines = [f"# Mixing: `{args.model}` alone and with the context models", "",
              f"Measured by `benchmarks/mixing.py` on {cpu_name()}; {size}, default chunks and streams, no "
-             "fallback. Bits/byte: the coded file's size, and the negative log-likelihood of the model alone "
-             "and of the mixture (the coder pays the mixture's, plus a few bytes).", "",
-             "| file | bytes | model alone (NLL) | mixed (NLL) | change | file, mixed |", "|---|---|---|---|---|---|"]
+             "fallback. Bits/byte: the negative log-likelihood of the model alone and of the mixture, and the "
+             "coded file's size (the mixture's NLL plus the container and a few bytes of coder)."
+             + (" Best classical: the smallest of " + ", ".join(CLASSICAL) + " (`make bench`, "
+                "`benchmarks/results/full.json`)." if classical else ""), "",
+             "| file | bytes | model alone (NLL) | mixed (NLL) | change | file, mixed |"
+             + (" best classical | mixed / best classical |" if classical else ""),
+             "|---|---|---|---|---|---|" + ("---|---|" if classical else "")]
     for name in args.files.split(","):
         data = (EVAL / name).read_bytes()
         data = data[: args.bytes] if args.bytes else data
@@ -71,6 +91,8 @@ def main() -> None:
         n = len(data)
         row = (f"| {name.split('/')[-1]} | {n:,} | {stats.lm_nll_bits / n:.3f} | {stats.nll_bits / n:.3f} | "
                f"{100 * (stats.nll_bits / stats.lm_nll_bits - 1):+.1f} % | {8 * len(blob) / n:.3f} |")
+        if name in classical:
+            row += f" {classical[name]:.3f} | {8 * len(blob) / n / classical[name]:.2f} |"
         print(row, flush=True)
         lines.append(row)
     if args.timed == "none":

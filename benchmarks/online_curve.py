@@ -39,7 +39,7 @@ def online_run(data: bytes):
     predictor = load_predictor("online-scratch")
     step_bits: list[tuple[int, float]] = []
 
-    def record(t, symbols, probs, bits):
+    def record(t, symbols, probs, bits, carriers):
         step_bits.append((len(symbols), float(np.sum(bits))))
 
     packed = io.BytesIO()

@@ -23,7 +23,7 @@ import numpy as np
 from . import container, engine
 from .errors import ChecksumError, FingerprintMismatch, FormatError, InputOutputError
 from .models import DEFAULT_MODEL, load_predictor, model_for_file
-from .mixing import MIX_VERSION
+from .mixing import mix_setting
 from .models.base import Predictor
 from .settings import Settings
 from .tokenize import read_tokens
@@ -96,7 +96,8 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
                     progress: Progress | None = None, record=None, fallback: bool = True, mix: bool = True,
                     workers: WorkerPool | None = None, load: Callable[[], Predictor] | None = None,
                     **options) -> Stats:
-    """Compress ``source`` into ``dest``; ``record(t, symbols, probs, bits)`` sees every step.
+    """Compress ``source`` into ``dest``; ``record(t, symbols, probs, bits, carriers)`` sees every
+    step (engine.encode_block).
 
     With ``workers`` (a ``WorkerPool``), the blocks are coded by its actors: the
     same file, byte for byte, for an exact model. They load the model by name, or
@@ -118,7 +119,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     planned = min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1
     if workers is not None and record is not None:
         raise ValueError("record sees every step of one process: it cannot run with workers")
-    mixed = MIX_VERSION if mix and predictor.capabilities.integer else None
+    mixed = mix_setting() if mix and predictor.capabilities.integer else None
     with _setup_lock:
         predictor.plan(planned)
         task = None if workers is None else _worker_task(workers, predictor, model, load, options, plan=planned,

@@ -142,12 +142,25 @@ class IntegerDecoder:
             if target >= total:
                 raise ChecksumError("damaged compressed data (code outside the coded range)")
             symbol = int(np.searchsorted(row, target, side="right"))
-            high = int(row[symbol])
             size = int(freqs[i, symbol])
-            self.code -= r * (high - size)
-            self.range = r * size
-            while self.range < _TOP:
-                self.range <<= 8
-                self.code = ((self.code << 8) | self._byte()) & _MASK
+            self._narrow(r, int(row[symbol]) - size, size)
             out[i] = symbol
         return out
+
+    def decode_binary(self, p: int, total: int) -> bool:
+        """One decision coded as the interval [0, p) (True) or [p, total) (False) out of ``total``:
+        what ``decode`` of the row [p, total - p] gives, without the arrays."""
+        r = self.range // total
+        target = self.code // r
+        if target >= total:
+            raise ChecksumError("damaged compressed data (code outside the coded range)")
+        first = target < p
+        self._narrow(r, 0 if first else p, p if first else total - p)
+        return first
+
+    def _narrow(self, r: int, low: int, size: int) -> None:
+        self.code -= r * low
+        self.range = r * size
+        while self.range < _TOP:
+            self.range <<= 8
+            self.code = ((self.code << 8) | self._byte()) & _MASK

@@ -8,8 +8,9 @@ the start token and are not coded (integer models drop them from the batch). Bec
 ``lockstep`` with the same lengths, the predictor sees the very same inputs and
 shapes in both directions. Blocks are independent of each other.
 
-With ``mix`` (integer models), a match model over the block's history is mixed into
-every step's distribution (mixing.py); it, too, is fed the same tokens both ways.
+With ``mix`` (integer models), adaptive models over the block's history (n-grams and a
+match model) are mixed into every step's distribution (mixing.py); they, too, are fed the
+same tokens both ways.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder
-from .errors import ModelError
-from .mixing import MIX_VERSION, MatchModel, Mixer, decode_mixed, match_grid, mixed_intervals
+from .mixing import ContextModels, Mixer, carriers, decode_mixed, mixed_intervals, parse_mix_setting, proposal_grid
 from .models.base import Predictor
 
 
@@ -73,8 +73,9 @@ class BlockResult:
 
 def encode_block(predictor: Predictor, chunks: list[np.ndarray],
                  on_step: Callable[[int], None] | None = None, record=None, mix: str | None = None) -> BlockResult:
-    """Code one block's chunks; ``record(t, symbols, probs, bits)`` sees every step (forces stepping).
-    ``mix`` (integer models): the match model mixed in (mixing.py), by its version name."""
+    """Code one block's chunks; ``record(t, symbols, probs, bits, carriers)`` sees every step (forces
+    stepping); ``carriers``: which context model carried each token (``mixing.carriers``), -1 the LM.
+    ``mix`` (integer models): the header's mix setting (mixing.py), or None for the model alone."""
     if record is None and predictor.capabilities.teacher_forced:
         return encode_block_teacher_forced(predictor, chunks, on_step, mix)
     encoder = IntegerEncoder() if predictor.capabilities.integer else Encoder()
@@ -89,23 +90,23 @@ def encode_block(predictor: Predictor, chunks: list[np.ndarray],
         symbols = grid[: len(probs), t]
         p = probs[np.arange(len(symbols)), symbols].astype(np.float64)
         lm_bits = -np.log2(p / probs.sum(axis=1, dtype=np.float64))
-        bits = lm_bits
+        bits, carried = lm_bits, np.full(len(symbols), -1)
         if mixing.on:
             cum = np.cumsum(probs, axis=1, dtype=np.int64)
             rows = np.arange(len(symbols))
-            predicted, buckets = mixing.match.predict(t, len(symbols))
-            f_pred = np.where(predicted >= 0, probs[rows, np.maximum(predicted, 0)], 0)
+            candidates, states = mixing.models.predict(t, len(symbols))
+            f_candidates = probs[rows[:, None], np.maximum(candidates, 0)].astype(np.int64)
             lows, sizes, totals, bits = mixed_intervals(mixing.mixer, symbols, cum[rows, symbols] - p.astype(np.int64),
-                                                        p.astype(np.int64), cum[:, -1], f_pred, predicted, buckets)
-            encoder.encode_intervals(np.array(lows), np.array(sizes), np.array(totals))
-            mixing.match.update(t, symbols)
-            bits = np.array(bits)
+                                                        p.astype(np.int64), cum[:, -1], f_candidates, candidates, states)
+            encoder.encode_intervals(lows, sizes, totals)
+            mixing.models.update(t, symbols)
+            carried = carriers(symbols, candidates, states)
         else:
             encoder.encode(symbols, probs)
         nll_bits += float(bits.sum())
         lm_nll_bits += float(lm_bits.sum())
         if record is not None:
-            record(t, symbols, probs, bits)
+            record(t, symbols, probs, bits, carried)
         return symbols
 
     lockstep(predictor, [len(c) for c in chunks], code_step, on_step)
@@ -113,15 +114,15 @@ def encode_block(predictor: Predictor, chunks: list[np.ndarray],
 
 
 class _Mixing:
-    """A block's match model and mixer, or nothing where mixing is off."""
+    """A block's context models and mixer, or nothing where mixing is off."""
 
     def __init__(self, predictor: Predictor, n_streams: int, mix: str | None):
         if mix is not None and not predictor.capabilities.integer:
             raise ValueError("mixing needs an integer model (its frequencies are what it mixes)")
-        if mix not in (None, MIX_VERSION):
-            raise ModelError(f"the file mixes with {mix!r}, which this lmzip does not know: it was made by a newer lmzip")
         self.on = mix is not None
-        self.match, self.mixer = MatchModel(n_streams), Mixer()
+        if self.on:
+            self.table_bits = parse_mix_setting(mix)
+            self.models, self.mixer = ContextModels(n_streams, self.table_bits), Mixer()
 
 
 def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray],
@@ -129,17 +130,21 @@ def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray],
     """Exact (integer) predictors only: whole-chunk passes, then coding in lockstep order.
 
     The bytes are those ``encode_block`` would write, because the predictor's
-    teacher-forced pass gives the very integers its stepping gives, and the match
-    model's predictions depend on the tokens alone (known in advance here).
+    teacher-forced pass gives the very integers its stepping gives, and the context
+    models' candidates depend on the tokens alone (known in advance here).
     """
     mixing = _Mixing(predictor, len(chunks), mix)
     shape = (len(chunks), max(len(c) for c in chunks))
-    predicted, buckets = match_grid(chunks) if mixing.on else (np.full(shape, -1, dtype=np.int64), None)
-    grid = np.ones((4, *shape), dtype=np.int64)  # low, size, total, the predicted token's frequency
+    candidates, states = proposal_grid(chunks, mixing.table_bits) if mixing.on else (None, None)
+    grid = np.ones((3, *shape), dtype=np.int64)  # low, size, total
+    f_candidates = np.zeros(candidates.shape if mixing.on else shape, dtype=np.int64)
     tokens = np.zeros(shape, dtype=np.int64)
     with predictor.running():
-        for i, intervals in enumerate(predictor.coded_intervals(chunks, predicted)):
-            grid[:, i, : len(intervals[0])] = intervals
+        for i, intervals in enumerate(predictor.coded_intervals(chunks, candidates)):
+            n = len(intervals[0])
+            grid[:, i, :n] = intervals[:3]
+            if mixing.on:
+                f_candidates[i, :n] = intervals[3]
             tokens[i, : len(chunks[i])] = chunks[i]
             if on_step:
                 on_step(len(intervals[0]))
@@ -152,9 +157,10 @@ def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray],
             encoder.encode_intervals(*grid[:3, :active, t])
             continue
         lows, sizes, totals, bits = mixed_intervals(mixing.mixer, tokens[:active, t], *grid[:, :active, t],
-                                                    predicted[:active, t], buckets[:active, t])
-        encoder.encode_intervals(np.array(lows), np.array(sizes), np.array(totals))
-        nll_bits += sum(bits)
+                                                    f_candidates[:active, t], candidates[:active, t],
+                                                    states[:active, t].astype(np.int64))
+        encoder.encode_intervals(lows, sizes, totals)
+        nll_bits += float(bits.sum())
     coded = np.arange(shape[1]) < lengths[:, None]
     lm_nll_bits = float(-np.log2(grid[1][coded] / grid[2][coded]).sum())
     return BlockResult(encoder.finish(), nll_bits if mixing.on else lm_nll_bits, lm_nll_bits)
@@ -168,8 +174,8 @@ def decode_block(predictor: Predictor, data: bytes, lengths: list[int],
     def code_step(probs: np.ndarray, t: int) -> np.ndarray:
         if not mixing.on:
             return decoder.decode(probs)
-        symbols = decode_mixed(mixing.mixer, decoder, probs, *mixing.match.predict(t, len(probs)))
-        mixing.match.update(t, symbols)
+        symbols = decode_mixed(mixing.mixer, decoder, probs, *mixing.models.predict(t, len(probs)))
+        mixing.models.update(t, symbols)
         return symbols
 
     tokens = lockstep(predictor, lengths, code_step, on_step)

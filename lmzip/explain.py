@@ -9,14 +9,16 @@ file is that many bits plus the container and coder overhead.
 from __future__ import annotations
 
 import html
+import io
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import engine
-from .mixing import MIX_VERSION
+from .mixing import CARRIER_NAMES, mix_setting
 from .models.base import Predictor
+from .tokenize import read_tokens
 
 TOP_K = 5
 
@@ -27,6 +29,7 @@ class TokenInfo:
     bits: float
     probability: float
     top: list[tuple[bytes, float]] = field(default_factory=list)
+    carrier: str = "LM"  # with mixing: the context model that carried the token ("match", "order 2"), else "LM"
 
 
 @dataclass
@@ -40,6 +43,16 @@ class Explanation:
     def total_bits(self) -> float:
         return float(sum(t.bits for t in self.tokens))
 
+    def by_carrier(self) -> dict[str, tuple[int, float]]:
+        """Tokens and their bits, by the model that carried them (LM first, then the most tokens)."""
+        totals: dict[str, list] = {}
+        for t in self.tokens:
+            entry = totals.setdefault(t.carrier, [0, 0.0])
+            entry[0] += 1
+            entry[1] += t.bits
+        order = sorted(totals, key=lambda name: (name != "LM", -totals[name][0]))
+        return {name: (totals[name][0], totals[name][1]) for name in order}
+
     def to_dict(self) -> dict:
         return {
             "model": self.model,
@@ -47,8 +60,10 @@ class Explanation:
             "n_tokens": len(self.tokens),
             "total_bits": self.total_bits,
             "bits_per_byte": self.total_bits / self.original_bytes if self.original_bytes else 0.0,
+            "by_carrier": {name: {"tokens": n, "bits": bits} for name, (n, bits) in self.by_carrier().items()},
             "tokens": [{"text": t.text.decode("utf-8", "replace"), "bits": t.bits, "p": t.probability,
-                        "top": [[g.decode("utf-8", "replace"), p] for g, p in t.top]} for t in self.tokens],
+                        "carrier": t.carrier, "top": [[g.decode("utf-8", "replace"), p] for g, p in t.top]}
+                       for t in self.tokens],
         }
 
 
@@ -57,10 +72,10 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
     """Every token's cost as compression pays it: with ``mix`` (integer models), the mixture's; the
     model's own probability of the token is ``TokenInfo.probability``."""
     start = time.perf_counter()
-    mixed = MIX_VERSION if mix and predictor.capabilities.integer else None
+    mixed = mix_setting() if mix and predictor.capabilities.integer else None
     chunk = chunk or predictor.default_chunk
     streams = streams or predictor.default_streams
-    ids = predictor.tokenizer.encode(data)
+    ids, _, _ = read_tokens(predictor.tokenizer, io.BytesIO(data))  # cut into pieces as compression cuts them
     # the settings compression would pick (a float model's dtype is measured per stream count)
     predictor.plan(min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1)
     decode = predictor.tokenizer.decode
@@ -69,7 +84,7 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
     for chunks in engine.split_blocks(ids, chunk, streams):
         block: list[list[TokenInfo]] = [[] for _ in chunks]
 
-        def record(t, symbols, probs, bits):
+        def record(t, symbols, probs, bits, carriers):
             top = np.argpartition(-probs, TOP_K, axis=1)[:, :TOP_K]
             order = np.argsort(-np.take_along_axis(probs, top, axis=1), axis=1, kind="stable")
             top = np.take_along_axis(top, order, axis=1)
@@ -77,7 +92,7 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
             for s, symbol in enumerate(symbols):
                 guesses = [(_safe_decode(decode, int(g)), float(probs[s, g] / sums[s])) for g in top[s]]
                 block[s].append(TokenInfo(decode([int(symbol)]), float(bits[s]),
-                                          float(probs[s, symbol] / sums[s]), guesses))
+                                          float(probs[s, symbol] / sums[s]), guesses, CARRIER_NAMES[int(carriers[s])]))
 
         def on_step(active):
             nonlocal done
@@ -117,13 +132,18 @@ def render_terminal(result: Explanation, console=None) -> None:
     console.print(f"[bold]{len(result.tokens):,} tokens, {result.total_bits:,.0f} bits = "
                   f"{result.total_bits / 8:,.0f} bytes, "
                   f"{result.total_bits / max(1, result.original_bytes):.3f} bits/byte[/bold] ({result.model})")
+    carriers = result.by_carrier()
+    if len(carriers) > 1:
+        console.print("carried by: " + ", ".join(f"{name} {n:,} tokens ({bits / max(n, 1):.2f} bits each)"
+                                                 for name, (n, bits) in carriers.items()))
 
 
 def render_html(result: Explanation) -> str:
     spans = []
     for t in result.tokens:
         guesses = "\n".join(f"{g.decode('utf-8', 'replace')!r}: {p:.3f}" for g, p in t.top)
-        tip = f"{t.text.decode('utf-8', 'replace')!r}\np = {t.probability:.4g}, {t.bits:.2f} bits\ntop guesses:\n{guesses}"
+        tip = (f"{t.text.decode('utf-8', 'replace')!r}\np = {t.probability:.4g} (the model's), {t.bits:.2f} bits "
+               f"(carried by: {t.carrier})\ntop guesses:\n{guesses}")
         spans.append(f'<span style="background:{_colour(t.bits)}" title="{html.escape(tip)}">'
                      f"{html.escape(t.text.decode('utf-8', 'replace'))}</span>")
     bpb = result.total_bits / max(1, result.original_bytes)

@@ -1,35 +1,108 @@
-"""Between the model and the coder: a match model over the block's history, mixed with the LM.
+"""Between the model and the coder: adaptive context models over the block's history, mixed with the LM.
 
-The language model sees one chunk; a file repeats itself beyond that (names, headers, markup).
-The match model finds the latest earlier occurrence of a stream's last ``MIN_MATCH`` tokens in
-the block's **history** and predicts the token that followed it. The history at step t is every
-token of every stream of the block at steps < t: in lockstep both the encoder and the decoder
-know exactly those (``MatchModel`` is fed nothing else), and blocks stay independent of each
-other, so they can still be coded in any order, on any worker.
+The language model sees one chunk; a file repeats itself beyond that (names, phrases, markup).
+Two kinds of adaptive models learn the file as it is coded, from the block's **history**: at step
+t, every token of every stream of the block at steps < t. In lockstep the encoder and the decoder
+both know exactly those (``ContextModels`` is fed nothing else), and blocks stay independent, so
+they can still be coded in any order, on any worker.
 
-Mixing is coded as two decisions, which costs exactly what linear mixing
-``p(x) = (1 - w) p_lm(x) + w [x = predicted]`` costs, without widening the LM's totals:
+- token n-grams of orders 1-4: hashed counts of each context and of each (context, token) pair,
+  and each context's most frequent next token (a majority vote), in tables of ``2^TABLE_BITS``
+  entries per order;
+- a match model: the latest earlier occurrence of the stream's last ``MIN_MATCH`` tokens, followed
+  as long as it predicts right.
 
-1. a binary flag "the token is the predicted one", with probability ``(1 - w) p_lm(pred) + w``;
-2. if not, the token under the LM's frequencies with the predicted token's taken out.
+They **propose candidates**: up to ``CANDIDATES`` tokens (the match's prediction, then each order's
+top token, longest context first). A token is coded as a chain of binary decisions "it is
+candidate i" (given that it is none of the earlier ones) and, if it is none, under the LM's
+frequencies with the candidates' taken out. Each decision's probability mixes, in the logistic
+domain, the LM's own probability of that candidate with what the n-grams and the match say of it
+(paq's mixing: learned weights, chosen by a small context, and adaptive state maps). The chain costs
+exactly the product of its decisions, and totals stay the LM's: the whole-chunk encoder only needs,
+besides each token's interval, the LM's frequency of each candidate, gathered in the same pass.
 
-The weight ``w`` is learned online per match length (gradient steps on the flag's log-loss) and
-starts at 0, so with nothing to go on the output is the LM's. Everything is Python integers: the
-same bits on every machine. ``MIX_VERSION`` names this recipe in headers.
+The LM's weight starts at 1 and every other at 0, so with nothing learned yet the output is the
+LM's. Everything is integer arithmetic (tables from ``decimal``, which rounds the same everywhere):
+the same bits on every machine and backend. The header records ``MIX_VERSION`` and the tables' size.
 """
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
-MIX_VERSION = "match1"
-MIN_MATCH = 3  # tokens of context that start a match
-BUCKETS = 16  # weights by match length 0..15+ (tokens predicted right since the match began)
-WEIGHT_ONE = 1 << 12  # w in units of 1/4096
-WEIGHT_MAX = WEIGHT_ONE - 64  # the LM keeps at least 1/64 of the mass
-PROB_ONE = 1 << 16  # the flag's probability in units of 2^-16
-LEARNING_SHIFT = 8  # w moves by gradient / 256 (gradient in WEIGHT_ONE units; tuned on the train corpus)
+from .errors import ModelError
 
+MIX_VERSION = "cm1"
+TABLE_BITS = 20  # entries per n-gram table (a block holds 64K tokens by default): 4 MB each
+ORDERS = 4  # n-gram orders 1..4
+CANDIDATES = 3  # decisions per token at most
+MIN_MATCH = 3  # tokens of context that start a match
+MATCH_LENGTHS = 16  # match lengths 0..15+ (tokens predicted right since the match began)
+
+PROB_BITS = 16  # decisions are coded with 16-bit probabilities
+PROB_ONE = 1 << PROB_BITS
+STRETCH_MAX = 2815  # the logistic domain, in 1/256 nats: probabilities down to ~2^-16
+WEIGHT_ONE = 1 << 16  # mixer weights in 16.16 fixed point
+WEIGHT_LIMIT = 16 * WEIGHT_ONE  # |weight| at most 16
+LEARNING_SHIFT = 15  # mixer: weight += input * error >> 15 (input in 1/256 nats, error in 2^-16)
+MAP_LIMIT = 1023  # state maps: the adaptation rate falls as 1/n down to 1/(MAP_LIMIT+1)
+# the final stage (an APM): the mixed probability refined by the candidate's order-2 state, on 33
+# nodes across the logistic domain; it gets 3/4 of the output, and moves 1/64 of the way per outcome
+APM_NODES, APM_STEP, APM_RATE, APM_SHARE = 33, 176, 64, 3
+
+# n-gram states: (quantized count of the (context, candidate) pair, quantized count of the context)
+_QUANTIZE = np.array([0, 1, 2, 3, 4, 4, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7], dtype=np.int64)  # n -> 0..7 (16+: 7)
+NGRAM_STATES = 64
+# match states: 0 no match; 1..16 the candidate is the match's prediction (by length); 17 it is not
+MATCH_STATES = MATCH_LENGTHS + 2
+MODELS = ORDERS + 1  # the inputs besides the LM's: one per n-gram order, and the match model
+_SENTINEL = np.uint64(0xFFFFFFFF)  # "before the chunk's start" in a context
+_PRIMES = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+
+
+def mix_setting() -> str:
+    """The header's ``m=`` value: the recipe and its tables' size."""
+    return f"{MIX_VERSION}-t{TABLE_BITS}"
+
+
+def parse_mix_setting(text: str) -> int:
+    """The table bits of a header's mix setting, or ModelError for a mixer this lmzip does not know."""
+    version, _, tables = text.partition("-t")
+    if version == "match1":
+        raise ModelError("the file was mixed by lmzip 0.5's match model, which this lmzip no longer "
+                         "decodes: decompress it with lmzip 0.5")
+    if version != MIX_VERSION or not tables.isdigit() or not 8 <= int(tables) <= 26:
+        raise ModelError(f"the file mixes with {text!r}, which this lmzip does not know: "
+                         "it was made by a newer lmzip")
+    return int(tables)
+
+
+# ---------------------------------------------------------------- the logistic domain, in integers
+
+@cache
+def squash_table() -> np.ndarray:
+    """squash(d) = 2^16 / (1 + e^(-d/256)) for d in [-STRETCH_MAX, STRETCH_MAX], rounded, within [1, 2^16-1].
+    ``decimal`` computes it: correctly rounded, so the same integers on every machine."""
+    from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+
+    with localcontext() as context:
+        context.prec = 28
+        half = [int((Decimal(PROB_ONE) / (1 + (Decimal(-d) / 256).exp())).to_integral_value(ROUND_HALF_EVEN))
+                for d in range(STRETCH_MAX + 1)]
+    upper = np.array(half, dtype=np.int64)
+    table = np.concatenate([PROB_ONE - upper[:0:-1], upper])  # squash(-d) = 1 - squash(d)
+    return np.clip(table, 1, PROB_ONE - 1)
+
+
+@cache
+def stretch_table() -> np.ndarray:
+    """stretch(p) for p in [0, 2^16): the least d with squash(d) >= p (squash's inverse)."""
+    return np.searchsorted(squash_table(), np.arange(PROB_ONE), side="left").astype(np.int64) - STRETCH_MAX
+
+
+# ---------------------------------------------------------------- the history's models
 
 class MatchModel:
     """Predictions for a block's streams from its history; fed the tokens of each step in order.
@@ -57,7 +130,7 @@ class MatchModel:
                 self.length[s] = 0
             if pointer is not None:
                 predicted[s] = self.rows[pointer[0]][pointer[1]]
-                lengths[s] = min(self.length[s], BUCKETS - 1)
+                lengths[s] = min(self.length[s], MATCH_LENGTHS - 1)
         return predicted, lengths
 
     def update(self, t: int, tokens: np.ndarray) -> None:
@@ -77,85 +150,288 @@ class MatchModel:
                         for s in range(len(tokens)) if t + 1 >= MIN_MATCH]
 
 
+class NGrams:
+    """Hashed token n-gram statistics of orders 1..ORDERS over the history.
+
+    Per order, tables indexed by a hash: the context's count, the (context, token) pair's count,
+    and the context's most frequent next token by a majority vote (token and confidence). They
+    are zeros to start with (calloc'd: memory is touched only where a block writes).
+    A context reaching before the chunk's start reads the missing tokens as a sentinel.
+    """
+
+    def __init__(self, n_streams: int, table_bits: int):
+        size, self.shift = 1 << table_bits, np.uint64(64 - table_bits)
+        self.recent = np.full((n_streams, ORDERS), _SENTINEL, dtype=np.uint64)  # last tokens, latest first
+        self.contexts = np.zeros((ORDERS, size), dtype=np.int32)
+        self.pairs = np.zeros((ORDERS, size), dtype=np.int32)
+        self.top = np.zeros((ORDERS, size), dtype=np.int32)  # token + 1 (0: none), so zeros are untouched memory
+        self.votes = np.zeros((ORDERS, size), dtype=np.int32)
+        self.orders = np.arange(ORDERS)[:, None]
+
+    def _hashes(self, n: int) -> np.ndarray:
+        """(ORDERS, n) 64-bit hashes of each stream's last 1..ORDERS tokens."""
+        hashes = np.empty((ORDERS, n), dtype=np.uint64)
+        h = np.full(n, _PRIMES[2], dtype=np.uint64)
+        for k in range(ORDERS):
+            h = (h ^ self.recent[:n, k]) * _PRIMES[0]
+            hashes[k] = h
+        return hashes
+
+    def _pair_slots(self, hashes: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Slots of (context, token) pairs: hashes (ORDERS, n), tokens (n, ...) -> (ORDERS, n, ...)."""
+        extra = (slice(None), slice(None)) + (None,) * (tokens.ndim - 1)
+        mixed = (hashes[extra] ^ ((tokens.astype(np.uint64) + np.uint64(1)) * _PRIMES[1])) * _PRIMES[0]
+        return (mixed >> self.shift).astype(np.int64)
+
+    def lookup(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each order's context slots (ORDERS, n) and top tokens (ORDERS, n; -1 where none)."""
+        self._current = hashes = self._hashes(n)
+        slots = (hashes >> self.shift).astype(np.int64)
+        return slots, self.top[self.orders, slots].astype(np.int64) - 1
+
+    def states(self, slots: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """(n, K, ORDERS) states of candidates (n, K) after ``lookup``."""
+        pairs = self.pairs[self.orders[:, :, None], self._pair_slots(self._current, np.maximum(candidates, 0))]
+        seen = self.contexts[self.orders, slots][:, :, None]
+        states = _QUANTIZE[np.minimum(pairs, 16)] * 8 + _QUANTIZE[np.minimum(seen, 16)]
+        return np.moveaxis(states, 0, -1)
+
+    def update(self, tokens: np.ndarray) -> None:
+        """Count the tokens that followed the contexts of the last ``lookup``, and move the contexts on."""
+        n = len(tokens)
+        hashes = self._current[:, :n]
+        slots = (hashes >> self.shift).astype(np.int64)
+        np.add.at(self.contexts, (self.orders, slots), 1)
+        np.add.at(self.pairs, (self.orders, self._pair_slots(hashes, tokens)), 1)
+        # the vote: where streams share a slot in one step, the first one votes
+        keys = (self.orders * self.contexts.shape[1] + slots).reshape(-1)
+        unique, first = np.unique(keys, return_index=True)
+        voted = tokens[first % n] + 1
+        top, votes = self.top.reshape(-1), self.votes.reshape(-1)
+        same = top[unique] == voted
+        before = votes[unique]
+        votes[unique] = np.where(same, np.minimum(before + 1, 255), np.maximum(before - 1, 0))
+        take = ~same & (before == 0)
+        top[unique[take]] = voted[take]
+        votes[unique[take]] = 1
+        self.recent[:n, 1:] = self.recent[:n, :-1]
+        self.recent[:n, 0] = tokens.astype(np.uint64)
+
+
+class ContextModels:
+    """The history's models together: candidates for each step and what every model says of them.
+
+    ``predict(t, n)`` -> (candidates (n, K), -1 padded at the end; states (n, K, MODELS)); then
+    ``update(t, tokens)`` with the step's tokens. The encoder runs it over the tokens it has
+    (``proposal_grid``), the decoder step by step: the same class, so they see the same history.
+    """
+
+    def __init__(self, n_streams: int, table_bits: int = TABLE_BITS):
+        self.match = MatchModel(n_streams)
+        self.ngrams = NGrams(n_streams, table_bits)
+
+    def predict(self, t: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        predicted, lengths = self.match.predict(t, n)
+        slots, tops = self.ngrams.lookup(n)
+        proposals = np.concatenate([predicted[:, None], tops[::-1].T], axis=1)  # match, order 4, ..., 1
+        candidates = _first_distinct(proposals, CANDIDATES)
+        states = np.empty((n, CANDIDATES, MODELS), dtype=np.int64)
+        states[:, :, :ORDERS] = self.ngrams.states(slots, candidates)
+        is_predicted = (candidates == predicted[:, None]) & (predicted[:, None] >= 0)
+        states[:, :, ORDERS] = np.where(predicted[:, None] < 0, 0,
+                                        np.where(is_predicted, 1 + lengths[:, None], MATCH_STATES - 1))
+        return candidates, states
+
+    def update(self, t: int, tokens: np.ndarray) -> None:
+        self.match.update(t, tokens)
+        self.ngrams.update(tokens)
+
+
+def _first_distinct(proposals: np.ndarray, k: int) -> np.ndarray:
+    """Each row's first ``k`` distinct non-negative values, in order, padded with -1."""
+    proposals = proposals.copy()
+    for j in range(1, proposals.shape[1]):
+        repeated = (proposals[:, :j] == proposals[:, j : j + 1]).any(axis=1)
+        proposals[repeated, j] = -1
+    order = np.argsort(proposals < 0, axis=1, kind="stable")
+    return np.take_along_axis(proposals, order, axis=1)[:, :k]
+
+
+def proposal_grid(chunks: list[np.ndarray], table_bits: int = TABLE_BITS) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's view: every position's candidates (B, T, K) and states (B, T, K, MODELS).
+    They depend on the tokens alone, so the encoder, who has them all, knows them in advance;
+    they are computed by the very ``ContextModels`` the decoder runs step by step."""
+    lengths = [len(c) for c in chunks]
+    shape = (len(chunks), max(lengths))
+    candidates = np.full((*shape, CANDIDATES), -1, dtype=np.int64)
+    states = np.zeros((*shape, CANDIDATES, MODELS), dtype=np.int16)
+    models = ContextModels(len(chunks), table_bits)
+    grid = np.zeros(shape, dtype=np.int64)
+    for row, chunk in zip(grid, chunks):
+        row[: len(chunk)] = chunk
+    for t in range(shape[1]):
+        active = sum(n > t for n in lengths)  # chunks come longest first
+        candidates[:active, t], states[:active, t] = models.predict(t, active)
+        models.update(t, grid[:active, t])
+    return candidates, states
+
+
+# ---------------------------------------------------------------- the mixer
+
+def _initial_maps() -> np.ndarray:
+    """State maps' starting probabilities (2^-16 units): an n-gram state's count ratio, the match's
+    a rising confidence with its length."""
+    middle = np.array([0, 1, 2, 3, 4.5, 7, 12, 20])
+    pairs, seen = np.meshgrid(middle, middle, indexing="ij")
+    ngram = np.round(PROB_ONE * (np.minimum(pairs, seen) + 0.1) / (seen + 0.5)).reshape(-1)
+    maps = np.full((MODELS, NGRAM_STATES), PROB_ONE // 2, dtype=np.int64)
+    maps[:ORDERS] = np.clip(ngram, 64, PROB_ONE - 64).astype(np.int64)
+    maps[ORDERS, :MATCH_STATES] = [PROB_ONE // 64] + [PROB_ONE * (i + 2) // (i + 3) for i in range(MATCH_LENGTHS)] \
+        + [PROB_ONE // 64]
+    return maps
+
+
+# weight sets: by decision (which candidate), the match's view of it, and the LM's confidence in it
+_LM_BUCKETS = np.array([PROB_ONE // 64, PROB_ONE // 8, PROB_ONE // 2, PROB_ONE * 7 // 8])  # bucket edges
+WEIGHT_SETS = CANDIDATES * 3 * (len(_LM_BUCKETS) + 1)
+
+
 class Mixer:
-    """The flag's probability from the LM's and the match weight; the weights' online updates."""
+    """Each decision's probability from the LM and the models' states; online updates of the
+    weights (gradient steps on the decision's log-loss), the state maps and the APM (running
+    averages of outcomes)."""
 
     def __init__(self):
-        self.weights = [0] * BUCKETS
+        self.squash, self.stretch = squash_table(), stretch_table()
+        self.weights = np.zeros((WEIGHT_SETS, MODELS + 2), dtype=np.int64)
+        self.weights[:, 0] = WEIGHT_ONE  # the LM's input: the output is the LM's until something is learned
+        self.maps = _initial_maps()
+        self.seen = np.zeros_like(self.maps)
+        nodes = self.squash[np.minimum(np.arange(APM_NODES) * APM_STEP, 2 * STRETCH_MAX)]  # node j: at j * APM_STEP
+        self.apm = np.tile(nodes, (NGRAM_STATES * CANDIDATES, 1))  # starts as the identity
 
-    def flag_probability(self, bucket: int, lm_frequency: int, lm_total: int) -> int:
-        """P(token = predicted) in units of 2^-16, within [1, 2^16 - 1]."""
-        p_lm = lm_frequency * PROB_ONE // lm_total
-        w = self.weights[bucket]
-        p = ((WEIGHT_ONE - w) * p_lm + w * PROB_ONE) // WEIGHT_ONE
-        return min(max(p, 1), PROB_ONE - 1)
+    def probabilities(self, states: np.ndarray, f_candidates: np.ndarray, totals: np.ndarray) -> np.ndarray:
+        """P(token = candidate i | not an earlier one), (n, K) in 2^-16 units, from the LM's
+        frequencies of the candidates (n, K; 0 where none) and totals (n,)."""
+        n, k = f_candidates.shape
+        remaining = totals[:, None] - np.cumsum(f_candidates, axis=1) + f_candidates
+        p_lm = np.clip(f_candidates * PROB_ONE // np.maximum(remaining, 1), 1, PROB_ONE - 1)
+        inputs = np.empty((n, k, MODELS + 2), dtype=np.int64)
+        inputs[..., 0] = self.stretch[p_lm]
+        inputs[..., 1 : MODELS + 1] = self.stretch[self.maps[np.arange(MODELS), states]]
+        inputs[..., MODELS + 1] = 256  # a bias
+        match_state = states[..., ORDERS]  # 0 none, 1 the match predicts this candidate, 2 another one
+        match = np.where(match_state == MATCH_STATES - 1, 2, np.minimum(match_state, 1))
+        sets = (np.arange(k) * 3 + match) * (len(_LM_BUCKETS) + 1) + np.searchsorted(_LM_BUCKETS, p_lm, side="right")
+        mixed = np.clip((self.weights[sets] * inputs).sum(axis=-1) >> 16, -STRETCH_MAX, STRETCH_MAX) + STRETCH_MAX
+        # the APM, by the candidate's order-2 state and its place in the chain: interpolated
+        # between the two nodes around the mixed value, and trained at the nearer one
+        contexts = states[..., 1] * k + np.arange(k)
+        node, offset = mixed // APM_STEP, mixed % APM_STEP
+        refined = (self.apm[contexts, node] * (APM_STEP - offset) + self.apm[contexts, node + 1] * offset) // APM_STEP
+        p = np.clip((self.squash[mixed] * (4 - APM_SHARE) + refined * APM_SHARE) >> 2, 1, PROB_ONE - 1)
+        nearer = contexts * APM_NODES + node + (2 * offset >= APM_STEP)
+        self._last = inputs, sets, states, self.squash[mixed], nearer
+        return p
 
-    def update(self, bucket: int, hit: bool, lm_frequency: int, lm_total: int, p_flag: int) -> None:
-        """One gradient step on the flag's log-loss: d/dw log p = (1 - p_lm) / p on a hit, and
-        -(1 - p_lm) / (1 - p) on a miss."""
-        room = PROB_ONE - lm_frequency * PROB_ONE // lm_total  # (1 - p_lm) in 2^-16 units
-        gradient = room * WEIGHT_ONE // (p_flag if hit else PROB_ONE - p_flag)
-        w = self.weights[bucket] + ((gradient if hit else -gradient) >> LEARNING_SHIFT)
-        self.weights[bucket] = min(max(w, 0), WEIGHT_MAX)
-
-
-def match_grid(chunks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The encoder's view: every position's prediction and match length, (B, T) each (-1: none).
-    They depend on the tokens alone, so the encoder, who has them all, can know them in advance;
-    they are computed by the very ``MatchModel`` the decoder runs step by step."""
-    lengths = [len(c) for c in chunks]
-    predicted = np.full((len(chunks), max(lengths)), -1, dtype=np.int64)
-    buckets = np.zeros_like(predicted)
-    match = MatchModel(len(chunks))
-    for t in range(max(lengths)):
-        active = sum(n > t for n in lengths)  # chunks come longest first
-        predicted[:active, t], buckets[:active, t] = match.predict(t, active)
-        match.update(t, np.array([c[t] for c in chunks[:active]], dtype=np.int64))
-    return predicted, buckets
-
-
-def mixed_intervals(mixer: Mixer, tokens, low, size, total, f_pred, predicted, buckets):
-    """One step's coder intervals (low, size, total lists, in coding order) for tokens whose LM
-    intervals are given, with the match flags between them; also the bits of each token."""
-    lows, sizes, totals, bits = [], [], [], []
-    for x, lo, sz, tot, fp, pred, b in zip(*(np.asarray(a).tolist() for a in
-                                            (tokens, low, size, total, f_pred, predicted, buckets))):
-        if pred < 0:
-            lows.append(lo), sizes.append(sz), totals.append(tot)
-            bits.append(_log2(tot) - _log2(sz))
-            continue
-        p = mixer.flag_probability(b, fp, tot)
-        hit = x == pred
-        mixer.update(b, hit, fp, tot, p)
-        lows.append(0 if hit else p), sizes.append(p if hit else PROB_ONE - p), totals.append(PROB_ONE)
-        if hit:
-            bits.append(16 - _log2(p))
-            continue
-        lows.append(lo - (fp if pred < x else 0)), sizes.append(sz), totals.append(tot - fp)
-        bits.append(16 - _log2(PROB_ONE - p) + _log2(tot - fp) - _log2(sz))
-    return lows, sizes, totals, bits
+    def update(self, reached: np.ndarray, hits: np.ndarray) -> None:
+        """Learn from the decisions taken (``reached``, (n, K)) and their outcomes (``hits``)."""
+        inputs, sets, states, mixed, nearer = (a[reached] for a in self._last)
+        y = hits[reached].astype(np.int64)
+        error = (y << PROB_BITS) - mixed
+        np.add.at(self.weights, sets, (inputs * error[:, None]) >> LEARNING_SHIFT)
+        np.clip(self.weights, -WEIGHT_LIMIT, WEIGHT_LIMIT, out=self.weights)
+        _average_in(self.apm.reshape(-1), nearer, y, APM_RATE)
+        # each used state of each model moves towards its outcomes, at 1/n down to 1/MAP_LIMIT
+        slots = (np.arange(MODELS) * NGRAM_STATES + states).reshape(-1)
+        seen = self.seen.reshape(-1)
+        live, used = _average_in(self.maps.reshape(-1), slots, np.repeat(y, MODELS), seen + 1)
+        seen[live] = np.minimum(seen[live] + used, MAP_LIMIT)
+        np.clip(self.maps, 32, PROB_ONE - 32, out=self.maps)
 
 
-def decode_mixed(mixer: Mixer, decoder, freqs: np.ndarray, predicted: np.ndarray, buckets: np.ndarray) -> np.ndarray:
-    """One step's tokens from the LM's frequency rows and the match predictions, decoding the
-    flags and tokens in the order ``mixed_intervals`` codes them."""
-    out = np.empty(len(freqs), dtype=np.int64)
-    for i, (row, pred, b) in enumerate(zip(freqs, predicted.tolist(), buckets.tolist())):
-        if pred < 0:
-            out[i] = decoder.decode(row[None])[0]
-            continue
-        total, fp = int(row.sum(dtype=np.int64)), int(row[pred])
-        p = mixer.flag_probability(b, fp, total)
-        hit = bool(decoder.decode(np.array([[p, PROB_ONE - p]], dtype=np.int64))[0] == 0)
-        mixer.update(b, hit, fp, total, p)
-        if hit:
-            out[i] = pred
-            continue
-        rest = row.astype(np.int64, copy=True)
-        rest[pred] = 0  # the predicted token is out: it was not this one
-        out[i] = decoder.decode(rest[None])[0]
+def _average_in(table: np.ndarray, slots: np.ndarray, outcomes: np.ndarray, extra) -> tuple[np.ndarray, np.ndarray]:
+    """Move each used slot of ``table`` (probabilities) towards the outcomes it saw this step:
+    by used / (used + extra) of the way. Streams of one step sharing a slot count as one batch,
+    so their order does not matter. Returns the slots moved and their uses."""
+    used = np.bincount(slots, minlength=len(table))
+    live = np.flatnonzero(used)
+    ones = np.bincount(slots, weights=outcomes, minlength=len(table)).astype(np.int64)[live]
+    extra = extra[live] if isinstance(extra, np.ndarray) else extra
+    table[live] += (ones * PROB_ONE - used[live] * table[live]) // (used[live] + extra)
+    return live, used[live]
+
+
+# ---------------------------------------------------------------- coding a step
+
+def mixed_intervals(mixer: Mixer, tokens, low, size, total, f_candidates, candidates, states):
+    """One step's coder intervals (lows, sizes, totals arrays, in coding order) for tokens (n,)
+    whose LM intervals are given, with the candidates' decisions before them; and each token's bits."""
+    tokens, low, size, total = (np.asarray(a, dtype=np.int64) for a in (tokens, low, size, total))
+    f_candidates = np.where(candidates >= 0, f_candidates, 0)
+    p = mixer.probabilities(states, f_candidates, total)
+    valid = candidates >= 0
+    hits = valid & (candidates == tokens[:, None])
+    hit_at = np.where(hits.any(axis=1), hits.argmax(axis=1), CANDIDATES)
+    reached = valid & (np.arange(CANDIDATES) <= hit_at[:, None])
+    mixer.update(reached, hits)
+    n = len(tokens)
+    lows = np.where(hits, 0, p)
+    sizes = np.where(hits, p, PROB_ONE - p)
+    missed = hit_at == CANDIDATES  # coded by the LM, without the candidates
+    out = np.zeros((n, CANDIDATES + 1, 3), dtype=np.int64)
+    out[:, :CANDIDATES] = np.stack([lows, sizes, np.full_like(p, PROB_ONE)], axis=-1)
+    below = (f_candidates * (valid & (candidates < tokens[:, None]))).sum(axis=1)
+    out[:, CANDIDATES] = np.stack([low - below, size, total - f_candidates.sum(axis=1)], axis=-1)
+    coded = np.concatenate([reached, missed[:, None]], axis=1)
+    flat = out[coded]
+    with np.errstate(divide="ignore"):
+        decision_bits = np.where(reached, PROB_BITS - np.log2(sizes), 0.0).sum(axis=1)
+    bits = decision_bits + np.where(missed, np.log2(out[:, CANDIDATES, 2]) - np.log2(size), 0.0)
+    return flat[:, 0], flat[:, 1], flat[:, 2], bits
+
+
+def decode_mixed(mixer: Mixer, decoder, freqs: np.ndarray, candidates: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """One step's tokens from the LM's frequency rows, decoding the decisions and tokens in the
+    order ``mixed_intervals`` codes them."""
+    n = len(freqs)
+    rows = np.arange(n)[:, None]
+    valid = candidates >= 0
+    f_candidates = np.where(valid, freqs[rows, np.maximum(candidates, 0)], 0).astype(np.int64)
+    p = mixer.probabilities(states, f_candidates, freqs.sum(axis=1, dtype=np.int64))
+    reached, hits = np.zeros_like(valid), np.zeros_like(valid)
+    out = np.empty(n, dtype=np.int64)
+    for s, (row_p, row_candidates) in enumerate(zip(p.tolist(), candidates.tolist())):
+        hit = False
+        for i, candidate in enumerate(row_candidates):
+            if candidate < 0:
+                break  # candidates are packed at the front
+            reached[s, i] = True
+            if decoder.decode_binary(row_p[i], PROB_ONE):
+                hits[s, i], out[s], hit = True, candidate, True
+                break
+        if not hit:
+            out[s] = _decode_rest(decoder, freqs[s], candidates[s])
+    mixer.update(reached, hits)
     return out
 
 
-def _log2(n: int) -> float:
-    return float(np.log2(n))
+def carriers(tokens: np.ndarray, candidates: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """Which model carried each token, for explain: -1 the LM alone (no candidate was it), 0 the
+    match model (it predicted the token), else the longest n-gram order that had seen it there."""
+    hits = candidates == tokens[:, None]
+    hit = np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
+    chosen = states[np.arange(len(tokens)), np.maximum(hit, 0)]  # (n, MODELS)
+    seen = chosen[:, :ORDERS] >= 8  # the pair's count is at least 1
+    longest = np.where(seen.any(axis=1), ORDERS - np.argmax(seen[:, ::-1], axis=1), -1)
+    by_match = (chosen[:, ORDERS] > 0) & (chosen[:, ORDERS] < MATCH_STATES - 1)
+    return np.where(hit < 0, -1, np.where(by_match, 0, longest))
+
+
+CARRIER_NAMES = {-1: "LM", 0: "match", **{k: f"order {k}" for k in range(1, ORDERS + 1)}}
+
+
+def _decode_rest(decoder, row: np.ndarray, candidates: np.ndarray) -> int:
+    rest = row.astype(np.int64, copy=True)
+    rest[candidates[candidates >= 0]] = 0  # the candidates are out: it was none of them
+    return int(decoder.decode(rest[None])[0])

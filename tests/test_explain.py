@@ -31,3 +31,17 @@ def test_explain_outputs(tiny_gpt_dir):
     doc = json.loads(json.dumps(result.to_dict()))
     assert len(doc["tokens"]) == len(result.tokens)
     assert all(len(t["top"]) == 5 for t in doc["tokens"])
+
+
+def test_explain_names_the_models_that_carried_the_tokens_of_a_mixed_file():
+    data = (SAMPLE_TEXT[:500] * 3).encode()
+    predictor = load_predictor("fast")
+    result = explain(data, predictor, chunk=48, streams=8)
+    stats = api.compress_stream(io.BytesIO(data), io.BytesIO(), predictor, chunk=48, streams=8, fallback=False)
+    assert result.total_bits == pytest.approx(stats.nll_bits, rel=1e-9)
+    carriers = result.by_carrier()
+    assert list(carriers)[0] == "LM" and "match" in carriers and len(carriers) > 2
+    assert sum(n for n, _ in carriers.values()) == len(result.tokens)
+    assert sum(bits for _, bits in carriers.values()) == pytest.approx(result.total_bits)
+    assert carriers["match"][1] / carriers["match"][0] < carriers["LM"][1] / carriers["LM"][0]  # repeats are cheap
+    assert {t.carrier for t in explain(data, predictor, chunk=48, streams=8, mix=False).tokens} == {"LM"}

@@ -17,7 +17,7 @@ import lmzip.api
 from lmzip import container
 from lmzip.coder import IntegerDecoder, IntegerEncoder
 from lmzip.models import load_predictor
-from lmzip.mixing import MIX_VERSION
+from lmzip.mixing import mix_setting
 from lmzip.settings import Settings
 from lmzip.models.intgpt import IntGPT, IntStepper, load_portable
 from lmzip.models.intops import NumpyOps, TorchOps, int8_gemm_is_exact
@@ -125,7 +125,7 @@ def test_files_decode_with_the_other_backend(portable_dir, encode_backend, decod
     encoder = load_predictor(str(portable_dir), backend=encode_backend, threads=1)
     blob = lmzip.compress(data, model=encoder, chunk=48, streams=5)
     header = container.Header.read(io.BytesIO(blob))
-    assert header.portable and header.settings == Settings(mix=MIX_VERSION)  # nothing of the machine
+    assert header.portable and header.settings == Settings(mix=mix_setting())  # nothing of the machine
     decoder = load_predictor(str(portable_dir), backend=decode_backend, threads=1)
     assert lmzip.decompress(blob, model=decoder) == data
 

@@ -120,13 +120,13 @@ class IntegerPredictor(Predictor):
 
     def coded_intervals(self, chunks: list[np.ndarray], predicted: np.ndarray | None = None):
         """Teacher-forced: for each chunk, (low, size, total) of its tokens' coder intervals, and
-        with ``predicted`` ((B, T) token ids, -1 for none) the frequency of each predicted token.
+        with ``predicted`` ((B, T, K) token ids, -1 for none) the frequencies of those tokens.
 
         Exactness makes the whole-sequence pass give the very integers stepping
         gives, so the encoder may use it while the decoder steps.
         """
         if predicted is None:
-            predicted = np.full((len(chunks), max(len(c) for c in chunks)), -1, dtype=np.int64)
+            predicted = np.full((len(chunks), max(len(c) for c in chunks), 1), -1, dtype=np.int64)
             for low, size, total, _ in self._coded_intervals(chunks, predicted):
                 yield low, size, total
             return
@@ -187,12 +187,12 @@ def _time_steps(model, llama: bool, n_streams: int) -> float:
 
 def _intervals(freqs: np.ndarray, tokens: np.ndarray, predicted: np.ndarray):
     """(low, size, total) of each token's interval under its row of integer frequencies, and the
-    frequency of each predicted token (0 where none is)."""
+    frequencies of the predicted tokens ((n, K) ids; 0 where an id is -1)."""
     n = len(tokens)
     cum = np.cumsum(freqs, axis=1, dtype=np.int64)
     size = freqs[np.arange(n), tokens]
     high = cum[np.arange(n), tokens]
-    f_pred = np.where(predicted >= 0, freqs[np.arange(n), np.maximum(predicted, 0)], 0).astype(np.int64)
+    f_pred = np.where(predicted >= 0, freqs[np.arange(n)[:, None], np.maximum(predicted, 0)], 0).astype(np.int64)
     return high - size, size.astype(np.int64), cum[:, -1], f_pred
 
 

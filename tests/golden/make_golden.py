@@ -19,7 +19,9 @@ GOLDEN = [("portable-fast.alice29-2k.lmz", ["--model", "fast"], "canterbury/alic
           ("order2.paper2-2k.lmz", ["--model", "order2"], "calgary/paper2", 2048),
           ("smollm2.alice29-1k.lmz", ["--model", "smollm2"], "canterbury/alice29.txt", 1024),
           ("fast.paper1-4k.lmz", ["--model", "fast"], "calgary/paper1", 4096),
-          ("fast.mixed.news-4k.lmz", ["--model", "fast"], "calgary/news", 4096)]  # 0.5.0: with the match model
+          ("fast.mixed.news-4k.lmz", ["--model", "fast"], "calgary/news", 4096),  # 0.6.0: mixed (cm1)
+          ("smollm2.mixed.paper1-2k.lmz", ["--model", "smollm2", "--chunk", "256", "--streams", "4"],
+           "calgary/paper1", 2048)]  # 0.6.0: mixed (cm1), chunks short enough for the history to count
 
 
 def main() -> None:
