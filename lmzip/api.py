@@ -105,8 +105,8 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
 
     With ``fallback``, a block the model codes in more bytes than xz -9e or than
     the block itself is written that way instead (never for learning models).
-    With ``mix``, an integer model's predictions are mixed with a match model over
-    the block's history (mixing.py); the header records it.
+    With ``mix``, an integer model's predictions are mixed with context models (n-grams, a
+    match model) over the block's history (mixing.py); the header records it.
     """
     start_time = time.perf_counter()
     predictor = _as_predictor(model, **options)

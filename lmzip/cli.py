@@ -385,7 +385,7 @@ def compress(
     backend: Optional[str] = BackendOpt,
     no_fallback: bool = typer.Option(False, "--no-fallback", help="code every block with the model, even "
                                      "where xz -9e or storing the bytes would be smaller"),
-    no_mix: bool = typer.Option(False, "--no-mix", help="the model alone: no match model mixed in (integer "
+    no_mix: bool = typer.Option(False, "--no-mix", help="the model alone: no context models (n-grams, match) mixed in (integer "
                                 "models mix by default; --json gives both costs as nll_bits and lm_nll_bits)"),
     level: Optional[int] = typer.Option(None, "--level", "-l", min=1, max=9, help=f"preset, also -1 .. -9 "
                                         f"(--model and --chunk override it): {LEVEL_HELP}"),
