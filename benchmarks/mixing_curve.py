@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lmzip import engine  # noqa: E402
-from lmzip.mixing import Mixer, mixed_intervals, proposal_grid  # noqa: E402
+from lmzip.mixing import TABLE_BITS, Mixer, mix_setting, mixed_intervals, parse_mix_setting, proposal_grid  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
 from lmzip.tokenize import read_tokens  # noqa: E402
 
@@ -38,10 +38,10 @@ OUT = ROOT / "benchmarks" / "results"
 BINS = 16  # bins of steps along the chunk
 
 
-def block_bits(predictor, chunks: list[np.ndarray]) -> dict[str, np.ndarray]:
+def block_bits(predictor, chunks: list[np.ndarray], table_bits: int = TABLE_BITS) -> dict[str, np.ndarray]:
     """(B, T) bits of every token of one block: LM alone, context models alone, mixed."""
     shape = (len(chunks), max(len(c) for c in chunks))
-    candidates, states = proposal_grid(chunks)
+    candidates, states = proposal_grid(chunks, table_bits)
     grid = np.ones((3, *shape), dtype=np.int64)
     f_candidates = np.zeros(candidates.shape, dtype=np.int64)
     tokens = np.zeros(shape, dtype=np.int64)
@@ -80,8 +80,9 @@ def main() -> None:
     sums = {name: np.zeros(BINS) for name in ("lm", "adaptive", "mixed")}
     byte_sums = np.zeros(BINS)
     start = time.perf_counter()
+    table_bits = parse_mix_setting(mix_setting(min(len(ids), chunk * streams)))  # as compression sizes them
     for chunks in engine.split_blocks(ids, chunk, streams):
-        bits = block_bits(predictor, chunks)
+        bits = block_bits(predictor, chunks, table_bits)
         for i, c in enumerate(chunks):
             where = np.searchsorted(edges, np.arange(len(c)), side="right") - 1
             byte_sums += np.bincount(where, weights=token_bytes[c], minlength=BINS)

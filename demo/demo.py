@@ -50,8 +50,9 @@ def main() -> int:
     print(f"{'compressor':<22} {'bytes':>7} {'bits/byte':>10}")
     for name, size in rows:
         print(f"{name:<22} {size:>7,} {8 * size / n:>10.3f}")
-    print(f"lmzip: the model's NLL is {stats['nll_bits'] / 8:,.1f} bytes; the file is "
-          f"{stats['compressed_bytes']:,} ({stats['header_bytes']} of them header)")
+    print(f"lmzip: the model alone would cost {stats['lm_nll_bits'] / 8:,.1f} bytes (its NLL), mixed with the "
+          f"file's own statistics {stats['nll_bits'] / 8:,.1f}; the file is {stats['compressed_bytes']:,} "
+          f"({stats['header_bytes']} of them header)")
     print(f"lmzip: compressed in {compress_s:.1f} s, decompressed in {decompress_s:.1f} s "
           f"(fresh processes, model load included)")
     if restored.read_bytes() != data:

@@ -119,7 +119,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     planned = min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1
     if workers is not None and record is not None:
         raise ValueError("record sees every step of one process: it cannot run with workers")
-    mixed = mix_setting() if mix and predictor.capabilities.integer else None
+    mixed = mix_setting(min(len(ids), chunk * streams)) if mix and predictor.capabilities.integer else None
     with _setup_lock:
         predictor.plan(planned)
         task = None if workers is None else _worker_task(workers, predictor, model, load, options, plan=planned,

@@ -72,10 +72,10 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
     """Every token's cost as compression pays it: with ``mix`` (integer models), the mixture's; the
     model's own probability of the token is ``TokenInfo.probability``."""
     start = time.perf_counter()
-    mixed = mix_setting() if mix and predictor.capabilities.integer else None
     chunk = chunk or predictor.default_chunk
     streams = streams or predictor.default_streams
     ids, _, _ = read_tokens(predictor.tokenizer, io.BytesIO(data))  # cut into pieces as compression cuts them
+    mixed = mix_setting(min(len(ids), chunk * streams)) if mix and predictor.capabilities.integer else None
     # the settings compression would pick (a float model's dtype is measured per stream count)
     predictor.plan(min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1)
     decode = predictor.tokenizer.decode

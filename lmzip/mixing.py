@@ -35,7 +35,7 @@ import numpy as np
 from .errors import ModelError
 
 MIX_VERSION = "cm1"
-TABLE_BITS = 20  # entries per n-gram table (a block holds 64K tokens by default): 4 MB each
+TABLE_BITS = 20  # entries per n-gram table at most (a block holds 64K tokens by default): 4 MB each
 ORDERS = 4  # n-gram orders 1..4
 CANDIDATES = 3  # decisions per token at most
 MIN_MATCH = 3  # tokens of context that start a match
@@ -62,9 +62,12 @@ _SENTINEL = np.uint64(0xFFFFFFFF)  # "before the chunk's start" in a context
 _PRIMES = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
 
 
-def mix_setting() -> str:
-    """The header's ``m=`` value: the recipe and its tables' size."""
-    return f"{MIX_VERSION}-t{TABLE_BITS}"
+def mix_setting(block_tokens: int | None = None) -> str:
+    """The header's ``m=`` value: the recipe and its tables' size, 2^TABLE_BITS entries, or fewer
+    where a block holds fewer tokens (16 slots a token, at least 2^12): a small file does not pay
+    for clearing tables it would never fill."""
+    bits = TABLE_BITS if block_tokens is None else min(TABLE_BITS, max(12, (16 * block_tokens - 1).bit_length()))
+    return f"{MIX_VERSION}-t{bits}"
 
 
 def parse_mix_setting(text: str) -> int:

@@ -40,7 +40,7 @@ def test_mixed_files_round_trip_and_whole_chunk_passes_write_the_stepped_bytes(m
     blob, stats = _compress(data, model)
     stepped, _ = _compress(data, model, record=lambda *step: None)  # record forces lockstep stepping
     assert stepped == blob
-    assert api.read_header(io.BytesIO(blob)).settings.mix == mix_setting()
+    assert api.read_header(io.BytesIO(blob)).settings.mix == mix_setting(LAYOUT["chunk"] * LAYOUT["streams"])
     assert lmzip.decompress(blob) == data
     assert stats.nll_bits < stats.lm_nll_bits  # repeats beyond the chunk: the match model pays
 
@@ -136,7 +136,10 @@ def test_a_file_of_an_unknown_mixer_is_refused():
 
 
 def test_the_table_size_is_the_header_s():
-    """A block coded with smaller tables decodes with them (the header's setting is what counts)."""
+    """A block coded with smaller tables decodes with them (the header's setting is what counts);
+    compression sizes them by the tokens a block holds, 16 slots a token, from 2^12 to 2^20."""
+    assert [mix_setting(n) for n in (1, 256, 257, 4096, 65536, 10**6)] == \
+        ["cm1-t12", "cm1-t12", "cm1-t13", "cm1-t16", "cm1-t20", "cm1-t20"]
     predictor = load_predictor("fast")
     chunks = list(engine.split_blocks(predictor.tokenizer.encode(REPEATS), 48, 8))[0]
     small, default = (engine.encode_block(predictor, chunks, mix=mix) for mix in ("cm1-t10", mix_setting()))
