@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lmzip import engine  # noqa: E402
-from lmzip.mixing import TABLE_BITS, Mixer, mix_setting, mixed_intervals, parse_mix_setting, proposal_grid  # noqa: E402
+from lmzip.mixing import TABLE_BITS, Mixer, mixed_intervals, parse_mix_setting, proposal_grid  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
 from lmzip.tokenize import read_tokens  # noqa: E402
 
@@ -40,16 +40,10 @@ BINS = 16  # bins of steps along the chunk
 
 def block_bits(predictor, chunks: list[np.ndarray], table_bits: int = TABLE_BITS) -> dict[str, np.ndarray]:
     """(B, T) bits of every token of one block: LM alone, context models alone, mixed."""
-    shape = (len(chunks), max(len(c) for c in chunks))
     candidates, states = proposal_grid(chunks, table_bits)
-    grid = np.ones((3, *shape), dtype=np.int64)
-    f_candidates = np.zeros(candidates.shape, dtype=np.int64)
-    tokens = np.zeros(shape, dtype=np.int64)
-    with predictor.running():
-        for i, (low, size, total, f) in enumerate(predictor.coded_intervals(chunks, candidates)):
-            grid[:, i, : len(low)], f_candidates[i, : len(low)] = (low, size, total), f
-            tokens[i, : len(chunks[i])] = chunks[i]
-    lengths = np.array([len(c) for c in chunks])
+    pass_ = engine.whole_chunk_pass(predictor, chunks, candidates)  # what compression computes
+    tokens, lengths, grid, f_candidates = pass_.tokens, pass_.lengths, pass_.intervals, pass_.f_candidates
+    shape = tokens.shape
     out = {name: np.zeros(shape) for name in ("lm", "adaptive", "mixed")}
     mixers = {"mixed": Mixer(), "adaptive": Mixer()}
     uniform = np.ones(shape[0], dtype=np.int64)
@@ -80,7 +74,7 @@ def main() -> None:
     sums = {name: np.zeros(BINS) for name in ("lm", "adaptive", "mixed")}
     byte_sums = np.zeros(BINS)
     start = time.perf_counter()
-    table_bits = parse_mix_setting(mix_setting(min(len(ids), chunk * streams)))  # as compression sizes them
+    table_bits = parse_mix_setting(engine.mix_setting_for(predictor, len(ids), chunk, streams, True))  # as compression
     for chunks in engine.split_blocks(ids, chunk, streams):
         bits = block_bits(predictor, chunks, table_bits)
         for i, c in enumerate(chunks):

@@ -23,7 +23,6 @@ import numpy as np
 from . import container, engine
 from .errors import ChecksumError, FingerprintMismatch, FormatError, InputOutputError
 from .models import DEFAULT_MODEL, load_predictor, model_for_file
-from .mixing import mix_setting
 from .models.base import Predictor
 from .settings import Settings
 from .tokenize import read_tokens
@@ -119,7 +118,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     planned = min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1
     if workers is not None and record is not None:
         raise ValueError("record sees every step of one process: it cannot run with workers")
-    mixed = mix_setting(min(len(ids), chunk * streams)) if mix and predictor.capabilities.integer else None
+    mixed = engine.mix_setting_for(predictor, len(ids), chunk, streams, mix)
     with _setup_lock:
         predictor.plan(planned)
         task = None if workers is None else _worker_task(workers, predictor, model, load, options, plan=planned,

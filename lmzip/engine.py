@@ -21,7 +21,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder
-from .mixing import ContextModels, Mixer, carriers, decode_mixed, mixed_intervals, parse_mix_setting, proposal_grid
+from .mixing import (ContextModels, Mixer, carriers, decode_mixed, mix_setting, mixed_intervals, parse_mix_setting,
+                     proposal_grid)
 from .models.base import Predictor
 
 
@@ -134,36 +135,61 @@ def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray],
     models' candidates depend on the tokens alone (known in advance here).
     """
     mixing = _Mixing(predictor, len(chunks), mix)
-    shape = (len(chunks), max(len(c) for c in chunks))
     candidates, states = proposal_grid(chunks, mixing.table_bits) if mixing.on else (None, None)
-    grid = np.ones((3, *shape), dtype=np.int64)  # low, size, total
-    f_candidates = np.zeros(candidates.shape if mixing.on else shape, dtype=np.int64)
-    tokens = np.zeros(shape, dtype=np.int64)
-    with predictor.running():
-        for i, intervals in enumerate(predictor.coded_intervals(chunks, candidates)):
-            n = len(intervals[0])
-            grid[:, i, :n] = intervals[:3]
-            if mixing.on:
-                f_candidates[i, :n] = intervals[3]
-            tokens[i, : len(chunks[i])] = chunks[i]
-            if on_step:
-                on_step(len(intervals[0]))
-    lengths = np.array([len(c) for c in chunks])
+    pass_ = whole_chunk_pass(predictor, chunks, candidates, on_step)
     encoder = IntegerEncoder()
     nll_bits = 0.0
-    for t in range(shape[1]):
-        active = int(np.count_nonzero(lengths > t))
+    for t in range(pass_.tokens.shape[1]):
+        active = int(np.count_nonzero(pass_.lengths > t))
         if not mixing.on:
-            encoder.encode_intervals(*grid[:3, :active, t])
+            encoder.encode_intervals(*pass_.intervals[:, :active, t])
             continue
-        lows, sizes, totals, bits = mixed_intervals(mixing.mixer, tokens[:active, t], *grid[:, :active, t],
-                                                    f_candidates[:active, t], candidates[:active, t],
-                                                    states[:active, t].astype(np.int64))
+        lows, sizes, totals, bits = mixed_intervals(
+            mixing.mixer, pass_.tokens[:active, t], *pass_.intervals[:, :active, t], pass_.f_candidates[:active, t],
+            candidates[:active, t], states[:active, t].astype(np.int64))
         encoder.encode_intervals(lows, sizes, totals)
         nll_bits += float(bits.sum())
-    coded = np.arange(shape[1]) < lengths[:, None]
-    lm_nll_bits = float(-np.log2(grid[1][coded] / grid[2][coded]).sum())
-    return BlockResult(encoder.finish(), nll_bits if mixing.on else lm_nll_bits, lm_nll_bits)
+    return BlockResult(encoder.finish(), nll_bits if mixing.on else pass_.lm_nll_bits, pass_.lm_nll_bits)
+
+
+@dataclass
+class WholeChunkPass:
+    """A block's tokens (B, T), their coder intervals under the model (3, B, T: low, size, total)
+    and, given candidates (B, T, K), the model's frequencies of those (B, T, K)."""
+    tokens: np.ndarray
+    lengths: np.ndarray
+    intervals: np.ndarray
+    f_candidates: np.ndarray | None
+
+    @property
+    def lm_nll_bits(self) -> float:
+        coded = np.arange(self.tokens.shape[1]) < self.lengths[:, None]
+        return float(-np.log2(self.intervals[1][coded] / self.intervals[2][coded]).sum())
+
+
+def whole_chunk_pass(predictor: Predictor, chunks: list[np.ndarray], candidates: np.ndarray | None = None,
+                     on_step: Callable[[int], None] | None = None) -> WholeChunkPass:
+    """An exact predictor's teacher-forced passes over a block's chunks, laid out in lockstep order."""
+    shape = (len(chunks), max(len(c) for c in chunks))
+    intervals = np.ones((3, *shape), dtype=np.int64)
+    f_candidates = None if candidates is None else np.zeros(candidates.shape, dtype=np.int64)
+    tokens = np.zeros(shape, dtype=np.int64)
+    with predictor.running():
+        for i, coded in enumerate(predictor.coded_intervals(chunks, candidates)):
+            n = len(chunks[i])
+            intervals[:, i, :n] = coded[:3]
+            if f_candidates is not None:
+                f_candidates[i, :n] = coded[3]
+            tokens[i, :n] = chunks[i]
+            if on_step:
+                on_step(n)
+    return WholeChunkPass(tokens, np.array([len(c) for c in chunks]), intervals, f_candidates)
+
+
+def mix_setting_for(predictor: Predictor, n_tokens: int, chunk: int, streams: int, mix: bool) -> str | None:
+    """The header's mix setting for a file, or None: only integer models are mixed (their
+    frequencies are what the mixer reads), with tables sized to the tokens a block holds."""
+    return mix_setting(min(n_tokens, chunk * streams)) if mix and predictor.capabilities.integer else None
 
 
 def decode_block(predictor: Predictor, data: bytes, lengths: list[int],

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import engine
-from .mixing import CARRIER_NAMES, mix_setting
+from .mixing import CARRIER_NAMES
 from .models.base import Predictor
 from .tokenize import read_tokens
 
@@ -75,7 +75,7 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
     chunk = chunk or predictor.default_chunk
     streams = streams or predictor.default_streams
     ids, _, _ = read_tokens(predictor.tokenizer, io.BytesIO(data))  # cut into pieces as compression cuts them
-    mixed = mix_setting(min(len(ids), chunk * streams)) if mix and predictor.capabilities.integer else None
+    mixed = engine.mix_setting_for(predictor, len(ids), chunk, streams, mix)
     # the settings compression would pick (a float model's dtype is measured per stream count)
     predictor.plan(min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1)
     decode = predictor.tokenizer.decode

@@ -332,9 +332,10 @@ class Mixer:
         contexts = states[..., 1] * k + np.arange(k)
         node, offset = mixed // APM_STEP, mixed % APM_STEP
         refined = (self.apm[contexts, node] * (APM_STEP - offset) + self.apm[contexts, node + 1] * offset) // APM_STEP
-        p = np.clip((self.squash[mixed] * (4 - APM_SHARE) + refined * APM_SHARE) >> 2, 1, PROB_ONE - 1)
+        squashed = self.squash[mixed]
+        p = np.clip((squashed * (4 - APM_SHARE) + refined * APM_SHARE) >> 2, 1, PROB_ONE - 1)
         nearer = contexts * APM_NODES + node + (2 * offset >= APM_STEP)
-        self._last = inputs, sets, states, self.squash[mixed], nearer
+        self._last = inputs, sets, states, squashed, nearer
         return p
 
     def update(self, reached: np.ndarray, hits: np.ndarray) -> None:

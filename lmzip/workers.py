@@ -47,7 +47,7 @@ class Task:
     fingerprint: tuple  # (weights hash, settings text, versions) the file's header records
     plan: int | None = None  # compressing: ``Predictor.plan``'s stream count
     adopt: str | None = None  # decompressing: the header's settings text, for ``Predictor.adopt``
-    mix: str | None = None  # the match model mixed in (engine.encode_block / decode_block)
+    mix: str | None = None  # the header's mix setting (engine.encode_block / decode_block)
     key: str = field(default_factory=lambda: os.urandom(8).hex())  # this file's task
 
 

@@ -94,9 +94,10 @@ class Predictor(ABC):
     def observe(self, coded: np.ndarray, n_active: int) -> None:
         """The tokens just coded for the first ``n_active`` streams (online models learn here)."""
 
-    def coded_intervals(self, chunks: list[np.ndarray]):
+    def coded_intervals(self, chunks: list[np.ndarray], predicted: np.ndarray | None = None):
         """With ``capabilities.teacher_forced``: for each chunk, the (low, size, total) arrays
-        of its tokens' coder intervals, from whole-chunk passes."""
+        of its tokens' coder intervals, from whole-chunk passes; with ``predicted`` ((B, T, K)
+        token ids, -1 for none), also the frequencies of those tokens."""
         raise NotImplementedError(f"{self.name} has no teacher-forced pass")
 
 

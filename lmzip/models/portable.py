@@ -125,14 +125,6 @@ class IntegerPredictor(Predictor):
         Exactness makes the whole-sequence pass give the very integers stepping
         gives, so the encoder may use it while the decoder steps.
         """
-        if predicted is None:
-            predicted = np.full((len(chunks), max(len(c) for c in chunks), 1), -1, dtype=np.int64)
-            for low, size, total, _ in self._coded_intervals(chunks, predicted):
-                yield low, size, total
-            return
-        yield from self._coded_intervals(chunks, predicted)
-
-    def _coded_intervals(self, chunks: list[np.ndarray], predicted: np.ndarray):
         model = self.fastest("chunks")
         batch = 1 if self.llama else 4  # a llama chunk is long enough to fill the GEMMs alone
         for i in range(0, len(chunks), batch):
@@ -141,15 +133,15 @@ class IntegerPredictor(Predictor):
             idx = np.full((len(group), T), self.bos_id, dtype=np.int64)
             for row, chunk in zip(idx, group):
                 row[1 : len(chunk)] = self._readable(chunk[:-1])
-            wanted = predicted[i : i + batch]
+            wanted = [None] * len(group) if predicted is None else predicted[i : i + batch]
             if not self.llama:
                 for row, chunk, want in zip(model.forward(idx), group, wanted):
-                    yield _intervals(self._with_extra_ids(row[: len(chunk)]), chunk, want[: len(chunk)])
+                    yield _intervals(self._with_extra_ids(row[: len(chunk)]), chunk, _rows(want, 0, len(chunk)))
                 continue
             hidden = model.hidden(idx)
             for b, (chunk, want) in enumerate(zip(group, wanted)):
                 parts = [_intervals(self._with_extra_ids(model.ops.to_numpy(model.frequencies(hidden[b, r : r + HEAD_ROWS]))),
-                                    chunk[r : r + HEAD_ROWS], want[r : min(r + HEAD_ROWS, len(chunk))])
+                                    chunk[r : r + HEAD_ROWS], _rows(want, r, min(r + HEAD_ROWS, len(chunk))))
                          for r in range(0, len(chunk), HEAD_ROWS)]
                 yield tuple(np.concatenate(p) for p in zip(*parts))
 
@@ -185,13 +177,19 @@ def _time_steps(model, llama: bool, n_streams: int) -> float:
     return time.perf_counter() - start
 
 
-def _intervals(freqs: np.ndarray, tokens: np.ndarray, predicted: np.ndarray):
-    """(low, size, total) of each token's interval under its row of integer frequencies, and the
-    frequencies of the predicted tokens ((n, K) ids; 0 where an id is -1)."""
+def _rows(predicted: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
+    return None if predicted is None else predicted[start:stop]
+
+
+def _intervals(freqs: np.ndarray, tokens: np.ndarray, predicted: np.ndarray | None):
+    """(low, size, total) of each token's interval under its row of integer frequencies, and with
+    ``predicted`` ((n, K) ids) the frequencies of those tokens (0 where an id is -1)."""
     n = len(tokens)
     cum = np.cumsum(freqs, axis=1, dtype=np.int64)
     size = freqs[np.arange(n), tokens]
     high = cum[np.arange(n), tokens]
+    if predicted is None:
+        return high - size, size.astype(np.int64), cum[:, -1]
     f_pred = np.where(predicted >= 0, freqs[np.arange(n)[:, None], np.maximum(predicted, 0)], 0).astype(np.int64)
     return high - size, size.astype(np.int64), cum[:, -1], f_pred
 
