@@ -4,6 +4,8 @@
 
 Each file is compressed once with mixing on: the run reports both what the tokens cost as coded
 (``nll_bits``) and what the model alone would have cost (``lm_nll_bits``), and the file's size.
+A file of several blocks is compressed again with ``independent`` blocks (each with its own
+history), to show what the history carried across blocks (the default) gains.
 Time: the first ``--timed`` file is compressed and decompressed with mixing on and off,
 alternately, and the ratios are given. Writes benchmarks/results/mixing-<model>.md.
 """
@@ -44,9 +46,9 @@ def best_classical() -> dict[str, float]:
     return best
 
 
-def compress(predictor, data: bytes, mix: bool) -> tuple[bytes, api.Stats]:
+def compress(predictor, data: bytes, mix: bool, independent: bool = False) -> tuple[bytes, api.Stats]:
     out = io.BytesIO()
-    stats = api.compress_stream(io.BytesIO(data), out, predictor, mix=mix, fallback=False)
+    stats = api.compress_stream(io.BytesIO(data), out, predictor, mix=mix, independent=independent, fallback=False)
     return out.getvalue(), stats
 
 
@@ -116,19 +118,23 @@ def main() -> None:
     lines = [f"# Mixing: `{args.model}` alone and with the context models", "",
              f"Measured by `benchmarks/mixing.py` on {cpu_name()}; {size}, default chunks and streams, no "
              "fallback. Bits/byte: the negative log-likelihood of the model alone and of the mixture, and the "
-             "coded file's size (the mixture's NLL plus the container and a few bytes of coder)."
+             "coded file's size (the mixture's NLL plus the container and a few bytes of coder). The history is "
+             "carried across blocks (the default); the file with `--independent` blocks is given for files of "
+             "several blocks (= : one block, the same file)."
              + (" Best classical: the smallest of " + ", ".join(CLASSICAL) + " (`make bench`, "
                 "`benchmarks/results/full.json`)." if classical else ""), "",
-             "| file | bytes | model alone (NLL) | mixed (NLL) | change | file, mixed |"
+             "| file | bytes | model alone (NLL) | mixed (NLL) | change | file, mixed | file, independent blocks |"
              + (" best classical | mixed / best classical |" if classical else ""),
-             "|---|---|---|---|---|---|" + ("---|---|" if classical else "")]
+             "|---|---|---|---|---|---|---|" + ("---|---|" if classical else "")]
     for name in args.files.split(","):
         data = (EVAL / name).read_bytes()
         data = data[: args.bytes] if args.bytes else data
         blob, stats = compress(predictor, data, True)
         n = len(data)
+        several_blocks = stats.tokens > predictor.default_chunk * predictor.default_streams
+        independent = f"{8 * len(compress(predictor, data, True, independent=True)[0]) / n:.3f}" if several_blocks else "="
         row = (f"| {name.split('/')[-1]} | {n:,} | {stats.lm_nll_bits / n:.3f} | {stats.nll_bits / n:.3f} | "
-               f"{100 * (stats.nll_bits / stats.lm_nll_bits - 1):+.1f} % | {8 * len(blob) / n:.3f} |")
+               f"{100 * (stats.nll_bits / stats.lm_nll_bits - 1):+.1f} % | {8 * len(blob) / n:.3f} | {independent} |")
         if name in classical:
             row += f" {classical[name]:.3f} | {8 * len(blob) / n / classical[name]:.2f} |"
         print(row, flush=True)

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lmzip import engine  # noqa: E402
-from lmzip.mixing import TABLE_BITS, Mixer, mixed_intervals, parse_mix_setting, proposal_grid  # noqa: E402
+from lmzip.mixing import Mixer, mixed_intervals  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
 from lmzip.tokenize import read_tokens  # noqa: E402
 
@@ -38,14 +38,15 @@ OUT = ROOT / "benchmarks" / "results"
 BINS = 16  # bins of steps along the chunk
 
 
-def block_bits(predictor, chunks: list[np.ndarray], table_bits: int = TABLE_BITS) -> dict[str, np.ndarray]:
-    """(B, T) bits of every token of one block: LM alone, context models alone, mixed."""
-    candidates, states = proposal_grid(chunks, table_bits)
+def block_bits(predictor, chunks: list[np.ndarray], history: engine.History, adaptive: Mixer) -> dict[str, np.ndarray]:
+    """(B, T) bits of every token of one block: LM alone, context models alone (their own mixer,
+    ``adaptive``, carried like the history's), mixed. ``history``: the file's, as compression's."""
+    candidates, states = engine.propose(chunks, history)
     pass_ = engine.whole_chunk_pass(predictor, chunks, candidates)  # what compression computes
     tokens, lengths, grid, f_candidates = pass_.tokens, pass_.lengths, pass_.intervals, pass_.f_candidates
     shape = tokens.shape
     out = {name: np.zeros(shape) for name in ("lm", "adaptive", "mixed")}
-    mixers = {"mixed": Mixer(), "adaptive": Mixer()}
+    mixers = {"mixed": history.mixer, "adaptive": adaptive}
     uniform = np.ones(shape[0], dtype=np.int64)
     for t in range(shape[1]):
         n = int(np.count_nonzero(lengths > t))
@@ -74,9 +75,10 @@ def main() -> None:
     sums = {name: np.zeros(BINS) for name in ("lm", "adaptive", "mixed")}
     byte_sums = np.zeros(BINS)
     start = time.perf_counter()
-    table_bits = parse_mix_setting(engine.mix_setting_for(predictor, len(ids), chunk, streams, True))  # as compression
+    history = engine.History(engine.mix_setting_for(predictor, len(ids), chunk, streams, True))  # as compression's
+    adaptive = Mixer()
     for chunks in engine.split_blocks(ids, chunk, streams):
-        bits = block_bits(predictor, chunks, table_bits)
+        bits = block_bits(predictor, chunks, history, adaptive)
         for i, c in enumerate(chunks):
             where = np.searchsorted(edges, np.arange(len(c)), side="right") - 1
             byte_sums += np.bincount(where, weights=token_bytes[c], minlength=BINS)
@@ -96,7 +98,7 @@ def write(args, curves, totals, edges, n_tokens, chunk, streams, seconds) -> Non
     import matplotlib.pyplot as plt
 
     labels = {"lm": f"LM alone ({args.model}; its window: the chunk)",
-              "adaptive": "context models alone (n-grams + match, over the block's history)",
+              "adaptive": "context models alone (n-grams + match, over the history)",
               "mixed": "mixed (what lmzip codes)"}
     middle = (edges[:-1] + edges[1:]) / 2
     fig, ax = plt.subplots(figsize=(8, 4.5))

@@ -93,8 +93,8 @@ class _StepCounter:
 def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = DEFAULT_MODEL,
                     chunk: int | None = None, streams: int | None = None,
                     progress: Progress | None = None, record=None, fallback: bool = True, mix: bool = True,
-                    workers: WorkerPool | None = None, load: Callable[[], Predictor] | None = None,
-                    **options) -> Stats:
+                    independent: bool = False, workers: WorkerPool | None = None,
+                    load: Callable[[], Predictor] | None = None, **options) -> Stats:
     """Compress ``source`` into ``dest``; ``record(t, symbols, probs, bits, carriers)`` sees every
     step (engine.encode_block).
 
@@ -105,7 +105,10 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     With ``fallback``, a block the model codes in more bytes than xz -9e or than
     the block itself is written that way instead (never for learning models).
     With ``mix``, an integer model's predictions are mixed with context models (n-grams, a
-    match model) over the block's history (mixing.py); the header records it.
+    match model) over the history (mixing.py); the header records it. The history runs across
+    the file's blocks, so they decode in order, unless ``independent`` (always with ``workers``):
+    then each block has its own, at some cost in ratio on files of several blocks, and the
+    blocks can be decoded in parallel.
     """
     start_time = time.perf_counter()
     predictor = _as_predictor(model, **options)
@@ -118,7 +121,9 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     planned = min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1
     if workers is not None and record is not None:
         raise ValueError("record sees every step of one process: it cannot run with workers")
-    mixed = engine.mix_setting_for(predictor, len(ids), chunk, streams, mix)
+    # a carried history would make each block wait for the one before it: workers code independent blocks
+    independent = independent or workers is not None
+    mixed = engine.mix_setting_for(predictor, len(ids), chunk, streams, mix, independent)
     with _setup_lock:
         predictor.plan(planned)
         task = None if workers is None else _worker_task(workers, predictor, model, load, options, plan=planned,
@@ -134,15 +139,13 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     on_step = _StepCounter(progress, len(ids))
     coding_start = time.perf_counter()
     if workers is None:
-        coded = (engine.encode_block(predictor, chunks, on_step, record=record, mix=mixed)
-                 for chunks in engine.split_blocks(ids, chunk, streams))
+        _encode_blocks(predictor, ids, chunk, streams, writer, stats, on_step, record,
+                       engine.History(mixed) if mixed else None)
     else:
         coded = _counted(workers.map("encode", task, ((c,) for c in engine.split_blocks(ids, chunk, streams))),
                          on_step, (sum(lengths) for lengths in engine.block_layout(len(ids), chunk, streams)))
-    for chunks, block in zip(engine.split_blocks(ids, chunk, streams), coded):
-        stats.nll_bits += block.nll_bits
-        stats.lm_nll_bits += block.lm_nll_bits
-        writer.add(block.data, predictor.tokenizer.decode(np.concatenate(chunks)) if writer.fallback else None)
+        for chunks, block in zip(engine.split_blocks(ids, chunk, streams), coded):
+            _add_block(writer, stats, predictor, chunks, block)
     stats.compressed_bytes = writer.close()
     stats.streams = writer.header.streams
     stats.extra.update(header_bytes=writer.header_bytes, fallback_blocks=writer.fallback_blocks)
@@ -150,6 +153,23 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
         stats.extra["whole_file_fallback"] = True
     stats.finish(start_time, coding_start)
     return stats
+
+
+def _encode_blocks(predictor: Predictor, ids: np.ndarray, chunk: int, streams: int, writer: container.Writer,
+                   stats: Stats, on_step, record, history: engine.History | None) -> None:
+    """Code the blocks in order in this process. A block that falls back (xz, stored) leaves a
+    carried history as it found it: the decoder never sees that block's tokens."""
+    for chunks in engine.split_blocks(ids, chunk, streams):
+        saved = history.save() if history is not None and history.carried and writer.fallback else None
+        block = engine.encode_block(predictor, chunks, on_step, record=record, history=history)
+        if _add_block(writer, stats, predictor, chunks, block) != container.BLOCK_MODEL and saved is not None:
+            history.restore(saved)
+
+
+def _add_block(writer: container.Writer, stats: Stats, predictor: Predictor, chunks, block) -> int:
+    stats.nll_bits += block.nll_bits
+    stats.lm_nll_bits += block.lm_nll_bits
+    return writer.add(block.data, predictor.tokenizer.decode(np.concatenate(chunks)) if writer.fallback else None)
 
 
 def _versions(predictor: Predictor) -> str:
@@ -223,10 +243,14 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
                       progress: Progress | None = None, loaded: dict | None = None,
                       workers: WorkerPool | None = None, load: Callable[[], Predictor] | None = None,
                       **options) -> Stats:
-    """Decompress ``source`` into ``dest``; with ``workers``, its blocks are decoded by the pool's actors."""
+    """Decompress ``source`` into ``dest``; with ``workers``, its blocks are decoded by the pool's
+    actors, unless they share a carried history (mixing.py): those decode in order, here."""
     start_time = time.perf_counter()
     reader = container.Reader(source)
     header = reader.header
+    history = engine.History(header.settings.mix) if header.settings.mix else None
+    if history is not None and history.carried:
+        workers = None  # each block needs the history of the ones before it
     with _setup_lock:
         predictor = predictor_for(header, model, loaded, **options)
         predictor.begin_file()
@@ -240,7 +264,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     on_step = _StepCounter(progress, header.n_tokens)
     coding_start = time.perf_counter()
     if workers is None:
-        decoded = (_block_bytes(predictor, header.original_length, method, data, lengths, on_step, header.settings.mix)
+        decoded = (_block_bytes(predictor, header.original_length, method, data, lengths, on_step, history)
                    for lengths, method, data in reader.blocks())
     else:
         blocks = ((method, data, lengths, header.original_length) for lengths, method, data in reader.blocks())
@@ -268,15 +292,16 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
 
 
 def _block_bytes(predictor: Predictor, original_length: int, method: int, data: bytes,
-                 lengths: list[int], on_step, mix: str | None = None) -> Iterator[bytes]:
-    """The original bytes of one block, chunk by chunk for model-coded blocks."""
+                 lengths: list[int], on_step, history: engine.History | None = None) -> Iterator[bytes]:
+    """The original bytes of one block, chunk by chunk for model-coded blocks (a block that fell
+    back leaves the history as it was, as it did when it was encoded)."""
     if method != container.BLOCK_MODEL:
         if predictor.capabilities.learns:
             raise FormatError("damaged file (a learning model's block is not model-coded)")
         yield container.unpack_block(method, data, original_length)
         on_step(sum(lengths))
         return
-    for chunk_ids in engine.decode_block(predictor, data, lengths, on_step, mix):
+    for chunk_ids in engine.decode_block(predictor, data, lengths, on_step, history):
         try:
             yield predictor.tokenizer.decode(chunk_ids)
         except (ValueError, IndexError, OverflowError):

@@ -387,6 +387,9 @@ def compress(
                                      "where xz -9e or storing the bytes would be smaller"),
     no_mix: bool = typer.Option(False, "--no-mix", help="the model alone: no context models (n-grams, match) mixed in (integer "
                                 "models mix by default; --json gives both costs as nll_bits and lm_nll_bits)"),
+    independent: bool = typer.Option(False, "--independent", "-i", help="blocks with their own history: they "
+                                     "decode in parallel (with --workers) and a damaged block spoils no other, "
+                                     "at some cost in ratio on long files (always so with --workers)"),
     level: Optional[int] = typer.Option(None, "--level", "-l", min=1, max=9, help=f"preset, also -1 .. -9 "
                                         f"(--model and --chunk override it): {LEVEL_HELP}"),
     recursive: bool = RecursiveOpt,
@@ -431,7 +434,8 @@ def compress(
                 predictor = shared.get(name) or load_predictor(name, **options)
                 shared[name] = predictor
             stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, progress=progress,
-                                        fallback=not no_fallback, mix=not no_mix, workers=pool,
+                                        fallback=not no_fallback, mix=not no_mix, independent=independent,
+                                        workers=pool,
                                         load=functools.partial(load_predictor, name, **options))
         _copy_metadata(file, target)
         _remove_input(file, remove)

@@ -245,14 +245,16 @@ class Writer:
         self.fallback_blocks = 0
         self.whole_file = False  # the file became one xz block
 
-    def add(self, model_bytes: bytes, raw: bytes | None = None) -> None:
-        """The next block: the model's coded bytes and, with fallback, the block's original bytes."""
+    def add(self, model_bytes: bytes, raw: bytes | None = None) -> int:
+        """The next block: the model's coded bytes and, with fallback, the block's original bytes.
+        Returns the block's method (BLOCK_MODEL unless it fell back)."""
         method, data = BLOCK_MODEL, model_bytes
         if self.fallback:
             self.raw_blocks.append(raw)
             method, data = smallest_coding(model_bytes, raw)
             self.fallback_blocks += method != BLOCK_MODEL
         self.size += write_block(self.out, data, method)
+        return method
 
     def close(self) -> int:
         """Finish the file; returns its size in bytes."""

@@ -6,15 +6,18 @@ lockstep: at step t every stream feeds its previous token (the start token at
 t=0) and gets the distribution of its token t. Streams that have finished feed
 the start token and are not coded (integer models drop them from the batch). Because the encoder and decoder call
 ``lockstep`` with the same lengths, the predictor sees the very same inputs and
-shapes in both directions. Blocks are independent of each other.
+shapes in both directions. The model never carries anything from one block to the next.
 
-With ``mix`` (integer models), adaptive models over the block's history (n-grams and a
-match model) are mixed into every step's distribution (mixing.py); they, too, are fed the
-same tokens both ways.
+With mixing (integer models), adaptive models over the history (n-grams and a match model) are
+mixed into every step's distribution (mixing.py); they, too, are fed the same tokens both ways.
+A ``History`` holds them: one per file, given every block in order, where the header's setting
+carries the history across blocks (the default); else each block starts afresh and blocks are
+independent of each other.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -72,19 +75,72 @@ class BlockResult:
     lm_nll_bits: float = 0.0  # what the model alone would have cost them
 
 
-def encode_block(predictor: Predictor, chunks: list[np.ndarray],
-                 on_step: Callable[[int], None] | None = None, record=None, mix: str | None = None) -> BlockResult:
+class History:
+    """The context models and mixer of a file's blocks (mixing.py), from the header's mix setting.
+
+    With a carried history (the default) one ``History`` serves the file's blocks in their order,
+    each starting where the one before left off; otherwise every block starts afresh, so each may
+    be coded anywhere (``for_block`` is then all a worker needs).
+    """
+
+    def __init__(self, mix: str):
+        self.setting = parse_mix_setting(mix)
+        self.models: ContextModels | None = None
+        self.mixer: Mixer | None = None
+
+    @property
+    def carried(self) -> bool:
+        return self.setting.carried
+
+    def next_block(self, n_streams: int) -> History:
+        if self.models is None or not self.carried:
+            self.models, self.mixer = ContextModels(n_streams, self.setting.table_bits), Mixer()
+        else:
+            self.models.next_block(n_streams)
+        return self
+
+    def save(self):
+        """What ``restore`` needs to undo the blocks coded after this (the encoder's, for a block
+        that falls back: the decoder never feeds it to the history)."""
+        return None if self.models is None else copy.deepcopy((self.models.ngrams, self.mixer))
+
+    def restore(self, saved) -> None:
+        if saved is None:
+            self.models = self.mixer = None
+        else:
+            self.models.ngrams, self.mixer = saved
+
+    @classmethod
+    def for_block(cls, mix: str | None) -> History | None:
+        """A block's history where blocks are independent (a worker's), or None without mixing."""
+        if mix is None:
+            return None
+        history = cls(mix)
+        if history.carried:
+            raise ValueError("a carried history needs the file's earlier blocks: code its blocks in order")
+        return history
+
+
+def _check_mixable(predictor: Predictor, history: History | None) -> None:
+    if history is not None and not predictor.capabilities.integer:
+        raise ValueError("mixing needs an integer model (its frequencies are what it mixes)")
+
+
+def encode_block(predictor: Predictor, chunks: list[np.ndarray], on_step: Callable[[int], None] | None = None,
+                 record=None, history: History | None = None) -> BlockResult:
     """Code one block's chunks; ``record(t, symbols, probs, bits, carriers)`` sees every step (forces
     stepping); ``carriers``: which context model carried each token (``mixing.carriers``), -1 the LM.
-    ``mix`` (integer models): the header's mix setting (mixing.py), or None for the model alone."""
+    ``history`` (integer models): the file's context models and mixer, or None for the model alone."""
+    _check_mixable(predictor, history)
     if record is None and predictor.capabilities.teacher_forced:
-        return encode_block_teacher_forced(predictor, chunks, on_step, mix)
+        return encode_block_teacher_forced(predictor, chunks, on_step, history)
     encoder = IntegerEncoder() if predictor.capabilities.integer else Encoder()
     nll_bits = lm_nll_bits = 0.0
     grid = np.zeros((len(chunks), max(len(c) for c in chunks)), dtype=np.int64)
     for row, chunk in zip(grid, chunks):
         row[: len(chunk)] = chunk
-    mixing = _Mixing(predictor, len(chunks), mix)
+    if history is not None:
+        history.next_block(len(chunks))
 
     def code_step(probs: np.ndarray, t: int) -> np.ndarray:
         nonlocal nll_bits, lm_nll_bits
@@ -92,15 +148,15 @@ def encode_block(predictor: Predictor, chunks: list[np.ndarray],
         p = probs[np.arange(len(symbols)), symbols].astype(np.float64)
         lm_bits = -np.log2(p / probs.sum(axis=1, dtype=np.float64))
         bits, carried = lm_bits, np.full(len(symbols), -1)
-        if mixing.on:
+        if history is not None:
             cum = np.cumsum(probs, axis=1, dtype=np.int64)
             rows = np.arange(len(symbols))
-            candidates, states = mixing.models.predict(t, len(symbols))
+            candidates, states = history.models.predict(t, len(symbols))
             f_candidates = probs[rows[:, None], np.maximum(candidates, 0)].astype(np.int64)
-            lows, sizes, totals, bits = mixed_intervals(mixing.mixer, symbols, cum[rows, symbols] - p.astype(np.int64),
+            lows, sizes, totals, bits = mixed_intervals(history.mixer, symbols, cum[rows, symbols] - p.astype(np.int64),
                                                         p.astype(np.int64), cum[:, -1], f_candidates, candidates, states)
             encoder.encode_intervals(lows, sizes, totals)
-            mixing.models.update(t, symbols)
+            history.models.update(t, symbols)
             carried = carriers(symbols, candidates, states)
         else:
             encoder.encode(symbols, probs)
@@ -114,42 +170,43 @@ def encode_block(predictor: Predictor, chunks: list[np.ndarray],
     return BlockResult(encoder.finish(), nll_bits, lm_nll_bits)
 
 
-class _Mixing:
-    """A block's context models and mixer, or nothing where mixing is off."""
-
-    def __init__(self, predictor: Predictor, n_streams: int, mix: str | None):
-        if mix is not None and not predictor.capabilities.integer:
-            raise ValueError("mixing needs an integer model (its frequencies are what it mixes)")
-        self.on = mix is not None
-        if self.on:
-            self.table_bits = parse_mix_setting(mix)
-            self.models, self.mixer = ContextModels(n_streams, self.table_bits), Mixer()
-
-
 def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray],
-                                on_step: Callable[[int], None] | None = None, mix: str | None = None) -> BlockResult:
+                                on_step: Callable[[int], None] | None = None,
+                                history: History | None = None) -> BlockResult:
     """Exact (integer) predictors only: whole-chunk passes, then coding in lockstep order.
 
     The bytes are those ``encode_block`` would write, because the predictor's
     teacher-forced pass gives the very integers its stepping gives, and the context
     models' candidates depend on the tokens alone (known in advance here).
     """
-    mixing = _Mixing(predictor, len(chunks), mix)
-    candidates, states = proposal_grid(chunks, mixing.table_bits) if mixing.on else (None, None)
-    pass_ = whole_chunk_pass(predictor, chunks, candidates, on_step)
+    proposals = propose(chunks, history)
+    candidates = None if proposals is None else proposals[0]
+    return code_pass(whole_chunk_pass(predictor, chunks, candidates, on_step), history, proposals)
+
+
+def propose(chunks: list[np.ndarray], history: History | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """A block's candidates and states (mixing.proposal_grid) from the history, which moves on to the
+    block's end; None without mixing. The first step of encoding a block, before the LM's pass."""
+    return None if history is None else proposal_grid(chunks, history.next_block(len(chunks)).models)
+
+
+def code_pass(pass_: WholeChunkPass, history: History | None, proposals) -> BlockResult:
+    """A block's bytes from its whole-chunk pass: the LM's intervals, mixed with the history's
+    proposals (from ``propose``) where mixing is on. The last step of encoding a block."""
     encoder = IntegerEncoder()
     nll_bits = 0.0
     for t in range(pass_.tokens.shape[1]):
         active = int(np.count_nonzero(pass_.lengths > t))
-        if not mixing.on:
+        if history is None:
             encoder.encode_intervals(*pass_.intervals[:, :active, t])
             continue
+        candidates, states = proposals
         lows, sizes, totals, bits = mixed_intervals(
-            mixing.mixer, pass_.tokens[:active, t], *pass_.intervals[:, :active, t], pass_.f_candidates[:active, t],
+            history.mixer, pass_.tokens[:active, t], *pass_.intervals[:, :active, t], pass_.f_candidates[:active, t],
             candidates[:active, t], states[:active, t].astype(np.int64))
         encoder.encode_intervals(lows, sizes, totals)
         nll_bits += float(bits.sum())
-    return BlockResult(encoder.finish(), nll_bits if mixing.on else pass_.lm_nll_bits, pass_.lm_nll_bits)
+    return BlockResult(encoder.finish(), pass_.lm_nll_bits if history is None else nll_bits, pass_.lm_nll_bits)
 
 
 @dataclass
@@ -186,22 +243,29 @@ def whole_chunk_pass(predictor: Predictor, chunks: list[np.ndarray], candidates:
     return WholeChunkPass(tokens, np.array([len(c) for c in chunks]), intervals, f_candidates)
 
 
-def mix_setting_for(predictor: Predictor, n_tokens: int, chunk: int, streams: int, mix: bool) -> str | None:
+def mix_setting_for(predictor: Predictor, n_tokens: int, chunk: int, streams: int, mix: bool,
+                    independent: bool = False) -> str | None:
     """The header's mix setting for a file, or None: only integer models are mixed (their
-    frequencies are what the mixer reads), with tables sized to the tokens a block holds."""
-    return mix_setting(min(n_tokens, chunk * streams)) if mix and predictor.capabilities.integer else None
+    frequencies are what the mixer reads), with tables sized to the tokens the history holds (the
+    file's, or a block's where blocks are ``independent``)."""
+    if not (mix and predictor.capabilities.integer):
+        return None
+    return mix_setting(min(n_tokens, chunk * streams) if independent else n_tokens, carried=not independent)
 
 
 def decode_block(predictor: Predictor, data: bytes, lengths: list[int],
-                 on_step: Callable[[int], None] | None = None, mix: str | None = None) -> list[np.ndarray]:
+                 on_step: Callable[[int], None] | None = None, history: History | None = None) -> list[np.ndarray]:
+    """A block's chunks of tokens; ``history`` as ``encode_block`` was given it."""
+    _check_mixable(predictor, history)
     decoder = IntegerDecoder(data) if predictor.capabilities.integer else Decoder(data)
-    mixing = _Mixing(predictor, len(lengths), mix)
+    if history is not None:
+        history.next_block(len(lengths))
 
     def code_step(probs: np.ndarray, t: int) -> np.ndarray:
-        if not mixing.on:
+        if history is None:
             return decoder.decode(probs)
-        symbols = decode_mixed(mixing.mixer, decoder, probs, *mixing.models.predict(t, len(probs)))
-        mixing.models.update(t, symbols)
+        symbols = decode_mixed(history.mixer, decoder, probs, *history.models.predict(t, len(probs)))
+        history.models.update(t, symbols)
         return symbols
 
     tokens = lockstep(predictor, lengths, code_step, on_step)

@@ -76,6 +76,7 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
     streams = streams or predictor.default_streams
     ids, _, _ = read_tokens(predictor.tokenizer, io.BytesIO(data))  # cut into pieces as compression cuts them
     mixed = engine.mix_setting_for(predictor, len(ids), chunk, streams, mix)
+    history = engine.History(mixed) if mixed else None  # the file's, across blocks, as compression's
     # the settings compression would pick (a float model's dtype is measured per stream count)
     predictor.plan(min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1)
     decode = predictor.tokenizer.decode
@@ -100,7 +101,7 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
             if progress:
                 progress(done, len(ids))
 
-        engine.encode_block(predictor, chunks, on_step, record=record, mix=mixed)
+        engine.encode_block(predictor, chunks, on_step, record=record, history=history)
         for stream_tokens in block:
             infos.extend(stream_tokens)
     return Explanation(predictor.name, infos, len(data), time.perf_counter() - start)

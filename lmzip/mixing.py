@@ -1,16 +1,19 @@
 """Between the model and the coder: adaptive context models over the block's history, mixed with the LM.
 
 The language model sees one chunk; a file repeats itself beyond that (names, phrases, markup).
-Two kinds of adaptive models learn the file as it is coded, from the block's **history**: at step
-t, every token of every stream of the block at steps < t. In lockstep the encoder and the decoder
-both know exactly those (``ContextModels`` is fed nothing else), and blocks stay independent, so
-they can still be coded in any order, on any worker.
+Two kinds of adaptive models learn the file as it is coded, from its **history**: at step t of a
+block, every token of every stream of the block at steps < t, and, where the history is
+**carried** (the default), every token of the file's earlier blocks. In lockstep the encoder and
+the decoder both know exactly those (``ContextModels`` is fed nothing else). A carried history
+makes a file's blocks depend on the ones before them (they decode in order); an independent one
+(``--independent``) lets them be coded in any order, on any worker.
 
 - token n-grams of orders 1-4: hashed counts of each context and of each (context, token) pair,
   and each context's most frequent next token (a majority vote), in tables of ``2^TABLE_BITS``
   entries per order;
-- a match model: the latest earlier occurrence of the stream's last ``MIN_MATCH`` tokens, followed
-  as long as it predicts right.
+- a match model: the latest earlier occurrence of the stream's last ``MIN_MATCH`` tokens in the
+  block, followed as long as it predicts right (it restarts with every block: its memory grows
+  with what it indexes, the n-grams' tables do not).
 
 They **propose candidates**: up to ``CANDIDATES`` tokens (the match's prediction, then each order's
 top token, longest context first). A token is coded as a chain of binary decisions "it is
@@ -23,11 +26,13 @@ besides each token's interval, the LM's frequency of each candidate, gathered in
 
 The LM's weight starts at 1 and every other at 0, so with nothing learned yet the output is the
 LM's. Everything is integer arithmetic (tables from ``decimal``, which rounds the same everywhere):
-the same bits on every machine and backend. The header records ``MIX_VERSION`` and the tables' size.
+the same bits on every machine and backend. The header records ``MIX_VERSION``, the tables' size
+and whether the history is carried: ``cm1-t20-c`` (0.6.0 wrote ``cm1-t20``: independent blocks).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -62,24 +67,35 @@ _SENTINEL = np.uint64(0xFFFFFFFF)  # "before the chunk's start" in a context
 _PRIMES = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
 
 
-def mix_setting(block_tokens: int | None = None) -> str:
-    """The header's ``m=`` value: the recipe and its tables' size, 2^TABLE_BITS entries, or fewer
-    where a block holds fewer tokens (16 slots a token, at least 2^12): a small file does not pay
-    for clearing tables it would never fill."""
-    bits = TABLE_BITS if block_tokens is None else min(TABLE_BITS, max(12, (16 * block_tokens - 1).bit_length()))
-    return f"{MIX_VERSION}-t{bits}"
+CARRIED = "-c"  # the setting's suffix for a history carried across blocks
 
 
-def parse_mix_setting(text: str) -> int:
-    """The table bits of a header's mix setting, or ModelError for a mixer this lmzip does not know."""
+@dataclass(frozen=True)
+class MixSetting:
+    table_bits: int  # 2^table_bits entries per n-gram table
+    carried: bool  # the history runs across the file's blocks (else every block starts afresh)
+
+
+def mix_setting(history_tokens: int | None = None, carried: bool = True) -> str:
+    """The header's ``m=`` value: the recipe, its tables' size and the history's scope. Tables hold
+    2^TABLE_BITS entries, or fewer where the history holds fewer tokens (16 slots a token, at least
+    2^12): a small file does not pay for clearing tables it would never fill."""
+    bits = TABLE_BITS if history_tokens is None else min(TABLE_BITS, max(12, (16 * history_tokens - 1).bit_length()))
+    return f"{MIX_VERSION}-t{bits}{CARRIED if carried else ''}"
+
+
+def parse_mix_setting(text: str) -> MixSetting:
+    """A header's mix setting, or ModelError for a mixer this lmzip does not know."""
     version, _, tables = text.partition("-t")
     if version == "match1":
         raise ModelError("the file was mixed by lmzip 0.5's match model, which this lmzip no longer "
                          "decodes: decompress it with lmzip 0.5")
+    carried = tables.endswith(CARRIED)
+    tables = tables.removesuffix(CARRIED)
     if version != MIX_VERSION or not tables.isdigit() or not 8 <= int(tables) <= 26:
         raise ModelError(f"the file mixes with {text!r}, which this lmzip does not know: "
                          "it was made by a newer lmzip")
-    return int(tables)
+    return MixSetting(int(tables), carried)
 
 
 # ---------------------------------------------------------------- the logistic domain, in integers
@@ -199,6 +215,10 @@ class NGrams:
         states = _QUANTIZE[np.minimum(pairs, 16)] * 8 + _QUANTIZE[np.minimum(seen, 16)]
         return np.moveaxis(states, 0, -1)
 
+    def next_block(self, n_streams: int) -> None:
+        """Keep the counts; the next block's streams start with no context."""
+        self.recent = np.full((n_streams, ORDERS), _SENTINEL, dtype=np.uint64)
+
     def update(self, tokens: np.ndarray) -> None:
         """Count the tokens that followed the contexts of the last ``lookup``, and move the contexts on."""
         n = len(tokens)
@@ -249,6 +269,12 @@ class ContextModels:
         self.match.update(t, tokens)
         self.ngrams.update(tokens)
 
+    def next_block(self, n_streams: int) -> None:
+        """Carry the n-grams into the file's next block (of ``n_streams`` streams); the match model
+        starts afresh."""
+        self.match = MatchModel(n_streams)
+        self.ngrams.next_block(n_streams)
+
 
 def _first_distinct(proposals: np.ndarray, k: int) -> np.ndarray:
     """Each row's first ``k`` distinct non-negative values, in order, padded with -1."""
@@ -260,15 +286,16 @@ def _first_distinct(proposals: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(proposals, order, axis=1)[:, :k]
 
 
-def proposal_grid(chunks: list[np.ndarray], table_bits: int = TABLE_BITS) -> tuple[np.ndarray, np.ndarray]:
-    """The encoder's view: every position's candidates (B, T, K) and states (B, T, K, MODELS).
-    They depend on the tokens alone, so the encoder, who has them all, knows them in advance;
-    they are computed by the very ``ContextModels`` the decoder runs step by step."""
+def proposal_grid(chunks: list[np.ndarray], models: ContextModels | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's view of a block: every position's candidates (B, T, K) and states (B, T, K,
+    MODELS), from ``models`` (fresh ones by default), which it feeds the block's tokens. They depend
+    on the tokens alone, so the encoder, who has them all, knows them in advance; they are computed
+    by the very ``ContextModels`` the decoder runs step by step."""
     lengths = [len(c) for c in chunks]
     shape = (len(chunks), max(lengths))
     candidates = np.full((*shape, CANDIDATES), -1, dtype=np.int64)
     states = np.zeros((*shape, CANDIDATES, MODELS), dtype=np.int16)
-    models = ContextModels(len(chunks), table_bits)
+    models = ContextModels(len(chunks)) if models is None else models
     grid = np.zeros(shape, dtype=np.int64)
     for row, chunk in zip(grid, chunks):
         row[: len(chunk)] = chunk

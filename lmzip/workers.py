@@ -1,7 +1,8 @@
 """Stage 4, scaled out: the engine's blocks coded by Ray actors, the file identical to one process's.
 
-Blocks are independent (each one resets the model) and an exact model computes
-the same integers on any machine, so any actor may code any block. The driver
+Blocks are independent (each one resets the model; with workers, mixing keeps a
+history per block) and an exact model computes the same integers on any machine,
+so any actor may code any block. The driver
 tokenizes and cuts the blocks exactly as one process does; ``WorkerPool.map``
 sends them to the actors and gives the results back in the file's order, with
 at most ``window`` blocks out at a time, so memory stays bounded however large
@@ -102,12 +103,14 @@ class BlockWorker:
     def encode(self, task: Task, chunks):
         from . import engine
 
-        return engine.encode_block(self._ready(task), chunks, mix=task.mix)
+        return engine.encode_block(self._ready(task), chunks, history=engine.History.for_block(task.mix))
 
     def decode(self, task: Task, method: int, data: bytes, lengths: list[int], original_length: int) -> list[bytes]:
+        from . import engine
         from .api import _block_bytes
 
-        return list(_block_bytes(self._ready(task), original_length, method, data, lengths, lambda n: None, task.mix))
+        return list(_block_bytes(self._ready(task), original_length, method, data, lengths, lambda n: None,
+                                 engine.History.for_block(task.mix)))
 
 
 def _difference(file: tuple, here: tuple) -> str:

@@ -245,6 +245,10 @@ def test_levels_choose_model_and_chunk(sample, tmp_path):
     r = lmzip("compress", sample, "--level", "2", "--threads", "1", "-o", tmp_path / "two.lmz")
     assert r.returncode == 0, r.stderr
     assert (header("two.lmz").model, header("two.lmz").chunk) == ("fast", 128)
+    assert header("two.lmz").settings.mix.endswith("-c")  # mixing's history carried across blocks
+    r = lmzip("compress", sample, "-2", "-i", "--threads", "1", "-o", tmp_path / "independent.lmz")
+    assert r.returncode == 0 and not header("independent.lmz").settings.mix.endswith("-c"), r.stderr
+    assert lmzip("decompress", tmp_path / "independent.lmz", "-c").stdout == DATA
     r = lmzip("compress", "-2", sample, "-m", "order0", "-o", tmp_path / "over.lmz")  # --model overrides a level
     assert header("over.lmz").model == "order0"
     assert lmzip("decompress", tmp_path / "two.lmz", "-c").stdout == DATA

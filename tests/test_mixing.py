@@ -17,8 +17,8 @@ import lmzip
 from lmzip import api, container
 from lmzip.errors import ModelError
 from lmzip import engine
-from lmzip.mixing import (CANDIDATES, MODELS, MatchModel, Mixer, NGrams, WEIGHT_LIMIT, mix_setting,
-                          parse_mix_setting, proposal_grid)
+from lmzip.mixing import (CANDIDATES, MODELS, ContextModels, MatchModel, Mixer, MixSetting, NGrams, WEIGHT_LIMIT,
+                          mix_setting, parse_mix_setting, proposal_grid)
 from lmzip.models import load_predictor
 
 from conftest import SAMPLE_TEXT
@@ -40,7 +40,7 @@ def test_mixed_files_round_trip_and_whole_chunk_passes_write_the_stepped_bytes(m
     blob, stats = _compress(data, model)
     stepped, _ = _compress(data, model, record=lambda *step: None)  # record forces lockstep stepping
     assert stepped == blob
-    assert api.read_header(io.BytesIO(blob)).settings.mix == mix_setting(LAYOUT["chunk"] * LAYOUT["streams"])
+    assert api.read_header(io.BytesIO(blob)).settings.mix == mix_setting(stats.tokens)  # carried: the file's tokens
     assert lmzip.decompress(blob) == data
     assert stats.nll_bits < stats.lm_nll_bits  # repeats beyond the chunk: the match model pays
 
@@ -99,7 +99,7 @@ def test_no_model_sees_a_step_before_it_is_coded():
 
 def test_candidates_come_from_the_history_and_tables_are_bounded():
     tokens = np.tile(np.array([4, 8, 15, 16, 23, 42]), 30)
-    candidates, _ = proposal_grid([tokens], table_bits=12)
+    candidates, _ = proposal_grid([tokens], ContextModels(1, 12))
     hits = (candidates[0, :, 0] == tokens)[12:]
     assert hits.all()  # a period the n-grams and the match model both know after two rounds
     ngrams = NGrams(3, 12)
@@ -129,7 +129,8 @@ def test_the_mixer_learns_a_good_candidate_and_unlearns_a_bad_one():
 def test_a_file_of_an_unknown_mixer_is_refused():
     blob, _ = _compress(REPEATS[:600], "fast")
     header = api.read_header(io.BytesIO(blob))
-    for mix, message in [("cm9-t20", "newer lmzip"), ("cm1-t99", "newer lmzip"), ("match1", "lmzip 0.5")]:
+    for mix, message in [("cm9-t20", "newer lmzip"), ("cm1-t99", "newer lmzip"), ("cm1-t20-x", "newer lmzip"),
+                         ("match1", "lmzip 0.5")]:
         forged = dataclasses.replace(header, settings=dataclasses.replace(header.settings, mix=mix))
         with pytest.raises(ModelError, match=message):
             lmzip.decompress(forged.to_bytes() + blob[len(header.to_bytes()):])
@@ -137,14 +138,16 @@ def test_a_file_of_an_unknown_mixer_is_refused():
 
 def test_the_table_size_is_the_header_s():
     """A block coded with smaller tables decodes with them (the header's setting is what counts);
-    compression sizes them by the tokens a block holds, 16 slots a token, from 2^12 to 2^20."""
-    assert [mix_setting(n) for n in (1, 256, 257, 4096, 65536, 10**6)] == \
+    compression sizes them by the tokens the history holds, 16 slots a token, from 2^12 to 2^20."""
+    assert [mix_setting(n, carried=False) for n in (1, 256, 257, 4096, 65536, 10**6)] == \
         ["cm1-t12", "cm1-t12", "cm1-t13", "cm1-t16", "cm1-t20", "cm1-t20"]
+    assert mix_setting(300) == "cm1-t13-c" and parse_mix_setting("cm1-t13-c") == MixSetting(13, carried=True)
     predictor = load_predictor("fast")
     chunks = list(engine.split_blocks(predictor.tokenizer.encode(REPEATS), 48, 8))[0]
-    small, default = (engine.encode_block(predictor, chunks, mix=mix) for mix in ("cm1-t10", mix_setting()))
-    assert parse_mix_setting("cm1-t10") == 10 and small.data != default.data
-    decoded = engine.decode_block(predictor, small.data, [len(c) for c in chunks], mix="cm1-t10")
+    small, default = (engine.encode_block(predictor, chunks, history=engine.History(mix))
+                      for mix in ("cm1-t10", mix_setting()))
+    assert parse_mix_setting("cm1-t10") == MixSetting(10, carried=False) and small.data != default.data
+    decoded = engine.decode_block(predictor, small.data, [len(c) for c in chunks], history=engine.History("cm1-t10"))
     assert all((a == b).all() for a, b in zip(decoded, chunks))
 
 
@@ -169,7 +172,31 @@ def test_the_mixing_curve_counts_what_compression_pays():
 
     predictor = load_predictor("fast")
     chunks = list(engine.split_blocks(predictor.tokenizer.encode(REPEATS), 48, 8))[0]
-    bits = block_bits(predictor, chunks)
-    coded = engine.encode_block(predictor, chunks, mix=mix_setting())
+    bits = block_bits(predictor, chunks, engine.History(mix_setting()), Mixer())
+    coded = engine.encode_block(predictor, chunks, history=engine.History(mix_setting()))
     assert bits["mixed"].sum() == pytest.approx(coded.nll_bits) and bits["lm"].sum() == pytest.approx(coded.lm_nll_bits)
     assert 0 < bits["adaptive"].sum() and np.isfinite(bits["adaptive"]).all()
+
+
+def test_a_carried_history_runs_across_blocks_and_independent_blocks_have_their_own():
+    """Blocks of 8 x 48 tokens: a carried history knows the earlier blocks' text (the header says
+    so), an independent one starts afresh in every block, as 0.6.0 wrote them; both round-trip."""
+    carried, stats = _compress(REPEATS, "fast")
+    independent, alone = _compress(REPEATS, "fast", independent=True)
+    assert stats.tokens > 3 * 48 * 8
+    assert api.read_header(io.BytesIO(carried)).settings.mix.endswith("-c")
+    assert api.read_header(io.BytesIO(independent)).settings.mix == mix_setting(48 * 8, carried=False)
+    assert stats.nll_bits < 0.9 * alone.nll_bits and stats.lm_nll_bits == alone.lm_nll_bits
+    assert lmzip.decompress(carried) == lmzip.decompress(independent) == REPEATS
+
+
+@pytest.mark.fallback
+def test_a_block_that_falls_back_leaves_a_carried_history_as_it_was():
+    """Random bytes between two texts: their blocks are stored, and the decoder never sees their
+    tokens, so the encoder's history must forget them too, or the text after them cannot decode."""
+    text = (Path(__file__).resolve().parents[1] / "demo" / "sample.txt").read_bytes()  # xz cannot crush it
+    data = text[:1500] + random.Random(5).randbytes(3000) + text[1500:]
+    blob, stats = _compress(data, "fast")
+    assert stats.extra["fallback_blocks"] >= 2 and not stats.extra.get("whole_file_fallback")
+    assert container.Reader(io.BytesIO(blob)).header.settings.mix.endswith("-c")
+    assert lmzip.decompress(blob) == data

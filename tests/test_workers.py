@@ -65,10 +65,16 @@ def _decoded_on_workers(pool, blob: bytes, **options) -> bytes:
 
 def test_every_integer_model_writes_the_same_file_on_1_2_and_3_workers(pools, tiny_int_llama_dir):
     for model in ("order0", "order2", "uniform", "fast", str(tiny_int_llama_dir)):
-        one_process = _in_process(model)
+        one_process = _in_process(model, independent=True)  # workers code blocks with their own history
         for n, pool in pools.items():
             assert _on_workers(pool, model) == one_process, (model, n)
         assert _decoded_on_workers(pools[2], one_process) == DATA, model
+
+
+def test_a_file_whose_blocks_share_a_history_decodes_in_order_here(pools):
+    carried = _in_process("fast")
+    assert api.read_header(io.BytesIO(carried)).settings.mix.endswith("-c")
+    assert _decoded_on_workers(pools[2], carried) == DATA
 
 
 def test_a_float_model_runs_on_workers_that_compute_like_the_driver(pools, tiny_gpt_dir):

@@ -181,17 +181,32 @@ def _rows(predicted: np.ndarray | None, start: int, stop: int) -> np.ndarray | N
     return None if predicted is None else predicted[start:stop]
 
 
+SUM_BLOCK = 64  # frequencies summed 64 at a time to find a token's cumulative frequency
+
+
 def _intervals(freqs: np.ndarray, tokens: np.ndarray, predicted: np.ndarray | None):
     """(low, size, total) of each token's interval under its row of integer frequencies, and with
-    ``predicted`` ((n, K) ids) the frequencies of those tokens (0 where an id is -1)."""
-    n = len(tokens)
-    cum = np.cumsum(freqs, axis=1, dtype=np.int64)
-    size = freqs[np.arange(n), tokens]
-    high = cum[np.arange(n), tokens]
+    ``predicted`` ((n, K) ids) the frequencies of those tokens (0 where an id is -1).
+
+    low, the sum of the frequencies below the token, adds whole blocks of SUM_BLOCK first: a row's
+    block sums, then the token's block up to it. Integer sums, so exactly a cumulative sum's
+    figures, without one over every row (49,152 wide for SmolLM2, the largest cost of its pass).
+    """
+    n, width = freqs.shape
+    rows = np.arange(n)
+    full = width // SUM_BLOCK * SUM_BLOCK
+    block_sums = freqs[:, :full].reshape(n, -1, SUM_BLOCK).sum(axis=2, dtype=np.int64)
+    below_block = np.concatenate([np.zeros((n, 1), dtype=np.int64), np.cumsum(block_sums, axis=1)], axis=1)
+    total = below_block[:, -1] + freqs[:, full:].sum(axis=1, dtype=np.int64)
+    start = tokens // SUM_BLOCK * SUM_BLOCK
+    offsets = np.arange(SUM_BLOCK)
+    window = freqs[rows[:, None], np.minimum(start[:, None] + offsets, width - 1)].astype(np.int64)
+    low = below_block[rows, tokens // SUM_BLOCK] + (window * (offsets < (tokens - start)[:, None])).sum(axis=1)
+    size = freqs[rows, tokens].astype(np.int64)
     if predicted is None:
-        return high - size, size.astype(np.int64), cum[:, -1]
-    f_pred = np.where(predicted >= 0, freqs[np.arange(n)[:, None], np.maximum(predicted, 0)], 0).astype(np.int64)
-    return high - size, size.astype(np.int64), cum[:, -1], f_pred
+        return low, size, total
+    f_pred = np.where(predicted >= 0, freqs[rows[:, None], np.maximum(predicted, 0)], 0).astype(np.int64)
+    return low, size, total, f_pred
 
 
 def load_fast(**options) -> IntegerPredictor:

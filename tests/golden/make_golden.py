@@ -21,7 +21,9 @@ GOLDEN = [("portable-fast.alice29-2k.lmz", ["--model", "fast"], "canterbury/alic
           ("fast.paper1-4k.lmz", ["--model", "fast"], "calgary/paper1", 4096),
           ("fast.mixed.news-4k.lmz", ["--model", "fast"], "calgary/news", 4096),  # 0.6.0: mixed (cm1)
           ("smollm2.mixed.paper1-1k.lmz", ["--model", "smollm2", "--chunk", "64", "--streams", "4"],
-           "calgary/paper1", 1024)]  # 0.6.0: mixed (cm1); short chunks, for the history to count and a quick test
+           "calgary/paper1", 1024),  # 0.6.0: mixed (cm1); short chunks, for the history to count and a quick test
+          ("fast.carried.book2-4k.lmz", ["--model", "fast", "--chunk", "64", "--streams", "4"],
+           "calgary/book2", 4096)]  # 0.7.0: mixing's history carried across its blocks of 4 x 64 tokens
 
 
 def main() -> None:
