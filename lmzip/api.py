@@ -249,7 +249,8 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     reader = container.Reader(source)
     header = reader.header
     history = engine.History(header.settings.mix) if header.settings.mix else None
-    if history is not None and history.carried:
+    in_order = workers is not None and history is not None and history.carried
+    if in_order:
         workers = None  # each block needs the history of the ones before it
     with _setup_lock:
         predictor = predictor_for(header, model, loaded, **options)
@@ -260,6 +261,8 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
                                 mix=header.settings.mix)
     stats = Stats(model=header.model, original_bytes=header.original_length, tokens=header.n_tokens,
                   chunk=header.chunk, streams=header.streams)
+    if in_order:
+        stats.extra["blocks_in_order"] = True  # workers were given, and not used: say so
     crc, length = 0, 0
     on_step = _StepCounter(progress, header.n_tokens)
     coding_start = time.perf_counter()

@@ -499,8 +499,11 @@ def decompress(
         _copy_metadata(file, target)
         _remove_input(file, remove)
         stats.extra["file"] = str(file or "stdin")
+        in_order = ""
+        if stats.extra.get("blocks_in_order"):
+            in_order = ", in order in this process: its blocks share mixing's history"
         _report(stats, as_json, quiet, target is None,
-                f"{file or 'stdin'}: {stats.original_bytes:,} bytes ({stats.tokens_per_second:,.0f} tokens/s)")
+                f"{file or 'stdin'}: {stats.original_bytes:,} bytes ({stats.tokens_per_second:,.0f} tokens/s){in_order}")
         return stats
 
     with _errors_as_messages():
