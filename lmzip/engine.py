@@ -26,7 +26,7 @@ import numpy as np
 from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder
 from .mixing import (ContextModels, Mixer, carriers, decode_mixed, mix_setting, mixed_intervals, parse_mix_setting,
                      proposal_grid)
-from .models.base import Predictor
+from .models.base import Predictor, token_intervals
 
 
 def chunk_lengths(n_tokens: int, chunk: int) -> list[int]:
@@ -149,12 +149,9 @@ def encode_block(predictor: Predictor, chunks: list[np.ndarray], on_step: Callab
         lm_bits = -np.log2(p / probs.sum(axis=1, dtype=np.float64))
         bits, carried = lm_bits, np.full(len(symbols), -1)
         if history is not None:
-            cum = np.cumsum(probs, axis=1, dtype=np.int64)
-            rows = np.arange(len(symbols))
             candidates, states = history.models.predict(t, len(symbols))
-            f_candidates = probs[rows[:, None], np.maximum(candidates, 0)].astype(np.int64)
-            lows, sizes, totals, bits = mixed_intervals(history.mixer, symbols, cum[rows, symbols] - p.astype(np.int64),
-                                                        p.astype(np.int64), cum[:, -1], f_candidates, candidates, states)
+            lows, sizes, totals, bits = mixed_intervals(history.mixer, symbols,
+                                                        *token_intervals(probs, symbols, candidates), candidates, states)
             encoder.encode_intervals(lows, sizes, totals)
             history.models.update(t, symbols)
             carried = carriers(symbols, candidates, states)

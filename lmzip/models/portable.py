@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ModelNotAvailable
 from ..tokenize import load_tokenizer
-from .base import Capabilities, Predictor, hash_files
+from .base import Capabilities, Predictor, hash_files, token_intervals
 from .intgpt import INTEGER_FORMAT, IntGPT, IntStepper, load_portable
 from .intllama import LLAMA_FORMAT, LLAMA_TYPE, IntLlama, IntLlamaStepper, runtime_arrays
 from .intops import BACKENDS, NumpyOps, TorchOps
@@ -136,11 +136,11 @@ class IntegerPredictor(Predictor):
             wanted = [None] * len(group) if predicted is None else predicted[i : i + batch]
             if not self.llama:
                 for row, chunk, want in zip(model.forward(idx), group, wanted):
-                    yield _intervals(self._with_extra_ids(row[: len(chunk)]), chunk, _rows(want, 0, len(chunk)))
+                    yield token_intervals(self._with_extra_ids(row[: len(chunk)]), chunk, _rows(want, 0, len(chunk)))
                 continue
             hidden = model.hidden(idx)
             for b, (chunk, want) in enumerate(zip(group, wanted)):
-                parts = [_intervals(self._with_extra_ids(model.ops.to_numpy(model.frequencies(hidden[b, r : r + HEAD_ROWS]))),
+                parts = [token_intervals(self._with_extra_ids(model.ops.to_numpy(model.frequencies(hidden[b, r : r + HEAD_ROWS]))),
                                     chunk[r : r + HEAD_ROWS], _rows(want, r, min(r + HEAD_ROWS, len(chunk))))
                          for r in range(0, len(chunk), HEAD_ROWS)]
                 yield tuple(np.concatenate(p) for p in zip(*parts))
@@ -179,34 +179,6 @@ def _time_steps(model, llama: bool, n_streams: int) -> float:
 
 def _rows(predicted: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
     return None if predicted is None else predicted[start:stop]
-
-
-SUM_BLOCK = 64  # frequencies summed 64 at a time to find a token's cumulative frequency
-
-
-def _intervals(freqs: np.ndarray, tokens: np.ndarray, predicted: np.ndarray | None):
-    """(low, size, total) of each token's interval under its row of integer frequencies, and with
-    ``predicted`` ((n, K) ids) the frequencies of those tokens (0 where an id is -1).
-
-    low, the sum of the frequencies below the token, adds whole blocks of SUM_BLOCK first: a row's
-    block sums, then the token's block up to it. Integer sums, so exactly a cumulative sum's
-    figures, without one over every row (49,152 wide for SmolLM2, the largest cost of its pass).
-    """
-    n, width = freqs.shape
-    rows = np.arange(n)
-    full = width // SUM_BLOCK * SUM_BLOCK
-    block_sums = freqs[:, :full].reshape(n, -1, SUM_BLOCK).sum(axis=2, dtype=np.int64)
-    below_block = np.concatenate([np.zeros((n, 1), dtype=np.int64), np.cumsum(block_sums, axis=1)], axis=1)
-    total = below_block[:, -1] + freqs[:, full:].sum(axis=1, dtype=np.int64)
-    start = tokens // SUM_BLOCK * SUM_BLOCK
-    offsets = np.arange(SUM_BLOCK)
-    window = freqs[rows[:, None], np.minimum(start[:, None] + offsets, width - 1)].astype(np.int64)
-    low = below_block[rows, tokens // SUM_BLOCK] + (window * (offsets < (tokens - start)[:, None])).sum(axis=1)
-    size = freqs[rows, tokens].astype(np.int64)
-    if predicted is None:
-        return low, size, total
-    f_pred = np.where(predicted >= 0, freqs[rows[:, None], np.maximum(predicted, 0)], 0).astype(np.int64)
-    return low, size, total, f_pred
 
 
 def load_fast(**options) -> IntegerPredictor:
