@@ -7,7 +7,8 @@ Bits: the negative log-likelihood of the first ``--bytes`` of each English eval 
 its stepper's NLL, equal to this pass's up to float rounding; the integer model's NLL is exactly
 what its files code). Speed: milliseconds per lockstep step at 1, 4 and 32 streams (decompression
 and the float model's compression step; 32 KB is 4 streams of 2,048 tokens, 256 KB is 32), and the
-integer model's whole-chunk pass (its compression). Writes benchmarks/results/smollm2-integer.md.
+integer model's whole-chunk pass (its compression). Writes benchmarks/results/smollm2-integer-<torch's CPU
+kernel path>.md (avx2, avx512, ...): the speeds belong to the CPU, so each kind keeps its own file.
 """
 
 from __future__ import annotations
@@ -91,8 +92,13 @@ def main() -> None:
                                        "canterbury/plrabn12.txt,calgary/book1")
     ap.add_argument("--bytes", type=int, default=32768)
     ap.add_argument("--streams", default="1,4,32")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "smollm2-integer.md")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.out is None:
+        import torch
+
+        kernels = torch.backends.cpu.get_cpu_capability().lower()
+        args.out = ROOT / "benchmarks" / "results" / f"smollm2-integer-{kernels}.md"
     integer, floating = load_predictor("smollm2"), load_predictor("smollm2-float")
     lines = [f"# Integer vs float SmolLM2 on {cpu_name()} (`make bench-smollm2`)", "",
              f"Bits per byte, first {args.bytes // 1024} KB, {CHUNK}-token chunks:", "",

@@ -8,7 +8,7 @@ the decoder both know exactly those (``ContextModels`` is fed nothing else). A c
 makes a file's blocks depend on the ones before them (they decode in order); an independent one
 (``--independent``) lets them be coded in any order, on any worker.
 
-- token n-grams of orders 1-4: hashed counts of each context and of each (context, token) pair,
+- token n-grams of orders 1-5: hashed counts of each context and of each (context, token) pair,
   and each context's most frequent next token (a majority vote), in tables of ``2^TABLE_BITS``
   entries per order;
 - a match model: the latest earlier occurrence of the stream's last ``MIN_MATCH`` tokens in the
@@ -20,14 +20,16 @@ top token, longest context first). A token is coded as a chain of binary decisio
 candidate i" (given that it is none of the earlier ones) and, if it is none, under the LM's
 frequencies with the candidates' taken out. Each decision's probability mixes, in the logistic
 domain, the LM's own probability of that candidate with what the n-grams and the match say of it
-(paq's mixing: learned weights, chosen by a small context, and adaptive state maps). The chain costs
+(paq's mixing: two sets of learned weights, each chosen by its own small context, averaged; adaptive
+state maps; a final APM). The chain costs
 exactly the product of its decisions, and totals stay the LM's: the whole-chunk encoder only needs,
 besides each token's interval, the LM's frequency of each candidate, gathered in the same pass.
 
 The LM's weight starts at 1 and every other at 0, so with nothing learned yet the output is the
 LM's. Everything is integer arithmetic (tables from ``decimal``, which rounds the same everywhere):
 the same bits on every machine and backend. The header records ``MIX_VERSION``, the tables' size
-and whether the history is carried: ``cm1-t20-c`` (0.6.0 wrote ``cm1-t20``: independent blocks).
+and whether the history is carried: ``cm2-t20-c`` (``cm2-t20``: independent blocks). lmzip 0.6 and
+0.7 wrote recipe ``cm1`` (four orders, one weight set, a fixed learning rate), refused here.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ import numpy as np
 
 from .errors import ModelError
 
-MIX_VERSION = "cm1"
+MIX_VERSION = "cm2"
 TABLE_BITS = 20  # entries per n-gram table at most (a block holds 64K tokens by default): 4 MB each
-ORDERS = 4  # n-gram orders 1..4
+ORDERS = 5  # n-gram orders 1..5
 CANDIDATES = 3  # decisions per token at most
 MIN_MATCH = 3  # tokens of context that start a match
 MATCH_LENGTHS = 16  # match lengths 0..15+ (tokens predicted right since the match began)
@@ -51,7 +53,11 @@ PROB_ONE = 1 << PROB_BITS
 STRETCH_MAX = 2815  # the logistic domain, in 1/256 nats: probabilities down to ~2^-16
 WEIGHT_ONE = 1 << 16  # mixer weights in 16.16 fixed point
 WEIGHT_LIMIT = 16 * WEIGHT_ONE  # |weight| at most 16
-LEARNING_SHIFT = 15  # mixer: weight += input * error >> 15 (input in 1/256 nats, error in 2^-16)
+# mixer: weight += input * error * rate >> 22 (input in 1/256 nats, error in 2^-16); a weight set's
+# rate falls from 256 (2^-14) as it is used, as RATE_START * RATE_HALF / (RATE_HALF + updates), to
+# RATE_END (2^-17): quick to learn on a small file, steady on a large one
+LEARNING_SHIFT = 22
+RATE_START, RATE_HALF, RATE_END = 256, 512, 32
 MAP_LIMIT = 1023  # state maps: the adaptation rate falls as 1/n down to 1/(MAP_LIMIT+1)
 # the final stage (an APM): the mixed probability refined by the candidate's order-2 state, on 33
 # nodes across the logistic domain; it gets 3/4 of the output, and moves 1/64 of the way per outcome
@@ -90,6 +96,9 @@ def parse_mix_setting(text: str) -> MixSetting:
     if version == "match1":
         raise ModelError("the file was mixed by lmzip 0.5's match model, which this lmzip no longer "
                          "decodes: decompress it with lmzip 0.5")
+    if version == "cm1":
+        raise ModelError("the file was mixed by lmzip 0.6-0.7's recipe cm1, which this lmzip no longer "
+                         "decodes: decompress it with lmzip 0.7")
     carried = tables.endswith(CARRIED)
     tables = tables.removesuffix(CARRIED)
     if version != MIX_VERSION or not tables.isdigit() or not 8 <= int(tables) <= 26:
@@ -321,9 +330,12 @@ def _initial_maps() -> np.ndarray:
     return maps
 
 
-# weight sets: by decision (which candidate), the match's view of it, and the LM's confidence in it
+# Two weight sets mix each decision, each chosen by its own context, and their outputs are
+# averaged: one by the decision (which candidate), the match's view of it and the LM's confidence in
+# it; one by the decision and the longest n-gram order that has seen the candidate follow its context.
 _LM_BUCKETS = np.array([PROB_ONE // 64, PROB_ONE // 8, PROB_ONE // 2, PROB_ONE * 7 // 8])  # bucket edges
-WEIGHT_SETS = CANDIDATES * 3 * (len(_LM_BUCKETS) + 1)
+SETS_BY_MATCH = CANDIDATES * 3 * (len(_LM_BUCKETS) + 1)
+WEIGHT_SETS = SETS_BY_MATCH + CANDIDATES * (ORDERS + 1)
 
 
 class Mixer:
@@ -335,6 +347,7 @@ class Mixer:
         self.squash, self.stretch = squash_table(), stretch_table()
         self.weights = np.zeros((WEIGHT_SETS, MODELS + 2), dtype=np.int64)
         self.weights[:, 0] = WEIGHT_ONE  # the LM's input: the output is the LM's until something is learned
+        self.updates = np.zeros(WEIGHT_SETS, dtype=np.int64)  # decisions each set has learned from
         self.maps = _initial_maps()
         self.seen = np.zeros_like(self.maps)
         nodes = self.squash[np.minimum(np.arange(APM_NODES) * APM_STEP, 2 * STRETCH_MAX)]  # node j: at j * APM_STEP
@@ -352,8 +365,12 @@ class Mixer:
         inputs[..., MODELS + 1] = 256  # a bias
         match_state = states[..., ORDERS]  # 0 none, 1 the match predicts this candidate, 2 another one
         match = np.where(match_state == MATCH_STATES - 1, 2, np.minimum(match_state, 1))
-        sets = (np.arange(k) * 3 + match) * (len(_LM_BUCKETS) + 1) + np.searchsorted(_LM_BUCKETS, p_lm, side="right")
-        mixed = np.clip((self.weights[sets] * inputs).sum(axis=-1) >> 16, -STRETCH_MAX, STRETCH_MAX) + STRETCH_MAX
+        by_match = (np.arange(k) * 3 + match) * (len(_LM_BUCKETS) + 1) + np.searchsorted(_LM_BUCKETS, p_lm, side="right")
+        longest = ((states[..., :ORDERS] >= 8) * np.arange(1, ORDERS + 1)).max(axis=-1)  # the pair seen: count >= 1
+        sets = np.stack([by_match, SETS_BY_MATCH + np.arange(k) * (ORDERS + 1) + longest], axis=-1)  # (n, K, 2)
+        dots = (self.weights[sets] * inputs[..., None, :]).sum(axis=-1) >> 16
+        outputs = np.clip(dots, -STRETCH_MAX, STRETCH_MAX) + STRETCH_MAX  # each set's, (n, K, 2)
+        mixed = outputs.sum(axis=-1) >> 1
         # the APM, by the candidate's order-2 state and its place in the chain: interpolated
         # between the two nodes around the mixed value, and trained at the nearer one
         contexts = states[..., 1] * k + np.arange(k)
@@ -362,15 +379,19 @@ class Mixer:
         squashed = self.squash[mixed]
         p = np.clip((squashed * (4 - APM_SHARE) + refined * APM_SHARE) >> 2, 1, PROB_ONE - 1)
         nearer = contexts * APM_NODES + node + (2 * offset >= APM_STEP)
-        self._last = inputs, sets, states, squashed, nearer
+        self._last = inputs, sets, states, self.squash[outputs], nearer
         return p
 
     def update(self, reached: np.ndarray, hits: np.ndarray) -> None:
         """Learn from the decisions taken (``reached``, (n, K)) and their outcomes (``hits``)."""
-        inputs, sets, states, mixed, nearer = (a[reached] for a in self._last)
+        inputs, sets, states, outputs, nearer = (a[reached] for a in self._last)
         y = hits[reached].astype(np.int64)
-        error = (y << PROB_BITS) - mixed
-        np.add.at(self.weights, sets, (inputs * error[:, None]) >> LEARNING_SHIFT)
+        # each set learns from its own output's error, at its rate as the step began
+        error = (y[:, None] << PROB_BITS) - outputs
+        rate = np.maximum(RATE_END, RATE_START * RATE_HALF // (RATE_HALF + self.updates[sets]))
+        np.add.at(self.weights, sets.reshape(-1),
+                  (inputs[:, None, :] * (error * rate)[..., None]).reshape(-1, inputs.shape[-1]) >> LEARNING_SHIFT)
+        np.add.at(self.updates, sets.reshape(-1), 1)
         np.clip(self.weights, -WEIGHT_LIMIT, WEIGHT_LIMIT, out=self.weights)
         _average_in(self.apm.reshape(-1), nearer, y, APM_RATE)
         # each used state of each model moves towards its outcomes, at 1/n down to 1/MAP_LIMIT

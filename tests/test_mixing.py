@@ -17,7 +17,7 @@ import lmzip
 from lmzip import api, container
 from lmzip.errors import ModelError
 from lmzip import engine
-from lmzip.mixing import (CANDIDATES, MODELS, ContextModels, MatchModel, Mixer, MixSetting, NGrams, WEIGHT_LIMIT,
+from lmzip.mixing import (CANDIDATES, MODELS, ORDERS, ContextModels, MatchModel, Mixer, MixSetting, NGrams, WEIGHT_LIMIT,
                           mix_setting, parse_mix_setting, proposal_grid)
 from lmzip.models import load_predictor
 
@@ -103,13 +103,13 @@ def test_candidates_come_from_the_history_and_tables_are_bounded():
     hits = (candidates[0, :, 0] == tokens)[12:]
     assert hits.all()  # a period the n-grams and the match model both know after two rounds
     ngrams = NGrams(3, 12)
-    assert ngrams.pairs.shape == ngrams.contexts.shape == (4, 1 << 12)
+    assert ngrams.pairs.shape == ngrams.contexts.shape == (ORDERS, 1 << 12)
 
 
 def test_the_mixer_learns_a_good_candidate_and_unlearns_a_bad_one():
     mixer = Mixer()
     states = np.zeros((1, CANDIDATES, MODELS), dtype=np.int64)
-    states[0, 0] = [7 * 8 + 7] * 4 + [16]  # every order has seen it 16+ times, a long match
+    states[0, 0] = [7 * 8 + 7] * ORDERS + [16]  # every order has seen it 16+ times, a long match
     f, total = np.array([[100, 0, 0]]), np.array([1 << 16])
     reached, hit = np.array([[True, False, False]]), np.array([[True, False, False]])
     first = mixer.probabilities(states, f, total)[0, 0]
@@ -129,8 +129,8 @@ def test_the_mixer_learns_a_good_candidate_and_unlearns_a_bad_one():
 def test_a_file_of_an_unknown_mixer_is_refused():
     blob, _ = _compress(REPEATS[:600], "fast")
     header = api.read_header(io.BytesIO(blob))
-    for mix, message in [("cm9-t20", "newer lmzip"), ("cm1-t99", "newer lmzip"), ("cm1-t20-x", "newer lmzip"),
-                         ("match1", "lmzip 0.5")]:
+    for mix, message in [("cm9-t20", "newer lmzip"), ("cm2-t99", "newer lmzip"), ("cm2-t20-x", "newer lmzip"),
+                         ("match1", "lmzip 0.5"), ("cm1-t20-c", "lmzip 0.7")]:
         forged = dataclasses.replace(header, settings=dataclasses.replace(header.settings, mix=mix))
         with pytest.raises(ModelError, match=message):
             lmzip.decompress(forged.to_bytes() + blob[len(header.to_bytes()):])
@@ -140,14 +140,14 @@ def test_the_table_size_is_the_header_s():
     """A block coded with smaller tables decodes with them (the header's setting is what counts);
     compression sizes them by the tokens the history holds, 16 slots a token, from 2^12 to 2^20."""
     assert [mix_setting(n, carried=False) for n in (1, 256, 257, 4096, 65536, 10**6)] == \
-        ["cm1-t12", "cm1-t12", "cm1-t13", "cm1-t16", "cm1-t20", "cm1-t20"]
-    assert mix_setting(300) == "cm1-t13-c" and parse_mix_setting("cm1-t13-c") == MixSetting(13, carried=True)
+        ["cm2-t12", "cm2-t12", "cm2-t13", "cm2-t16", "cm2-t20", "cm2-t20"]
+    assert mix_setting(300) == "cm2-t13-c" and parse_mix_setting("cm2-t13-c") == MixSetting(13, carried=True)
     predictor = load_predictor("fast")
     chunks = list(engine.split_blocks(predictor.tokenizer.encode(REPEATS), 48, 8))[0]
     small, default = (engine.encode_block(predictor, chunks, history=engine.History(mix))
-                      for mix in ("cm1-t10", mix_setting()))
-    assert parse_mix_setting("cm1-t10") == MixSetting(10, carried=False) and small.data != default.data
-    decoded = engine.decode_block(predictor, small.data, [len(c) for c in chunks], history=engine.History("cm1-t10"))
+                      for mix in ("cm2-t10", mix_setting()))
+    assert parse_mix_setting("cm2-t10") == MixSetting(10, carried=False) and small.data != default.data
+    decoded = engine.decode_block(predictor, small.data, [len(c) for c in chunks], history=engine.History("cm2-t10"))
     assert all((a == b).all() for a, b in zip(decoded, chunks))
 
 

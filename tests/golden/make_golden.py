@@ -15,15 +15,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # (file name, model options, corpus file, bytes): exact models only, whose files decode anywhere.
 # Files already here are kept (portable-fast was written by lmzip 0.3.0, as "fast-portable"); the
-# integer SmolLM2's golden file is mixed (0.6.0), which decodes its LM path too.
+# integer SmolLM2's golden file is mixed, which decodes its LM path too. The mixed ones were remade
+# by 0.8.0, whose mixing recipe (cm2) replaced 0.6-0.7's (cm1).
 GOLDEN = [("portable-fast.alice29-2k.lmz", ["--model", "fast"], "canterbury/alice29.txt", 2048),
           ("order2.paper2-2k.lmz", ["--model", "order2"], "calgary/paper2", 2048),
           ("fast.paper1-4k.lmz", ["--model", "fast"], "calgary/paper1", 4096),
-          ("fast.mixed.news-4k.lmz", ["--model", "fast"], "calgary/news", 4096),  # 0.6.0: mixed (cm1)
+          ("fast.mixed.news-4k.lmz", ["--model", "fast"], "calgary/news", 4096),  # mixed (cm2)
           ("smollm2.mixed.paper1-1k.lmz", ["--model", "smollm2", "--chunk", "64", "--streams", "4"],
-           "calgary/paper1", 1024),  # 0.6.0: mixed (cm1); short chunks, for the history to count and a quick test
+           "calgary/paper1", 1024),  # mixed (cm2); short chunks, for the history to count and a quick test
           ("fast.carried.book2-4k.lmz", ["--model", "fast", "--chunk", "64", "--streams", "4"],
-           "calgary/book2", 4096)]  # 0.7.0: mixing's history carried across its blocks of 4 x 64 tokens
+           "calgary/book2", 4096)]  # mixing's history (cm2) carried across its blocks of 4 x 64 tokens
 
 
 def main() -> None:
