@@ -379,15 +379,16 @@ class Mixer:
         squashed = self.squash[mixed]
         p = np.clip((squashed * (4 - APM_SHARE) + refined * APM_SHARE) >> 2, 1, PROB_ONE - 1)
         nearer = contexts * APM_NODES + node + (2 * offset >= APM_STEP)
-        self._last = inputs, sets, states, self.squash[outputs], nearer
+        each_p = self.squash[outputs]  # what each set alone says: its error trains it
+        self._last = inputs, sets, states, each_p, nearer
         return p
 
     def update(self, reached: np.ndarray, hits: np.ndarray) -> None:
         """Learn from the decisions taken (``reached``, (n, K)) and their outcomes (``hits``)."""
-        inputs, sets, states, outputs, nearer = (a[reached] for a in self._last)
+        inputs, sets, states, each_p, nearer = (a[reached] for a in self._last)
         y = hits[reached].astype(np.int64)
         # each set learns from its own output's error, at its rate as the step began
-        error = (y[:, None] << PROB_BITS) - outputs
+        error = (y[:, None] << PROB_BITS) - each_p
         rate = np.maximum(RATE_END, RATE_START * RATE_HALF // (RATE_HALF + self.updates[sets]))
         np.add.at(self.weights, sets.reshape(-1),
                   (inputs[:, None, :] * (error * rate)[..., None]).reshape(-1, inputs.shape[-1]) >> LEARNING_SHIFT)
