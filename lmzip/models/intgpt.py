@@ -235,8 +235,8 @@ class IntGPT(IntegerArithmetic):
         return self.w["wte.e"][tokens] + self.w["wpe.e"][positions]
 
     # -- whole sequences (teacher-forced) ------------------------------------
-    def forward(self, idx: np.ndarray) -> np.ndarray:
-        """idx (B, T) from position 0 -> integer frequencies (B, T, V)."""
+    def hidden(self, idx: np.ndarray):
+        """idx (B, T) from position 0 -> the final residual stream (B, T, C), a backend array."""
         ops = self.ops
         T = idx.shape[1]
         x = self.embed(ops.array(idx, "i64"), ops.array(np.arange(T), "i64"))
@@ -245,7 +245,11 @@ class IntGPT(IntegerArithmetic):
             q, qs, k, ks, v = self.qkv(layer, x)
             attention = self.attend(layer, q, qs, k, ks.swapaxes(-1, -2), v, mask)
             x = self.block_rest(layer, x, attention)
-        return ops.to_numpy(self.frequencies(x))
+        return x
+
+    def forward(self, idx: np.ndarray) -> np.ndarray:
+        """idx (B, T) from position 0 -> integer frequencies (B, T, V)."""
+        return self.ops.to_numpy(self.frequencies(self.hidden(idx)))
 
 
 class IntStepper:
