@@ -74,6 +74,8 @@ _PRIMES = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint
 
 
 CARRIED = "-c"  # the setting's suffix for a history carried across blocks
+# recipes of earlier releases, refused with one line: what made the file, and the lmzip that decodes it
+RETIRED = {"match1": ("lmzip 0.5's match model", "0.5"), "cm1": ("lmzip 0.6-0.7's recipe cm1", "0.7")}
 
 
 @dataclass(frozen=True)
@@ -93,12 +95,10 @@ def mix_setting(history_tokens: int | None = None, carried: bool = True) -> str:
 def parse_mix_setting(text: str) -> MixSetting:
     """A header's mix setting, or ModelError for a mixer this lmzip does not know."""
     version, _, tables = text.partition("-t")
-    if version == "match1":
-        raise ModelError("the file was mixed by lmzip 0.5's match model, which this lmzip no longer "
-                         "decodes: decompress it with lmzip 0.5")
-    if version == "cm1":
-        raise ModelError("the file was mixed by lmzip 0.6-0.7's recipe cm1, which this lmzip no longer "
-                         "decodes: decompress it with lmzip 0.7")
+    if version in RETIRED:
+        made_by, decoder = RETIRED[version]
+        raise ModelError(f"the file was mixed by {made_by}, which this lmzip no longer decodes: "
+                         f"decompress it with lmzip {decoder}")
     carried = tables.endswith(CARRIED)
     tables = tables.removesuffix(CARRIED)
     if version != MIX_VERSION or not tables.isdigit() or not 8 <= int(tables) <= 26:
