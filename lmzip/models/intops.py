@@ -1,4 +1,5 @@
-"""The two array backends of the integer models: numpy (OpenBLAS) and torch (MKL / oneDNN, CUDA).
+"""The array backends of the integer models: numpy (OpenBLAS), torch (MKL / oneDNN, CUDA), and
+native.py's numpy with native int8 GEMMs.
 
 The integer arithmetic (intgpt.py) is written once against this small interface;
 every operation it uses gives the same numbers on either backend (see intgpt.py
@@ -72,7 +73,7 @@ class NumpyOps:
 
     @staticmethod
     def weight(w: np.ndarray):
-        return np.asarray(w, dtype=np.float32)  # int8 values, exact in float32 (no copy if already)
+        return np.asarray(w, dtype=np.float32)  # int8 values, exact in float32
 
     @staticmethod
     def int8_matmul(values, weight):
@@ -186,7 +187,18 @@ class TorchOps:
         return x.cummax(dim=-1).values
 
 
-BACKENDS = {"numpy": NumpyOps, "torch": TorchOps}
+BACKENDS = ("native", "numpy", "torch")  # native: native.py's int8 GEMMs, where they build and check
+
+
+def make_ops(backend: str, device: str = "cpu"):
+    """The array backend named ``backend``; every one gives the same integers."""
+    if backend == "torch":
+        return TorchOps(device)
+    if backend == "native":
+        from .native import NativeOps
+
+        return NativeOps()
+    return NumpyOps()
 
 
 @functools.cache

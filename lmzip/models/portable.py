@@ -16,7 +16,7 @@ from ..tokenize import load_tokenizer
 from .base import Capabilities, Predictor, hash_files, token_intervals
 from .intgpt import INTEGER_FORMAT, IntGPT, IntStepper, load_portable
 from .intllama import LLAMA_FORMAT, LLAMA_TYPE, IntLlama, IntLlamaStepper, runtime_arrays
-from .intops import BACKENDS, NumpyOps, TorchOps
+from .intops import BACKENDS, NumpyOps, make_ops
 
 PORTABLE_DIR = Path(__file__).resolve().parents[1] / "data" / "fast-portable"
 EXTRA_FREQUENCY = 256  # an extra byte id's frequency: ~2^-16 of a confident row's total (2^24)
@@ -35,6 +35,13 @@ class IntegerPredictor(Predictor):
                  threads: int | None = None, device: str | None = None, weights_hash: bytes | None = None):
         if backend not in BACKENDS and backend != "auto":
             raise ModelNotAvailable(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
+        if backend == "native":
+            from .native import NativeUnavailable, load
+
+            try:
+                load()
+            except NativeUnavailable as e:
+                raise ModelNotAvailable(f"--backend native: {e}") from None
         if device not in (None, "cpu"):
             backend = "torch"
         self.directory = Path(directory)
@@ -47,8 +54,8 @@ class IntegerPredictor(Predictor):
         # both backends compute from one copy of the arrays (a llama's are large)
         self._weights, self._config = (runtime_arrays(weights) if self.llama else weights), config
         self.backend = backend
-        self._models: dict[str, IntGPT | IntLlama] = {}
-        self.model = self.model_on(backend if backend != "auto" else "torch")
+        self._models: dict = {}  # backend -> IntGPT, IntLlama or NativeLlama
+        self.model = self.model_on(backend if backend != "auto" else self.candidates()[0])
         self.tokenizer = load_tokenizer(self.directory, config, config["vocab_size"])
         self.model_vocab = config["vocab_size"]
         # bytes the vocabulary has no token for (SmolLM2: most control bytes) get ids above it
@@ -67,9 +74,21 @@ class IntegerPredictor(Predictor):
     def model_on(self, backend: str):
         """The model computing on ``backend``; every backend gives the same integers."""
         if backend not in self._models:
-            ops = TorchOps(self.device) if backend == "torch" else NumpyOps()
-            self._models[backend] = (IntLlama if self.llama else IntGPT)(self._weights, self._config, ops)
+            ops = make_ops(backend, self.device)
+            model = (IntLlama if self.llama else IntGPT)(self._weights, self._config, ops)
+            if self.llama and backend == "native":
+                from .native import NativeLlama
+
+                model = NativeLlama(model)
+            self._models[backend] = model
         return self._models[backend]
+
+    def candidates(self) -> list[str]:
+        """The backends ``auto`` chooses among here, the likely fastest first: native wherever its
+        library builds and passes its check (CPU only), then torch and numpy."""
+        from .native import available
+
+        return (["native"] if self.device == "cpu" and available() else []) + ["torch", "numpy"]
 
     def fastest(self, work: str, n_streams: int = 1):
         """The model on the faster backend for ``work`` ("chunks": whole-chunk passes, or "steps" of
@@ -82,12 +101,17 @@ class IntegerPredictor(Predictor):
         from .base import measured_choice
 
         bucket = 1 << max(0, n_streams - 1).bit_length() if work == "steps" else 0
-        key = (f"integer backend for {work}{f' of {bucket} streams' if bucket else ''}, model "
+        candidates = self.candidates()
+        key = (f"integer backend among {'+'.join(candidates)} for {work}{f' of {bucket} streams' if bucket else ''}, model "
                f"{self._hash.hex()}, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, "
                f"{torch.get_num_threads()} threads")
         measure = (lambda b: _time_steps(self.model_on(b), self.llama, bucket)) if bucket else \
             (lambda b: _time_chunks(self.model_on(b), self.llama))
-        return self.model_on(measured_choice(key, lambda: _fastest(BACKENDS, measure)))
+        self.model = self.model_on(measured_choice(key, lambda: _fastest(candidates, measure)))
+        # drop what a measurement built and did not choose: float32 weight copies are 4x the int8
+        # ones (SmolLM2: 553 MB each); a stepper still running on one keeps its own reference
+        self._models = {b: m for b, m in self._models.items() if m is self.model}
+        return self.model
 
     def versions(self) -> str:
         # no library: any numpy/torch/BLAS decodes it
@@ -102,8 +126,7 @@ class IntegerPredictor(Predictor):
         return torch_state(self.threads, self.device)
 
     def start(self, n_streams: int, n_steps: int) -> None:
-        model = self.fastest("steps", n_streams)
-        self.stepper = IntLlamaStepper(model, n_streams, n_steps) if self.llama else IntStepper(model, n_streams)
+        self.stepper = stepper_for(self.fastest("steps", n_streams), n_streams, n_steps)
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         return self._with_extra_ids(self.stepper.step(self._readable(tokens)))
@@ -166,9 +189,18 @@ def _time_chunks(model, llama: bool) -> float:
     return time.perf_counter() - start
 
 
+def stepper_for(model, n_streams: int, n_steps: int):
+    """The stepper of ``model`` (a native llama brings its own)."""
+    if hasattr(model, "stepper"):
+        return model.stepper(n_streams, n_steps)
+    if isinstance(model, IntLlama):
+        return IntLlamaStepper(model, n_streams, n_steps)
+    return IntStepper(model, n_streams)
+
+
 def _time_steps(model, llama: bool, n_streams: int) -> float:
     """Seconds of eight lockstep steps of ``n_streams`` streams (after two warm-up steps)."""
-    stepper = IntLlamaStepper(model, n_streams, 10) if llama else IntStepper(model, n_streams)
+    stepper = stepper_for(model, n_streams, 10)
     tokens = np.zeros(n_streams, dtype=np.int64)
     for _ in range(2):
         stepper.step(tokens)

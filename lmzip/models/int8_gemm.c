@@ -1,0 +1,241 @@
+/* Exact int8 GEMMs for lmzip's integer models (loaded by native.py through ctypes).
+
+   out (M, N) float32 = a (M, K) @ w^T, where a holds int8 values stored as float32
+   (the quantized activations) and w (N, K) int8 is a weight matrix with one output
+   column per row, so that every output is one contiguous dot product.
+
+   Every sum is an exact int32 (|a|, |w| <= 127 and K <= 2^16 keep it below 2^31),
+   converted to float32 once with round-to-nearest-even: the same float32 that a
+   float32 GEMM of the same integers gives (its partial sums stay exact below 2^24)
+   and that torch's int8 GEMM followed by .float() gives. So the variants below --
+   a portable C loop, AVX2, AVX-512 VNNI -- and any split of the columns over
+   threads give identical numbers; which one runs changes only the speed.
+
+   AVX2 has no unsigned-by-signed byte product without 16-bit saturation in
+   general, but with values in [-127, 127] it is exact: |a| (unsigned) times
+   w with a's sign moved onto it (vpsignb) by vpmaddubsw gives pairs whose sum
+   is at most 2 * 127 * 127 = 32,258 < 2^15, then vpmaddwd with ones widens
+   them to int32. AVX-512 VNNI's vpdpbusd multiplies unsigned by signed bytes
+   and adds four products straight into int32: a + 128 is unsigned, and the
+   extra 128 * sum(w) of each column is subtracted at the end.
+
+   Built without -ffast-math and with -ffp-contract=off (native.py); the only
+   floating-point operation here is the int32 -> float32 conversion. */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LMZ_X86 1
+#endif
+
+#define COLUMN_BLOCK 64 /* output columns a thread takes at a time: 64 * K bytes of weights stay in L2 */
+#define ROW_TILE 4
+
+/* -- the portable reference ------------------------------------------------------- */
+
+static void tile_scalar(const int8_t *a, int64_t rows, const int8_t *w, int64_t cols, int64_t K,
+                        const int32_t *colsum, float *out, int64_t N) {
+    (void)colsum;
+    for (int64_t m = 0; m < rows; m++)
+        for (int64_t n = 0; n < cols; n++) {
+            int32_t s = 0;
+            for (int64_t k = 0; k < K; k++) s += (int32_t)a[m * K + k] * (int32_t)w[n * K + k];
+            out[m * N + n] = (float)s;
+        }
+}
+
+#ifdef LMZ_X86
+
+/* -- AVX2: the sign trick ------------------------------------------------------------ */
+
+__attribute__((target("avx2"))) static inline int32_t hsum_avx2(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* rows x cols outputs (rows <= 4, cols <= 2, or rows == 1 and cols <= 4): each weight vector
+   is loaded once for all rows, each activation vector once for all columns */
+#define AVX2_TILE(NAME, MR, NR)                                                                        \
+    __attribute__((target("avx2"))) static void NAME(const int8_t *a, const int8_t *w, int64_t K,      \
+                                                     int64_t K32, int32_t *sums) {                     \
+        const __m256i ones = _mm256_set1_epi16(1);                                                     \
+        __m256i acc[MR][NR];                                                                           \
+        for (int i = 0; i < MR; i++)                                                                   \
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_si256();                           \
+        for (int64_t k = 0; k < K32; k += 32) {                                                        \
+            __m256i wv[NR];                                                                            \
+            for (int j = 0; j < NR; j++) {                                                             \
+                wv[j] = _mm256_loadu_si256((const __m256i *)(w + j * K + k));                          \
+                if (MR == 1) _mm_prefetch((const char *)(w + (j + 2 * NR) * K + k), _MM_HINT_T0);      \
+            }                                                                                          \
+            for (int i = 0; i < MR; i++) {                                                             \
+                __m256i av = _mm256_loadu_si256((const __m256i *)(a + i * K + k));                     \
+                __m256i aabs = _mm256_abs_epi8(av);                                                    \
+                for (int j = 0; j < NR; j++) {                                                         \
+                    __m256i pairs = _mm256_maddubs_epi16(aabs, _mm256_sign_epi8(wv[j], av));           \
+                    acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(pairs, ones));           \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+        for (int i = 0; i < MR; i++)                                                                   \
+            for (int j = 0; j < NR; j++) {                                                             \
+                int32_t s = hsum_avx2(acc[i][j]);                                                      \
+                for (int64_t k = K32; k < K; k++) s += (int32_t)a[i * K + k] * (int32_t)w[j * K + k];  \
+                sums[i * NR + j] = s;                                                                  \
+            }                                                                                          \
+    }
+
+AVX2_TILE(avx2_4x2, 4, 2)
+AVX2_TILE(avx2_2x4, 2, 4)
+AVX2_TILE(avx2_1x4, 1, 4)
+AVX2_TILE(avx2_1x1, 1, 1)
+
+typedef void (*avx2_kernel)(const int8_t *, const int8_t *, int64_t, int64_t, int32_t *);
+
+/* MR rows x cols outputs: tiles of MR x NR, then the last columns one at a time */
+__attribute__((target("avx2"))) static void avx2_band(avx2_kernel kernel, int MR, int NR, const int8_t *a,
+                                                      const int8_t *w, int64_t cols, int64_t K, float *out,
+                                                      int64_t N) {
+    int64_t K32 = K / 32 * 32, n = 0;
+    int32_t sums[8];
+    for (; n + NR <= cols; n += NR) {
+        kernel(a, w + n * K, K, K32, sums);
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) out[i * N + n + j] = (float)sums[i * NR + j];
+    }
+    for (; n < cols; n++)
+        for (int i = 0; i < MR; i++) {
+            avx2_1x1(a + i * K, w + n * K, K, K32, sums);
+            out[i * N + n] = (float)sums[0];
+        }
+}
+
+__attribute__((target("avx2"))) static void tile_avx2(const int8_t *a, int64_t rows, const int8_t *w,
+                                                      int64_t cols, int64_t K, const int32_t *colsum,
+                                                      float *out, int64_t N) {
+    (void)colsum;
+    int64_t m = 0;
+    for (; m + 4 <= rows; m += 4) avx2_band(avx2_4x2, 4, 2, a + m * K, w, cols, K, out + m * N, N);
+    for (; m + 2 <= rows; m += 2) avx2_band(avx2_2x4, 2, 4, a + m * K, w, cols, K, out + m * N, N);
+    for (; m < rows; m++) avx2_band(avx2_1x4, 1, 4, a + m * K, w, cols, K, out + m * N, N);
+}
+
+/* -- AVX-512 VNNI: unsigned a + 128, then subtract 128 * column sums -------------------- */
+
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+/* rows x cols outputs, rows <= 4, cols <= 4; the K tail is read with masked loads (zeros add 0) */
+VNNI_TARGET static void vnni_tile(const int8_t *a, int rows, const int8_t *w, int cols, int64_t K,
+                                  int32_t *sums) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512i acc[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_si512();
+    for (int64_t k = 0; k < K; k += 64) {
+        __mmask64 mask = K - k >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (K - k)) - 1);
+        __m512i wv[4];
+        for (int j = 0; j < 4; j++)
+            wv[j] = j < cols ? _mm512_maskz_loadu_epi8(mask, w + j * K + k) : _mm512_setzero_si512();
+        for (int i = 0; i < rows; i++) {
+            /* a XOR 0x80 = a + 128 as an unsigned byte; masked lanes stay 0 (contribute nothing) */
+            __m512i au = _mm512_maskz_mov_epi8(mask, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, a + i * K + k), bias));
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], au, wv[j]);
+        }
+    }
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) sums[i * 4 + j] = _mm512_reduce_add_epi32(acc[i][j]);
+}
+
+VNNI_TARGET static void tile_vnni(const int8_t *a, int64_t rows, const int8_t *w, int64_t cols, int64_t K,
+                                  const int32_t *colsum, float *out, int64_t N) {
+    int32_t sums[16];
+    for (int64_t m = 0; m < rows; m += 4) {
+        int mr = rows - m < 4 ? (int)(rows - m) : 4;
+        for (int64_t n = 0; n < cols; n += 4) {
+            int nr = cols - n < 4 ? (int)(cols - n) : 4;
+            vnni_tile(a + m * K, mr, w + n * K, nr, K, sums);
+            for (int i = 0; i < mr; i++)
+                for (int j = 0; j < nr; j++)
+                    out[(m + i) * N + n + j] = (float)(sums[i * 4 + j] - 128 * colsum[n + j]);
+        }
+    }
+}
+
+#endif /* LMZ_X86 */
+
+/* -- dispatch ------------------------------------------------------------------------ */
+
+typedef void (*tile_fn)(const int8_t *, int64_t, const int8_t *, int64_t, int64_t, const int32_t *, float *,
+                        int64_t);
+
+enum { KERNEL_SCALAR = 0, KERNEL_AVX2 = 1, KERNEL_VNNI = 2 };
+
+/* The best kernel this CPU runs (0 scalar, 1 AVX2, 2 AVX-512 VNNI). */
+int lmz_best_kernel(void) {
+#ifdef LMZ_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vnni"))
+        return KERNEL_VNNI;
+    if (__builtin_cpu_supports("avx2")) return KERNEL_AVX2;
+#endif
+    return KERNEL_SCALAR;
+}
+
+static tile_fn kernel_fn(int kernel) {
+#ifdef LMZ_X86
+    if (kernel == KERNEL_VNNI) return tile_vnni;
+    if (kernel == KERNEL_AVX2) return tile_avx2;
+#endif
+    (void)kernel;
+    return tile_scalar;
+}
+
+/* float32 activations holding integers in [-127, 127] -> int8; returns 0, or -1 if a value is not
+   such an integer (the caller then computes without this library) */
+static int to_int8(const float *x, int64_t count, int8_t *out) {
+    for (int64_t i = 0; i < count; i++) {
+        float v = x[i];
+        if (!(v >= -127.0f && v <= 127.0f) || (float)(int32_t)v != v) return -1;
+        out[i] = (int8_t)(int32_t)v;
+    }
+    return 0;
+}
+
+/* out (M, N) = a (M, K) @ w (N, K)^T as float32, a already int8; colsum (N) = each row of w summed
+   (used by the VNNI kernel). K <= 65536 (127 * 127 * 65536 < 2^31). */
+void lmz_gemm_i8(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
+                 float *out, int kernel, int threads) {
+    tile_fn tile = kernel_fn(kernel);
+    int64_t blocks = (N + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
+    /* threads over output columns: every output is one whole dot product, whoever computes it */
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && M * N * K > (1 << 18))
+    for (int64_t b = 0; b < blocks; b++) {
+        int64_t n0 = b * COLUMN_BLOCK, cols = N - n0 < COLUMN_BLOCK ? N - n0 : COLUMN_BLOCK;
+        for (int64_t m = 0; m < M; m += ROW_TILE * 16) { /* 64 rows of a stay in L1/L2 across the columns */
+            int64_t rows = M - m < ROW_TILE * 16 ? M - m : ROW_TILE * 16;
+            tile(a + m * K, rows, w + n0 * K, cols, K, colsum + n0, out + m * N + n0, N);
+        }
+    }
+}
+
+/* The same with float32 activations holding int8 integers. Returns 0, -1 for activations that are
+   not integers in [-127, 127], -2 for K too wide or no memory. */
+int lmz_int8_gemm(const float *a_f32, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
+                  float *out, int kernel, int threads) {
+    if (K > 65536) return -2;
+    int8_t *a = malloc((size_t)(M * K > 0 ? M * K : 1));
+    if (!a) return -2;
+    if (to_int8(a_f32, M * K, a)) {
+        free(a);
+        return -1;
+    }
+    lmz_gemm_i8(a, M, K, w, N, colsum, out, kernel, threads);
+    free(a);
+    return 0;
+}

@@ -1,0 +1,413 @@
+/* The integer llama (intllama.py) over any set of (stream, position, token) rows in one call:
+   a lockstep step (one row per stream), a whole-chunk pass (one stream, every position), or
+   several positions of each stream (a decoder checking drafted tokens). The numbers are those of
+   IntLlamaStepper.step and IntLlama.hidden on numpy, bit for bit, without ~30 numpy operations a
+   layer: a row at position p sees the cached keys and values of its stream's positions 0..p,
+   exactly as a step at p does (the integers do not depend on how positions are grouped).
+
+   Every operation below is the one intllama.py/intgpt.py apply, in the same order and
+   the same precision: float32 where numpy computes in float32 (a Python float meeting a
+   float32 array is first rounded to float32), float64 where it computes in float64, each
+   +, -, *, / and sqrt rounded once by IEEE 754 (no FMA: built with -ffp-contract=off and
+   without -ffast-math), rint for numpy's round (half to even), integer sums where numpy's
+   float sums are exact anyway. The int8 products go through int8_gemm.c. A change here
+   without the same change in intllama.py (or the reverse) breaks the tests that compare
+   the two on every step. */
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+void lmz_gemm_i8(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
+                 float *out, int kernel, int threads);
+
+typedef struct {
+    const int8_t *w;     /* (out, in) int8 */
+    const int32_t *sums; /* (out) */
+    const float *scale;  /* (out) column scales: .s, or .sr for the layers added to the residual */
+} Linear;
+
+typedef struct {
+    const double *norm1, *norm2; /* (C) integer gains */
+    Linear qkv, o, gate_up, down;
+    int8_t *k, *v;   /* (streams, KV, length, D) */
+    float *ks, *vs;  /* (streams, KV, length) */
+    float *vmax;     /* (streams, KV, length) the largest value scale up to each position */
+} Layer;
+
+typedef struct {
+    int64_t C, H, KV, D, F, V, n_layer, length, streams;
+    double norm_eps;         /* RMSNorm epsilon in residual units squared */
+    double score_factor;     /* EXP_STEPS_PER_NAT * attention scale (a Python float) */
+    double residual_limit;   /* the residual is clipped to +-this */
+    int64_t square_shift;    /* squares floored to multiples of 2^this */
+    int64_t gain_bits;
+    int64_t attention_one;   /* attention weights sum to at most this */
+    int64_t sigmoid_steps, sigmoid_range;
+    const int32_t *embed;    /* (vocab, C) fixed-point */
+    const float *rope_cos, *rope_sin; /* (positions, D) */
+    const float *sigmoid;    /* (2 * range * steps + 1) */
+    const float *attention_exp;
+    double attention_last;
+    const double *norm_f;
+    Linear head;
+    const int32_t *table_plus_one; /* exp table + 1: the output frequencies */
+    double table_last;
+    double exp_steps;        /* EXP_STEPS_PER_NAT: table steps per nat */
+    const Layer *layers;
+    int kernel, threads;
+} Model;
+
+#define INT8 127.0
+
+/* -- the pieces, each as intgpt.py / intllama.py compute them ----------------------------- */
+
+/* IntLlama.mean_square then IntegerArithmetic.norm_quantized, one row: int8 values and the scale */
+static float norm_quantized(const Model *m, const double *x, const double *gain, double *scaled, int8_t *values) {
+    int64_t C = m->C;
+    double unit = 1.0 / (double)(1 << m->square_shift), sum = 0.0, amax = 0.0;
+    for (int64_t c = 0; c < C; c++) sum += floor(x[c] * x[c] * unit); /* integers below 2^53: exact */
+    double ms = sum * (double)(1 << m->square_shift) / (double)C;
+    double rms = sqrt(ms + m->norm_eps);
+    for (int64_t c = 0; c < C; c++) {
+        scaled[c] = x[c] * gain[c];
+        double a = fabs(scaled[c]);
+        if (a > amax) amax = a;
+    }
+    if (amax < 1.0) amax = 1.0;
+    double r = INT8 / amax;
+    for (int64_t c = 0; c < C; c++) values[c] = (int8_t)rint(scaled[c] * r);
+    return (float)(amax / (rms * (INT8 * (double)(1 << m->gain_bits))));
+}
+
+/* IntegerArithmetic.quantize_rows, one row of float32: int8 values and the float32 scale */
+static float quantize_row(const float *x, int64_t n, int8_t *values) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a > amax) amax = a;
+    }
+    if (amax < (float)1e-30) amax = (float)1e-30;
+    float r = (float)INT8 / amax;
+    for (int64_t i = 0; i < n; i++) values[i] = (int8_t)rintf(x[i] * r);
+    return amax * (float)(1.0 / INT8);
+}
+
+/* IntegerArithmetic.linear: exact int8 product, times the row's scale, times the column scales */
+static void linear(const Model *m, const int8_t *values, const float *row_scale, int64_t n, int64_t K,
+                   const Linear *layer, int64_t N, float *out) {
+    lmz_gemm_i8(values, n, K, layer->w, N, layer->sums, out, m->kernel, m->threads);
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t j = 0; j < N; j++) {
+            float v = out[b * N + j] * row_scale[b];
+            out[b * N + j] = v * layer->scale[j];
+        }
+}
+
+/* IntLlama.add_clipped: x + round(the layer's output in residual units), clipped */
+static void add_clipped(const Model *m, double *x, const float *out, int64_t n) {
+    double limit = m->residual_limit;
+    for (int64_t i = 0; i < n * m->C; i++) {
+        double v = x[i] + (double)rintf(out[i]);
+        x[i] = v < -limit ? -limit : (v > limit ? limit : v);
+    }
+}
+
+/* IntLlama.rope on one head: x cos + rotate_half(x) sin, float32, one rounding each */
+static void rope(float *x, const float *cos, const float *sin, int64_t D) {
+    int64_t half = D / 2;
+    float rotated[512];
+    for (int64_t d = 0; d < D; d++) rotated[d] = d < half ? -x[d + half] : x[d - half];
+    for (int64_t d = 0; d < D; d++) {
+        float out = x[d] * cos[d];
+        float r = rotated[d] * sin[d];
+        x[d] = out + r;
+    }
+}
+
+/* attend's three per-position operations, shared by the portable and AVX2 versions (their tails) */
+static inline float score_of(const int8_t *q, const int8_t *k, int64_t D, float factor_q, float key_scale) {
+    int32_t dot = 0;
+    for (int64_t d = 0; d < D; d++) dot += (int32_t)q[d] * (int32_t)k[d];
+    float score = (float)dot * factor_q;
+    return score * key_scale;
+}
+
+static inline float table_weight(const Model *m, float top, float score) {
+    float index = rintf(top - score);
+    index = index < 0.0f ? 0.0f : (index > (float)m->attention_last ? (float)m->attention_last : index);
+    return m->attention_exp[(int64_t)index];
+}
+
+static inline int32_t probability(float weight, float ratio, float factor) {
+    float w = weight * ratio;
+    w *= factor;
+    return (int32_t)floorf(w);
+}
+
+/* IntLlama.attend for one row (a stream at a position) and one KV head: its G query heads over the
+   S = position + 1 cached positions. Scratch: ratio (S), weights (S), probs (S). The portable version;
+   attend_head_avx2 below computes the same numbers with AVX2. */
+static void attend_head(const Model *m, const Layer *L, int64_t stream, int64_t pos, int64_t kv, const int8_t *q,
+                        const float *qs, float *ratio, float *weights, int32_t *probs, float *out) {
+    int64_t D = m->D, G = m->H / m->KV, S = pos + 1, at = (stream * m->KV + kv) * m->length;
+    const int8_t *k = L->k + at * D, *v = L->v + at * D;
+    const float *ks = L->ks + at, *vs = L->vs + at;
+    float vmax = L->vmax[at + pos];
+    for (int64_t s = 0; s < S; s++) ratio[s] = vs[s] / vmax; /* numpy's vs_t / vmax, once for all heads */
+    for (int64_t g = 0; g < G; g++) {
+        int64_t h = kv * G + g;
+        const int8_t *qh = q + h * D;
+        float factor_q = qs[h] * (float)m->score_factor, top = -INFINITY;
+        for (int64_t s = 0; s < S; s++) {
+            weights[s] = score_of(qh, k + s * D, D, factor_q, ks[s]);
+            if (weights[s] > top) top = weights[s];
+        }
+        int64_t total = 0;
+        for (int64_t s = 0; s < S; s++) {
+            weights[s] = table_weight(m, top, weights[s]);
+            total += (int64_t)weights[s]; /* integers <= 2^20: the float32 pieces numpy sums are exact */
+        }
+        float factor = (float)((double)m->attention_one / (double)total);
+        for (int64_t s = 0; s < S; s++) probs[s] = probability(weights[s], ratio[s], factor);
+        int32_t acc[512];
+        for (int64_t d = 0; d < D; d++) acc[d] = 0;
+        for (int64_t s = 0; s < S; s++) /* |sum| <= 127 * 2^17 < 2^24: exact in numpy's float32 too */
+            for (int64_t d = 0; d < D; d++) acc[d] += probs[s] * (int32_t)v[s * D + d];
+        float unit = vmax * (float)(1.0 / (double)m->attention_one);
+        for (int64_t d = 0; d < D; d++) out[h * D + d] = (float)acc[d] * unit;
+    }
+}
+
+#ifdef __x86_64__
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2")))
+
+/* eight int32 vectors -> one vector of their eight horizontal sums (integer adds: exact) */
+AVX2 static inline __m256i sums_of_eight(__m256i a[8]) {
+    __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+/* q . k for eight keys (D a multiple of 32): |q| times k with q's sign, vpmaddubsw, vpmaddwd (the
+   int8 GEMM's trick: values in [-127, 127] never saturate) */
+AVX2 static inline __m256i eight_dots(const int8_t *q, const int8_t *k, int64_t D) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[8];
+    for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_si256();
+    for (int64_t d = 0; d < D; d += 32) {
+        __m256i qv = _mm256_loadu_si256((const __m256i *)(q + d)), qabs = _mm256_abs_epi8(qv);
+        for (int j = 0; j < 8; j++) {
+            __m256i kv = _mm256_loadu_si256((const __m256i *)(k + j * D + d));
+            __m256i pairs = _mm256_maddubs_epi16(qabs, _mm256_sign_epi8(kv, qv));
+            acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(pairs, ones));
+        }
+    }
+    return sums_of_eight(acc);
+}
+
+/* attend_head's numbers with AVX2 (D a multiple of 32): the same IEEE operations on eight
+   positions at a time, the same integer sums */
+AVX2 static void attend_head_avx2(const Model *m, const Layer *L, int64_t stream, int64_t pos, int64_t kv,
+                                  const int8_t *q, const float *qs, float *ratio, float *weights, int32_t *probs,
+                                  float *out) {
+    int64_t D = m->D, G = m->H / m->KV, S = pos + 1, S8 = S / 8 * 8, at = (stream * m->KV + kv) * m->length;
+    const int8_t *k = L->k + at * D, *v = L->v + at * D;
+    const float *ks = L->ks + at, *vs = L->vs + at;
+    float vmax = L->vmax[at + pos];
+    const __m256 last = _mm256_set1_ps((float)m->attention_last), zero = _mm256_setzero_ps();
+    int64_t s;
+    for (s = 0; s < S8; s += 8)
+        _mm256_storeu_ps(ratio + s, _mm256_div_ps(_mm256_loadu_ps(vs + s), _mm256_set1_ps(vmax)));
+    for (; s < S; s++) ratio[s] = vs[s] / vmax;
+    for (int64_t g = 0; g < G; g++) {
+        int64_t h = kv * G + g;
+        const int8_t *qh = q + h * D;
+        float factor_q = qs[h] * (float)m->score_factor, top = -INFINITY;
+        __m256 tops = _mm256_set1_ps(-INFINITY);
+        for (s = 0; s < S8; s += 8) {
+            __m256 score = _mm256_mul_ps(_mm256_cvtepi32_ps(eight_dots(qh, k + s * D, D)), _mm256_set1_ps(factor_q));
+            score = _mm256_mul_ps(score, _mm256_loadu_ps(ks + s));
+            _mm256_storeu_ps(weights + s, score);
+            tops = _mm256_max_ps(tops, score);
+        }
+        float lanes[8];
+        _mm256_storeu_ps(lanes, tops);
+        for (int j = 0; j < 8; j++) top = lanes[j] > top ? lanes[j] : top;
+        for (; s < S; s++) {
+            weights[s] = score_of(qh, k + s * D, D, factor_q, ks[s]);
+            if (weights[s] > top) top = weights[s];
+        }
+        /* table steps below the maximum, rounded half to even, clipped; the table's integers summed
+           per lane (<= 1,024 * 2^20 < 2^31 for 8,192 positions), then in 64 bits */
+        __m256i lane_totals = _mm256_setzero_si256();
+        __m256 top8 = _mm256_set1_ps(top);
+        for (s = 0; s < S8; s += 8) {
+            __m256 index = _mm256_round_ps(_mm256_sub_ps(top8, _mm256_loadu_ps(weights + s)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            index = _mm256_min_ps(_mm256_max_ps(index, zero), last);
+            __m256 w = _mm256_i32gather_ps(m->attention_exp, _mm256_cvttps_epi32(index), 4);
+            _mm256_storeu_ps(weights + s, w);
+            lane_totals = _mm256_add_epi32(lane_totals, _mm256_cvttps_epi32(w));
+        }
+        int32_t totals[8];
+        _mm256_storeu_si256((__m256i *)totals, lane_totals);
+        int64_t total = 0;
+        for (int j = 0; j < 8; j++) total += totals[j];
+        for (; s < S; s++) {
+            weights[s] = table_weight(m, top, weights[s]);
+            total += (int64_t)weights[s];
+        }
+        float factor = (float)((double)m->attention_one / (double)total);
+        for (s = 0; s < S8; s += 8) {
+            __m256 w = _mm256_mul_ps(_mm256_loadu_ps(weights + s), _mm256_loadu_ps(ratio + s));
+            w = _mm256_mul_ps(w, _mm256_set1_ps(factor));
+            _mm256_storeu_si256((__m256i *)(probs + s), _mm256_cvttps_epi32(_mm256_floor_ps(w)));
+        }
+        for (; s < S; s++) probs[s] = probability(weights[s], ratio[s], factor);
+        /* probs (<= 2^17) times values, summed in int32: |sum| <= 127 * 2^17 */
+        float unit = vmax * (float)(1.0 / (double)m->attention_one);
+        for (int64_t d0 = 0; d0 < D; d0 += 32) {
+            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                              _mm256_setzero_si256()};
+            for (s = 0; s < S; s++) {
+                __m256i p = _mm256_set1_epi32(probs[s]);
+                for (int j = 0; j < 4; j++) {
+                    __m256i values = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + s * D + d0 + 8 * j)));
+                    acc[j] = _mm256_add_epi32(acc[j], _mm256_mullo_epi32(p, values));
+                }
+            }
+            for (int j = 0; j < 4; j++)
+                _mm256_storeu_ps(out + h * D + d0 + 8 * j, _mm256_mul_ps(_mm256_cvtepi32_ps(acc[j]), _mm256_set1_ps(unit)));
+        }
+    }
+}
+#endif
+
+static void attend(const Model *m, const Layer *L, int64_t stream, int64_t pos, int64_t kv, const int8_t *q,
+                   const float *qs, float *ratio, float *weights, int32_t *probs, float *out) {
+#ifdef __x86_64__
+    if (m->kernel >= 1 && m->D % 32 == 0) /* the int8 GEMM's check passed an AVX2 kernel: AVX2 is here */
+        return attend_head_avx2(m, L, stream, pos, kv, q, qs, ratio, weights, probs, out);
+#endif
+    attend_head(m, L, stream, pos, kv, q, qs, ratio, weights, probs, out);
+}
+
+/* RoPE, the queries quantized, each row's key and value into its stream's cache at its position
+   (rows of a stream in increasing positions: a row sees those before it), then the attention. */
+static int attention(const Model *m, const Layer *L, int64_t n, const int64_t *streams, const int64_t *positions,
+                     float *qkv, float *attn) {
+    int64_t C = m->C, H = m->H, KV = m->KV, D = m->D, NQKV = (H + 2 * KV) * D, longest = 0;
+    int8_t *q = malloc((size_t)(n * H * D));
+    float *qs = malloc(sizeof(float) * (size_t)(n * H));
+    if (!q || !qs) return free(q), free(qs), -2;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t pos = positions[r];
+        float *row = qkv + r * NQKV;
+        for (int64_t h = 0; h < H + KV; h++) rope(row + h * D, m->rope_cos + pos * D, m->rope_sin + pos * D, D);
+        for (int64_t h = 0; h < H; h++) qs[r * H + h] = quantize_row(row + h * D, D, q + (r * H + h) * D);
+        for (int64_t kv = 0; kv < KV; kv++) {
+            int64_t at = (streams[r] * KV + kv) * m->length + pos;
+            L->ks[at] = quantize_row(row + (H + kv) * D, D, L->k + at * D);
+            L->vs[at] = quantize_row(row + (H + KV + kv) * D, D, L->v + at * D);
+            float before = pos ? L->vmax[at - 1] : 0.0f; /* the running maximum (exact) */
+            L->vmax[at] = L->vs[at] > before ? L->vs[at] : before;
+        }
+        if (pos + 1 > longest) longest = pos + 1;
+    }
+    int failed = 0;
+    /* each (row, KV head) is independent: threads never change a number */
+#pragma omp parallel num_threads(m->threads) if (m->threads > 1 && n * KV * longest * D > (1 << 16))
+    {
+        float *ratio = malloc(sizeof(float) * (size_t)longest), *weights = malloc(sizeof(float) * (size_t)longest);
+        int32_t *probs = malloc(sizeof(int32_t) * (size_t)longest);
+        if (!ratio || !weights || !probs) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static, 1)
+        for (int64_t i = 0; i < n * KV; i++)
+            if (ratio && weights && probs)
+                attend(m, L, streams[i / KV], positions[i / KV], i % KV, q + (i / KV) * H * D, qs + (i / KV) * H,
+                       ratio, weights, probs, attn + (i / KV) * C);
+        free(ratio), free(weights), free(probs);
+    }
+    free(q);
+    free(qs);
+    return failed ? -2 : 0;
+}
+
+static void swiglu(const Model *m, const float *gate_up, int64_t n, float *hidden) {
+    int64_t F = m->F;
+    float steps = (float)m->sigmoid_steps, range = (float)(m->sigmoid_range * m->sigmoid_steps);
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t j = 0; j < F; j++) {
+            float gate = gate_up[b * 2 * F + j], up = gate_up[b * 2 * F + F + j];
+            float index = rintf(gate * steps);
+            index = (index < -range ? -range : (index > range ? range : index)) + range;
+            float h = gate * m->sigmoid[(int64_t)index];
+            hidden[b * F + j] = h * up;
+        }
+}
+
+/* The final residual stream x (n, C) of n rows: row r is token tokens[r] of stream streams[r] at
+   position positions[r]. Rows of one stream come in increasing positions, each following the
+   positions already cached (the caller checks). Returns 0, or -2 without memory. */
+int lmz_llama_hidden(const Model *m, int64_t n, const int64_t *streams, const int64_t *positions,
+                     const int64_t *tokens, double *x) {
+    int64_t C = m->C, F = m->F, NQKV = (m->H + 2 * m->KV) * m->D;
+    int64_t wide = 2 * F > NQKV ? 2 * F : NQKV;
+    if (n <= 0) return 0;
+    double *scaled = malloc(sizeof(double) * (size_t)C);
+    int8_t *values = malloc((size_t)(n * (F > C ? F : C)));
+    float *row_scale = malloc(sizeof(float) * (size_t)n), *out = malloc(sizeof(float) * (size_t)(n * wide));
+    float *attn = malloc(sizeof(float) * (size_t)(n * C)), *hidden = malloc(sizeof(float) * (size_t)(n * F));
+    int status = scaled && values && row_scale && out && attn && hidden ? 0 : -2;
+    for (int64_t r = 0; r < n && !status; r++)
+        for (int64_t c = 0; c < C; c++) x[r * C + c] = (double)m->embed[tokens[r] * C + c];
+    for (int64_t l = 0; l < m->n_layer && !status; l++) {
+        const Layer *L = &m->layers[l];
+        for (int64_t r = 0; r < n; r++) row_scale[r] = norm_quantized(m, x + r * C, L->norm1, scaled, values + r * C);
+        linear(m, values, row_scale, n, C, &L->qkv, NQKV, out);
+        if ((status = attention(m, L, n, streams, positions, out, attn))) break;
+        for (int64_t r = 0; r < n; r++) row_scale[r] = quantize_row(attn + r * C, C, values + r * C);
+        linear(m, values, row_scale, n, C, &L->o, C, out);
+        add_clipped(m, x, out, n);
+        for (int64_t r = 0; r < n; r++) row_scale[r] = norm_quantized(m, x + r * C, L->norm2, scaled, values + r * C);
+        linear(m, values, row_scale, n, C, &L->gate_up, 2 * F, out);
+        swiglu(m, out, n, hidden);
+        for (int64_t r = 0; r < n; r++) row_scale[r] = quantize_row(hidden + r * F, F, values + r * F);
+        linear(m, values, row_scale, n, F, &L->down, C, out);
+        add_clipped(m, x, out, n);
+    }
+    free(scaled), free(values), free(row_scale), free(out), free(attn), free(hidden);
+    return status;
+}
+
+/* IntegerArithmetic.frequencies of n rows of the final residual: the head, then the exp table
+   indexed below each row's maximum -> (n, V) int32. Returns 0, or -2 without memory. */
+int lmz_llama_frequencies(const Model *m, int64_t n, const double *x, int32_t *freqs) {
+    int64_t C = m->C, V = m->V;
+    if (n <= 0) return 0;
+    double *scaled = malloc(sizeof(double) * (size_t)C);
+    int8_t *values = malloc((size_t)(n * C));
+    float *row_scale = malloc(sizeof(float) * (size_t)n), *logits = malloc(sizeof(float) * (size_t)(n * V));
+    if (!scaled || !values || !row_scale || !logits) return free(scaled), free(values), free(row_scale), free(logits), -2;
+    for (int64_t r = 0; r < n; r++) row_scale[r] = norm_quantized(m, x + r * C, m->norm_f, scaled, values + r * C);
+    linear(m, values, row_scale, n, C, &m->head, V, logits);
+    for (int64_t r = 0; r < n; r++) {
+        float *row = logits + r * V, top = -INFINITY;
+        for (int64_t j = 0; j < V; j++)
+            if (row[j] > top) top = row[j];
+        for (int64_t j = 0; j < V; j++) {
+            float index = rintf((row[j] - top) * -(float)m->exp_steps);
+            index = index < 0.0f ? 0.0f : (index > (float)m->table_last ? (float)m->table_last : index);
+            freqs[r * V + j] = m->table_plus_one[(int64_t)index];
+        }
+    }
+    free(scaled), free(values), free(row_scale), free(logits);
+    return 0;
+}

@@ -1,0 +1,396 @@
+"""The native backend of the integer models: numpy for everything but the int8 GEMMs, which run in
+int8_gemm.c (AVX2, AVX-512 VNNI or portable C, chosen at run time) with int8 weights.
+
+The library is compiled from the C source shipped in the package, once per machine, into the lmzip
+cache (``make install`` does it ahead of time). Where there is no C compiler, or the library fails
+its start-up check against numpy, the native backend is simply absent: the integer models compute
+with numpy and torch instead, which give the very same integers (so the same files), only slower.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .intops import NumpyOps
+
+SOURCES = [Path(__file__).with_name(name) for name in ("int8_gemm.c", "llama_step.c")]
+# no -ffast-math, no FMA contraction: the only float operation is int32 -> float32, but keep it IEEE's
+FLAGS = ["-O3", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math"]
+KERNELS = ("portable C", "AVX2", "AVX-512 VNNI")
+MAX_INNER = 65536  # 127 * 127 * 65536 < 2^31: the int32 sums cannot overflow
+_POINTER = ctypes.c_void_p
+
+
+class NativeUnavailable(RuntimeError):
+    """Why the native library cannot be used here (one line)."""
+
+
+@dataclass
+class Int8Weight:
+    """An (in, out) int8 weight stored as (out, in), each output's weights contiguous, and each
+    output's weight sum (the AVX-512 VNNI kernel subtracts 128 times it)."""
+    rows: np.ndarray  # (out, in) int8
+    sums: np.ndarray  # (out,) int32
+
+    @classmethod
+    def from_columns(cls, w) -> "Int8Weight":
+        w = np.asarray(w)
+        if w.dtype != np.int8:
+            if np.abs(w).max(initial=0) > 127 or not np.array_equal(w, np.round(w)):
+                raise ValueError("an int8 weight holds integers in [-127, 127]")
+            w = w.astype(np.int8)
+        rows = np.ascontiguousarray(w.T)
+        return cls(rows, rows.sum(axis=1, dtype=np.int32))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.rows.shape[1], self.rows.shape[0]
+
+
+class NativeLibrary:
+    def __init__(self, path: Path, threads: int):
+        self.path, self.threads = path, threads
+        self.lib = ctypes.CDLL(str(path))
+        self.lib.lmz_best_kernel.restype = ctypes.c_int
+        self.lib.lmz_int8_gemm.restype = ctypes.c_int
+        self.lib.lmz_int8_gemm.argtypes = [_POINTER, ctypes.c_int64, ctypes.c_int64, _POINTER, ctypes.c_int64,
+                                           _POINTER, _POINTER, ctypes.c_int, ctypes.c_int]
+        self.lib.lmz_llama_hidden.restype = ctypes.c_int
+        self.lib.lmz_llama_hidden.argtypes = [_POINTER, ctypes.c_int64, _POINTER, _POINTER, _POINTER, _POINTER]
+        self.lib.lmz_llama_frequencies.restype = ctypes.c_int
+        self.lib.lmz_llama_frequencies.argtypes = [_POINTER, ctypes.c_int64, _POINTER, _POINTER]
+        self.kernel = self.lib.lmz_best_kernel()
+
+    def gemm(self, values: np.ndarray, weight: Int8Weight, kernel: int | None = None,
+             threads: int | None = None) -> np.ndarray:
+        """(M, K) float32 integers in [-127, 127] @ an (K, N) int8 weight -> (M, N) float32, exact."""
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        (M, K), N = values.shape, weight.rows.shape[0]
+        if K != weight.rows.shape[1]:
+            raise ValueError(f"inner dimensions differ: {K} and {weight.rows.shape[1]}")
+        out = np.empty((M, N), dtype=np.float32)
+        status = self.lib.lmz_int8_gemm(values.ctypes.data, M, K, weight.rows.ctypes.data, N,
+                                        weight.sums.ctypes.data, out.ctypes.data,
+                                        self.kernel if kernel is None else kernel, threads or self.threads)
+        if status == -1:
+            raise ValueError("int8 GEMM activations must be integers in [-127, 127]")
+        if status:
+            raise MemoryError("int8 GEMM: inner dimension too wide or out of memory")
+        return out
+
+    @property
+    def kernel_name(self) -> str:
+        return KERNELS[self.kernel]
+
+    def self_check(self) -> None:
+        """Keep the best kernel that gives numpy's exact integers on the extremes (every value
+        +-127) and random values, at shapes with and without tails, at 1 and 2 threads: a kernel
+        that differs is never used (the next one down is tried). Raises NativeUnavailable when not
+        even the portable one agrees."""
+        while not self._agrees_with_numpy(self.kernel):
+            if self.kernel == 0:
+                raise NativeUnavailable("the native int8 GEMM failed its check against numpy")
+            self.kernel -= 1
+
+    def _agrees_with_numpy(self, kernel: int) -> bool:
+        saved, self.kernel = self.kernel, kernel
+        try:
+            return self._gemm_agrees(kernel) and _tiny_llama_agrees(self)
+        finally:
+            self.kernel = saved
+
+    def _gemm_agrees(self, kernel: int) -> bool:
+        rng = np.random.default_rng(0)
+        for M, K, N in ((1, 576, 70), (5, 100, 9), (33, 1536, 130), (4, 64, 4)):
+            for a, w in ((np.full((M, K), 127.0) * rng.choice([-1, 1], (M, 1)),
+                          np.full((K, N), 127) * rng.choice([-1, 1], (1, N))),
+                         (rng.integers(-127, 128, (M, K)), rng.integers(-127, 128, (K, N)))):
+                expected = (a.astype(np.int64) @ w.astype(np.int64)).astype(np.float32)
+                weight = Int8Weight.from_columns(w.astype(np.int8))
+                for threads in (1, 2):
+                    if not np.array_equal(self.gemm(a.astype(np.float32), weight, kernel, threads), expected):
+                        return False
+        return True
+
+
+def _tiny_llama_agrees(library: NativeLibrary) -> bool:
+    """A random one-layer llama with SmolLM2's head shape (64 wide, 3 query heads a KV head): its
+    native pass and steps against numpy's, on the library's current kernel."""
+    from .intllama import IntLlama, IntLlamaStepper
+
+    rng = np.random.default_rng(1)
+    C, F, V, T = 192, 64, 40, 12
+    config = dict(num_hidden_layers=1, hidden_size=C, intermediate_size=F, num_attention_heads=3,
+                  num_key_value_heads=1, max_position_embeddings=T, rms_norm_eps=1e-5, vocab_size=V)
+    w = {"embed.e": rng.integers(-3000, 3000, (V, C)).astype(np.int32),
+         "rope.cos": rng.uniform(-1, 1, (T, 64)).astype(np.float32),
+         "rope.sin": rng.uniform(-1, 1, (T, 64)).astype(np.float32),
+         "sigmoid": np.linspace(0, 1, 8193, dtype=np.float32),
+         "attention_exp": np.append(np.round(2.0 ** 20 * np.exp(-np.arange(200) / 128)), 0).astype(np.float32),
+         "exp_table": np.round(2.0 ** 24 * np.exp(-np.arange(300) / 128)).astype(np.int64)}
+    for name in ("layers.0.norm1.g", "layers.0.norm2.g", "norm_f.g"):
+        w[name] = rng.integers(2000, 6000, C).astype(np.float64)
+    for name, (k, n) in {"layers.0.qkv": (C, 5 * 64), "layers.0.o": (C, C), "layers.0.gate_up": (C, 2 * F),
+                         "layers.0.down": (F, C), "head": (C, V)}.items():
+        w[f"{name}.w"] = rng.integers(-127, 128, (k, n)).astype(np.int8)
+        w[f"{name}.s"] = rng.uniform(1e-4, 1e-3, n).astype(np.float32)
+        w[f"{name}.sr"] = (w[f"{name}.s"] * 1024).astype(np.float32)
+    idx = rng.integers(0, V, (2, T))
+    reference = IntLlama(w, config, NumpyOps())
+    on_native = NativeLlama(IntLlama(w, config, NativeOps(library)))
+    whole = reference.forward(idx)
+    if not np.array_equal(on_native.forward(idx), whole):
+        return False
+    steps, reference_steps = on_native.stepper(2, T), IntLlamaStepper(reference, 2, T)
+    return all(np.array_equal(steps.step(idx[:, t]), reference_steps.step(idx[:, t])) for t in range(T))
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def library_path() -> Path:
+    """Where this source's library lives in the lmzip cache (named by the source and flags)."""
+    from .base import cache_dir
+
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES) + " ".join(FLAGS).encode()).hexdigest()[:16]
+    return cache_dir() / "native" / f"lmzip-{digest}.so"
+
+
+def build() -> Path:
+    """Compile the library into the cache (atomically: a temporary file renamed into place)."""
+    target = library_path()
+    if target.exists():
+        return target
+    compiler = _compiler()
+    if compiler is None:
+        raise NativeUnavailable("no C compiler (cc, gcc or clang) to build the native int8 GEMM")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        for openmp in (["-fopenmp"], []):  # threads where OpenMP is installed, else one thread
+            result = subprocess.run([compiler, *FLAGS, *openmp, "-o", tmp, *map(str, SOURCES), "-lm"], capture_output=True, text=True)
+            if result.returncode == 0:
+                os.replace(tmp, target)
+                return target
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise NativeUnavailable(f"{compiler} could not build the native int8 GEMM: {last}")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.cache
+def load() -> NativeLibrary:
+    """The checked library, built on first use; raises NativeUnavailable saying why not."""
+    if os.environ.get("LMZIP_NATIVE", "1") == "0":
+        raise NativeUnavailable("turned off by LMZIP_NATIVE=0")
+    try:
+        library = NativeLibrary(build(), threads=len(os.sched_getaffinity(0)))
+    except OSError as e:
+        raise NativeUnavailable(f"the native int8 GEMM does not load: {e}") from None
+    library.self_check()
+    return library
+
+
+def status() -> tuple[bool, str]:
+    """(usable, one line saying which kernel or why not), for ``lmzip --version``."""
+    try:
+        library = load()
+    except NativeUnavailable as e:
+        return False, str(e)
+    return True, f"{library.kernel_name} kernel, {library.threads} threads, {library.path}"
+
+
+def available() -> bool:
+    return status()[0]
+
+
+class NativeOps(NumpyOps):
+    """numpy for the elementwise work, the native library for int8 GEMMs with int8 weights."""
+
+    integer_gemm = True  # one exact int32 sum per output: no inner dimension needs splitting
+
+    def __init__(self, library: NativeLibrary | None = None):
+        self.library = library or load()
+
+    @staticmethod
+    def weight(w):
+        return Int8Weight.from_columns(w)
+
+    def int8_matmul(self, values, weight):
+        """(M, K) integer-valued float32 @ an Int8Weight: float32, exact."""
+        return self.library.gemm(values, weight)
+
+
+# -- the integer llama's step in one call (llama_step.c) ---------------------------------------
+
+class _Linear(ctypes.Structure):
+    _fields_ = [("w", _POINTER), ("sums", _POINTER), ("scale", _POINTER)]
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [("norm1", _POINTER), ("norm2", _POINTER), ("qkv", _Linear), ("o", _Linear), ("gate_up", _Linear),
+                ("down", _Linear), ("k", _POINTER), ("v", _POINTER), ("ks", _POINTER), ("vs", _POINTER),
+                ("vmax", _POINTER)]
+
+
+_I64, _F64 = ctypes.c_int64, ctypes.c_double
+
+
+class _Model(ctypes.Structure):
+    _fields_ = [(name, _I64) for name in ("C", "H", "KV", "D", "F", "V", "n_layer", "length", "streams")] + [
+        ("norm_eps", _F64), ("score_factor", _F64), ("residual_limit", _F64), ("square_shift", _I64),
+        ("gain_bits", _I64), ("attention_one", _I64), ("sigmoid_steps", _I64), ("sigmoid_range", _I64),
+        ("embed", _POINTER), ("rope_cos", _POINTER), ("rope_sin", _POINTER), ("sigmoid", _POINTER),
+        ("attention_exp", _POINTER), ("attention_last", _F64), ("norm_f", _POINTER), ("head", _Linear),
+        ("table_plus_one", _POINTER), ("table_last", _F64), ("exp_steps", _F64), ("layers", _POINTER),
+        ("kernel", ctypes.c_int), ("threads", ctypes.c_int)]
+
+
+def _pointer(array: np.ndarray, dtype) -> int:
+    if array.dtype != dtype or not array.flags.c_contiguous:
+        raise TypeError(f"native step: expected a contiguous {np.dtype(dtype)} array, got {array.dtype}")
+    return array.ctypes.data
+
+
+class NativeLlamaRows:
+    """An integer llama's rows -- (stream, position, token) -- through llama_step.c with an int8 KV
+    cache of ``n_streams`` x ``length`` positions: the frequencies IntLlamaStepper and IntLlama.hidden
+    give, bit for bit (tests compare them), however the positions are grouped into calls. It is a
+    stepper (``step``) as well: one row per stream at the next position."""
+
+    def __init__(self, model, n_streams: int, length: int):
+        from . import intllama as L
+        from .intgpt import EXP_STEPS_PER_NAT
+
+        self.model, self.pos, self.length, self.n_streams = model, 0, length, n_streams
+        self.vocab, self.width = model.cfg["vocab_size"], model.cfg["hidden_size"]
+        self.filled = np.zeros(n_streams, dtype=np.int64)  # positions cached, per stream
+        library, w = model.ops.library, model.w
+        KV, D = model.n_kv, model.head_dim
+        # np.zeros maps its pages lazily: a long cache costs memory only as it fills
+        self.k = [np.zeros((n_streams, KV, length, D), np.int8) for _ in range(model.n_layer)]
+        self.v = [np.zeros((n_streams, KV, length, D), np.int8) for _ in range(model.n_layer)]
+        self.ks, self.vs, self.vmax = ([np.zeros((n_streams, KV, length), np.float32) for _ in range(model.n_layer)]
+                                       for _ in range(3))
+
+        def linear(name, scale):
+            weight = w[f"{name}.w"]
+            return _Linear(_pointer(weight.rows, np.int8), _pointer(weight.sums, np.int32),
+                           _pointer(w[f"{name}.{scale}"], np.float32))
+
+        layers = (_Layer * model.n_layer)()
+        for i in range(model.n_layer):
+            p = f"layers.{i}"
+            layers[i] = _Layer(_pointer(w[f"{p}.norm1.g"], np.float64), _pointer(w[f"{p}.norm2.g"], np.float64),
+                               linear(f"{p}.qkv", "s"), linear(f"{p}.o", "sr"), linear(f"{p}.gate_up", "s"),
+                               linear(f"{p}.down", "sr"), _pointer(self.k[i], np.int8), _pointer(self.v[i], np.int8),
+                               _pointer(self.ks[i], np.float32), _pointer(self.vs[i], np.float32),
+                               _pointer(self.vmax[i], np.float32))
+        self._layers = layers  # the struct points into it: keep it alive
+        self._struct = _Model(
+            C=self.width, H=model.n_head, KV=KV, D=D, F=model.cfg["intermediate_size"], V=self.vocab,
+            n_layer=model.n_layer, length=length, streams=n_streams,
+            norm_eps=model.norm_eps, score_factor=float(EXP_STEPS_PER_NAT * model.attention_scale),
+            residual_limit=L.RESIDUAL_LIMIT, square_shift=L.SQUARE_SHIFT, gain_bits=model.gain_bits,
+            attention_one=L.ATTENTION_ONE, sigmoid_steps=L.SIGMOID_STEPS, sigmoid_range=L.SIGMOID_RANGE,
+            embed=_pointer(w["embed.e"], np.int32), rope_cos=_pointer(w["rope.cos"], np.float32),
+            rope_sin=_pointer(w["rope.sin"], np.float32), sigmoid=_pointer(w["sigmoid"], np.float32),
+            attention_exp=_pointer(model.attention_exp, np.float32), attention_last=model.attention_last,
+            norm_f=_pointer(w["norm_f.g"], np.float64), head=linear("head", "s"),
+            table_plus_one=_pointer(model.table_plus_one, np.int32), table_last=model.table_last,
+            exp_steps=float(EXP_STEPS_PER_NAT), layers=ctypes.cast(layers, _POINTER),
+            kernel=library.kernel, threads=library.threads)
+        self._lib = library.lib
+
+    def hidden(self, streams, positions, tokens) -> np.ndarray:
+        """The final residual stream (n, C) float64 of n rows. A stream's rows come in consecutive
+        positions starting at most at its cached length (earlier: the later positions are redone,
+        as a decoder does after a wrong draft)."""
+        streams, positions, tokens = (np.ascontiguousarray(a, dtype=np.int64) for a in (streams, positions, tokens))
+        self._check(streams, positions, tokens)
+        x = np.empty((len(tokens), self.width), dtype=np.float64)
+        if self._lib.lmz_llama_hidden(ctypes.byref(self._struct), len(tokens), streams.ctypes.data,
+                                      positions.ctypes.data, tokens.ctypes.data, x.ctypes.data):
+            raise MemoryError("the native llama ran out of memory")
+        for stream, position in zip(streams, positions):
+            self.filled[stream] = position + 1
+        return x
+
+    def frequencies(self, x: np.ndarray) -> np.ndarray:
+        """(n, C) final residual -> (n, V) int32 frequencies."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        freqs = np.empty((len(x), self.vocab), dtype=np.int32)
+        if self._lib.lmz_llama_frequencies(ctypes.byref(self._struct), len(x), x.ctypes.data, freqs.ctypes.data):
+            raise MemoryError("the native llama ran out of memory")
+        return freqs
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        """The first len(tokens) streams (finished streams are dropped from the end) -> frequencies."""
+        n = len(tokens)
+        x = self.hidden(np.arange(n), np.full(n, self.pos), tokens)
+        self.pos += 1
+        return self.frequencies(x)
+
+    def _check(self, streams, positions, tokens) -> None:
+        """What would make the native code read or write out of bounds, or see a cache it never filled."""
+        if not len(streams) == len(positions) == len(tokens):
+            raise ValueError("streams, positions and tokens differ in length")
+        if not len(tokens):
+            return
+        if tokens.min() < 0 or tokens.max() >= self.vocab:
+            raise ValueError("a token outside the model's vocabulary")
+        if streams.min() < 0 or streams.max() >= self.n_streams:
+            raise ValueError("a stream beyond the cache's streams")
+        if positions.min() < 0 or positions.max() >= self.length:
+            raise ValueError("a position beyond the cache (chunk longer than the KV cache)")
+        expected = {}
+        for stream, position in zip(streams.tolist(), positions.tolist()):
+            if position > expected.get(stream, self.filled[stream]):
+                raise ValueError(f"stream {stream} skips to position {position}")
+            expected[stream] = position + 1
+
+
+class NativeLlama:
+    """An IntLlama on the native backend whose whole-chunk passes (``hidden``, ``frequencies``, as
+    IntLlama's) and steps (``stepper``) run in llama_step.c: the same integers, one call a layer
+    stack instead of ~30 numpy operations a layer."""
+
+    def __init__(self, model):
+        if model.attention_exp[-1] != 0:
+            # the native attention skips the positions numpy masks: equal only where they weigh 0
+            raise ValueError("an attention table that does not end in 0")
+        self.model, self.ops, self.cfg, self.context = model, model.ops, model.cfg, model.context
+        self._head = NativeLlamaRows(model, 1, 1)  # the head needs no cache
+
+    def hidden(self, idx: np.ndarray) -> np.ndarray:
+        """idx (B, T) from position 0 -> the final residual stream (B, T, C)."""
+        B, T = idx.shape
+        out = np.empty((B, T, self.cfg["hidden_size"]))
+        for b in range(B):
+            out[b] = NativeLlamaRows(self.model, 1, T).hidden(np.zeros(T), np.arange(T), idx[b])
+        return out
+
+    def frequencies(self, x: np.ndarray) -> np.ndarray:
+        return self._head.frequencies(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+    def forward(self, idx: np.ndarray) -> np.ndarray:
+        return self.frequencies(self.hidden(idx))
+
+    def stepper(self, n_streams: int, n_steps: int) -> NativeLlamaRows:
+        return NativeLlamaRows(self.model, n_streams, n_steps)

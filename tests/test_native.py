@@ -1,0 +1,202 @@
+"""The native backend (native.py, int8_gemm.c, llama_step.c) gives the integers numpy gives: every
+GEMM kernel this CPU runs at 1 and 2 threads, the integer GPT and llama on it, the llama's one-call
+step against the numpy stepper and the whole-chunk pass, and the same files. Where it cannot be
+built or is turned off, lmzip works without it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lmzip
+from lmzip.models import native
+from lmzip.models.intgpt import IntGPT, IntStepper, load_portable
+from lmzip.models.intllama import IntLlama, IntLlamaStepper, runtime_arrays
+from lmzip.models.intops import NumpyOps
+
+from conftest import CONFIG
+
+try:
+    LIBRARY = native.load()
+except native.NativeUnavailable as why:  # no compiler here: the rest of the suite covers lmzip without it
+    pytest.skip(f"native backend unavailable: {why}", allow_module_level=True)
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.mark.parametrize("M,K,N", [(1, 576, 70), (3, 100, 7), (4, 64, 128), (7, 33, 65), (33, 1536, 130),
+                                   (70, 95, 3)])
+def test_every_kernel_gives_numpys_integers(M, K, N):
+    """Tiles of 4, 2 and 1 rows, column blocks with remainders, K tails of every kernel's width, the
+    extremes (+-127 everywhere: the largest sums, and vpmaddubsw's worst pairs) and random values."""
+    rng = np.random.default_rng(M * K + N)
+    signs = rng.choice([-1, 1], (M, 1)), rng.choice([-1, 1], (1, N))
+    cases = [(np.full((M, K), 127) * signs[0], np.full((K, N), 127) * signs[1]),
+             (np.full((M, K), -127), np.full((K, N), 127)),
+             (rng.integers(-127, 128, (M, K)), rng.integers(-127, 128, (K, N)))]
+    for a, w in cases:
+        expected = (a.astype(np.int64) @ w.astype(np.int64)).astype(np.float32)
+        weight = native.Int8Weight.from_columns(w.astype(np.int8))
+        for kernel in range(LIBRARY.kernel + 1):
+            for threads in (1, 2):
+                got = LIBRARY.gemm(a.astype(np.float32), weight, kernel, threads)
+                np.testing.assert_array_equal(got, expected, err_msg=f"{native.KERNELS[kernel]}, {threads} threads")
+
+
+def test_a_kernel_that_disagrees_with_numpy_is_not_used(monkeypatch):
+    library = native.NativeLibrary(LIBRARY.path, threads=2)
+    real = library.gemm
+
+    def wrong_but_portable(values, weight, kernel=None, threads=None):
+        out = real(values, weight, kernel, threads)
+        return out + 1 if kernel else out
+
+    monkeypatch.setattr(library, "gemm", wrong_but_portable)
+    library.self_check()
+    assert library.kernel == 0
+    monkeypatch.setattr(library, "gemm", lambda *a, **k: real(*a, **k) + 1)
+    with pytest.raises(native.NativeUnavailable):
+        library.self_check()
+
+
+def test_activations_that_are_not_int8_integers_are_refused():
+    weight = native.Int8Weight.from_columns(np.ones((4, 2), np.int8))
+    for bad in (128.0, -128.0, 0.5, np.nan):
+        with pytest.raises(ValueError):
+            LIBRARY.gemm(np.full((1, 4), bad, np.float32), weight)
+    with pytest.raises(ValueError):
+        native.Int8Weight.from_columns(np.full((4, 2), 128.0))
+
+
+def test_the_integer_gpt_computes_the_same_on_native():
+    weights, config = load_portable(Path(lmzip.__file__).parent / "data" / "fast-portable")
+    idx = np.random.default_rng(1).integers(0, config["vocab_size"], size=(2, 24))
+    on_numpy, on_native = IntGPT(weights, config, NumpyOps()), IntGPT(weights, config, native.NativeOps())
+    np.testing.assert_array_equal(on_native.forward(idx), on_numpy.forward(idx))
+    steppers = IntStepper(on_numpy, 2), IntStepper(on_native, 2)
+    for t in range(6):
+        np.testing.assert_array_equal(steppers[1].step(idx[:, t]), steppers[0].step(idx[:, t]))
+
+
+# SmolLM2's head width (64, a multiple of 32: the AVX2 attention) and grouping (3 query heads a KV head)
+WIDE = dict(CONFIG, hidden=192, heads=3, kv_heads=1)
+
+
+@pytest.fixture(scope="module", params=["head_dim 24", "head_dim 64"])
+def tiny_llamas(request, tiny_int_llama, tmp_path_factory):
+    """A tiny llama on numpy and on native (NativeLlama: passes and steps in llama_step.c); its heads
+    as conftest's (24 wide: the portable attention) or as SmolLM2's (64: AVX2 where the CPU has it)."""
+    from conftest import write_tiny_gguf
+
+    from lmzip.models.intllama import convert_gguf
+
+    if request.param == "head_dim 24":
+        weights, config = tiny_int_llama
+    else:
+        path = tmp_path_factory.mktemp("wide") / "wide.gguf"
+        write_tiny_gguf(path, seed=1, config=WIDE)
+        weights, config = convert_gguf(path)
+    runtime = runtime_arrays(weights)
+    return IntLlama(runtime, config, NumpyOps()), native.NativeLlama(IntLlama(runtime, config, native.NativeOps()))
+
+
+@pytest.mark.parametrize("threads,kernel", [(1, "best"), (2, "best"), (2, "portable")])
+def test_the_native_llama_is_the_numpy_llama_bit_for_bit(tiny_llamas, threads, kernel, monkeypatch):
+    """Whole-chunk passes, and one native call a step = numpy's ~30 operations a layer, as streams
+    finish and drop out of the batch, at 1 and 2 threads, with this CPU's kernels and the portable C."""
+    monkeypatch.setattr(LIBRARY, "threads", threads)
+    if kernel == "portable":
+        monkeypatch.setattr(LIBRARY, "kernel", 0)
+    on_numpy, on_native = tiny_llamas
+    idx = np.random.default_rng(3).integers(0, CONFIG["vocab"], size=(3, 40))
+    whole = on_numpy.forward(idx)
+    assert len(np.unique(whole[0, -1])) > 3  # a model that predicts: not a flat row
+    np.testing.assert_array_equal(on_native.forward(idx), whole)
+    reference, fused = IntLlamaStepper(on_numpy, 3, 40), on_native.stepper(3, 40)
+    for t in range(40):
+        active = 3 if t < 25 else (2 if t < 33 else 1)
+        step = fused.step(idx[:active, t])
+        np.testing.assert_array_equal(step, reference.step(idx[:active, t]))
+        np.testing.assert_array_equal(step, whole[:active, t])
+
+
+def test_rows_grouped_any_way_and_redone_give_the_same_frequencies(tiny_llamas):
+    """What a decoder checking drafts does: several positions of a stream in one call, positions
+    redone after a wrong guess (from a wrong token), streams at different positions."""
+    on_numpy, on_native = tiny_llamas
+    rng = np.random.default_rng(7)
+    idx = rng.integers(0, CONFIG["vocab"], size=(2, 30))
+    whole = on_numpy.forward(idx)
+    rows = on_native.stepper(2, 30)
+    done = [0, 0]
+    while min(done) < 30:
+        streams, positions, tokens = [], [], []
+        for s in range(2):
+            n = min(int(rng.integers(1, 5)), 30 - done[s])
+            guess_wrong = n > 1 and rng.random() < 0.5  # the last row's token is a wrong draft
+            for p in range(done[s], done[s] + n):
+                wrong = guess_wrong and p == done[s] + n - 1
+                streams.append(s), positions.append(p)
+                tokens.append((idx[s, p] + 1) % CONFIG["vocab"] if wrong else idx[s, p])
+            done[s] += n - 1 if guess_wrong else n
+        freqs = rows.frequencies(rows.hidden(streams, positions, tokens))
+        for r, (s, p, token) in enumerate(zip(streams, positions, tokens)):
+            if token == idx[s, p]:
+                np.testing.assert_array_equal(freqs[r], whole[s, p])
+
+
+def test_native_rows_refuse_what_would_read_out_of_bounds(tiny_llamas):
+    vocab = CONFIG["vocab"]
+    rows = tiny_llamas[1].stepper(2, 3)
+    for streams, positions, tokens in (([0], [0], [vocab]), ([2], [0], [0]), ([0], [3], [0]), ([0], [1], [0]),
+                                       ([0, 0], [0, 2], [0, 0]), ([0], [0], [-1])):
+        with pytest.raises(ValueError):
+            rows.hidden(streams, positions, tokens)
+    for _ in range(3):
+        rows.step(np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError):
+        rows.step(np.zeros(2, dtype=np.int64))
+
+
+def test_native_writes_the_file_numpy_writes_and_each_decodes_the_other(tiny_int_llama_dir):
+    from lmzip.models import load_predictor
+
+    data = b"\x00 the native backend \xff\r\n" * 40
+    blobs = {b: lmzip.compress(data, model=load_predictor(str(tiny_int_llama_dir), backend=b), chunk=60, streams=3)
+             for b in ("native", "numpy")}
+    assert blobs["native"] == blobs["numpy"]
+    for backend in ("native", "numpy"):
+        assert lmzip.decompress(blobs["native"], model=load_predictor(str(tiny_int_llama_dir), backend=backend)) == data
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(os.listdir(GOLDEN)) if n.startswith(("fast.", "portable-"))]
+                         + [pytest.param("smollm2.mixed.paper1-1k.lmz", marks=pytest.mark.slow)])
+def test_golden_files_decode_on_the_native_backend(name):
+    sums = dict(reversed(line.split()) for line in (GOLDEN / "SHA256SUMS").read_text().splitlines() if line)
+    original = sums.get(name) or sums[name.split(".", 1)[1].removesuffix(".lmz")]
+    out = lmzip.decompress((GOLDEN / name).read_bytes(), backend="native")
+    assert hashlib.sha256(out).hexdigest() == original
+
+
+def test_without_the_native_library_lmzip_still_works(tmp_path):
+    """LMZIP_NATIVE=0 stands for a machine without a compiler: --version says why, and a file made
+    with the native backend decodes through numpy/torch to the same bytes."""
+    env = {**os.environ, "LMZIP_NATIVE": "0"}
+    cli = [sys.executable, "-m", "lmzip.cli"]
+    version = subprocess.run(cli + ["--version"], capture_output=True, text=True, env=env)
+    assert "native: not used: turned off by LMZIP_NATIVE=0" in version.stdout
+    data = b"The same bytes with or without native code. " * 20
+    (tmp_path / "a.txt").write_bytes(data)
+    subprocess.run(cli + ["compress", "-q", "--model", "fast", "--backend", "native", str(tmp_path / "a.txt")],
+                   check=True)
+    r = subprocess.run(cli + ["decompress", "-c", "-q", str(tmp_path / "a.txt.lmz")], capture_output=True, env=env)
+    assert r.returncode == 0 and r.stdout == data
+    r = subprocess.run(cli + ["decompress", "-c", "-q", "--backend", "native", str(tmp_path / "a.txt.lmz")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 3 and "native" in r.stderr and "Traceback" not in r.stderr
