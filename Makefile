@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE ?= demo/sample.txt
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-native bench-scale bench-mix readme demo-teach demo-online train-fast clean
+.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-native bench-speculate bench-scale bench-mix readme demo-teach demo-online train-fast clean
 
 $(BIN)/lmzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ bench-smollm2: install  # the integer SmolLM2 against the float one: bits on 32 
 
 bench-native: install  # the integer SmolLM2 on each backend (native, numpy, torch): steps, passes, memory
 	$(BIN)/python benchmarks/native_speed.py
+
+bench-speculate: install  # one stream decoded with and without guessed tokens: prose, markup, source
+	$(BIN)/python benchmarks/speculate.py
 
 bench-scale: install  # Ray workers against one process: tokens/s, the driver's cost per block, projections
 	$(BIN)/python benchmarks/scale.py

@@ -290,6 +290,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
                 "path, and this machine's arithmetic likely differs from its maker's; decode it on a machine "
                 "like that one (or the file is damaged)") from None
         raise
+    stats.extra.update(predictor.stepping_report())
     stats.finish(start_time, coding_start)
     return stats
 

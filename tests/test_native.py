@@ -168,7 +168,8 @@ def test_native_writes_the_file_numpy_writes_and_each_decodes_the_other(tiny_int
     from lmzip.models import load_predictor
 
     data = b"\x00 the native backend \xff\r\n" * 40
-    blobs = {b: lmzip.compress(data, model=load_predictor(str(tiny_int_llama_dir), backend=b), chunk=60, streams=3)
+    blobs = {b: lmzip.compress(data, model=load_predictor(str(tiny_int_llama_dir), backend=b), chunk=60, streams=3,
+                             fallback=False)
              for b in ("native", "numpy")}
     assert blobs["native"] == blobs["numpy"]
     for backend in ("native", "numpy"):

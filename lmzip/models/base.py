@@ -91,6 +91,10 @@ class Predictor(ABC):
     @abstractmethod
     def step(self, tokens: np.ndarray) -> np.ndarray: ...
 
+    def stepping_report(self) -> dict:
+        """Figures about this file's steps for a decode's --json (a speculative stepper's guesses)."""
+        return {}
+
     def observe(self, coded: np.ndarray, n_active: int) -> None:
         """The tokens just coded for the first ``n_active`` streams (online models learn here)."""
 

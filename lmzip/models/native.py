@@ -1,10 +1,15 @@
-"""The native backend of the integer models: numpy for everything but the int8 GEMMs, which run in
-int8_gemm.c (AVX2, AVX-512 VNNI or portable C, chosen at run time) with int8 weights.
+"""The native backend of the integer models, in C, with the very integers numpy and torch give:
 
-The library is compiled from the C source shipped in the package, once per machine, into the lmzip
-cache (``make install`` does it ahead of time). Where there is no C compiler, or the library fails
-its start-up check against numpy, the native backend is simply absent: the integer models compute
-with numpy and torch instead, which give the very same integers (so the same files), only slower.
+- ``NativeOps``: numpy for the elementwise work, int8_gemm.c for the products (AVX2, AVX-512 VNNI
+  or portable C, chosen at run time) with int8 weights (``Int8Weight``);
+- ``NativeLlama``: the integer llama's whole layer stack in one call of llama_step.c, over any
+  (stream, position, token) rows (``NativeLlamaRows``): steps, whole-chunk passes, guessed positions.
+
+The library is compiled from the C sources shipped in the package, once per machine, into the
+lmzip cache (``make install`` does it ahead of time), and checked against numpy when it loads.
+Where there is no C compiler, or not even its portable kernel passes the check, the native backend
+is simply absent: the integer models compute with numpy and torch instead, which give the very
+same integers (so the same files), only slower.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 from .intops import NumpyOps
 
 SOURCES = [Path(__file__).with_name(name) for name in ("int8_gemm.c", "llama_step.c")]
-# no -ffast-math, no FMA contraction: the only float operation is int32 -> float32, but keep it IEEE's
+# IEEE's arithmetic, one rounding an operation: no -ffast-math, no FMA contraction
 FLAGS = ["-O3", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math"]
 KERNELS = ("portable C", "AVX2", "AVX-512 VNNI")
 MAX_INNER = 65536  # 127 * 127 * 65536 < 2^31: the int32 sums cannot overflow
@@ -52,10 +57,6 @@ class Int8Weight:
         rows = np.ascontiguousarray(w.T)
         return cls(rows, rows.sum(axis=1, dtype=np.int32))
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.rows.shape[1], self.rows.shape[0]
-
 
 class NativeLibrary:
     def __init__(self, path: Path, threads: int):
@@ -78,6 +79,8 @@ class NativeLibrary:
         (M, K), N = values.shape, weight.rows.shape[0]
         if K != weight.rows.shape[1]:
             raise ValueError(f"inner dimensions differ: {K} and {weight.rows.shape[1]}")
+        if K > MAX_INNER:
+            raise ValueError(f"an inner dimension over {MAX_INNER} could overflow the int32 sums")
         out = np.empty((M, N), dtype=np.float32)
         status = self.lib.lmz_int8_gemm(values.ctypes.data, M, K, weight.rows.ctypes.data, N,
                                         weight.sums.ctypes.data, out.ctypes.data,
@@ -99,7 +102,7 @@ class NativeLibrary:
         even the portable one agrees."""
         while not self._agrees_with_numpy(self.kernel):
             if self.kernel == 0:
-                raise NativeUnavailable("the native int8 GEMM failed its check against numpy")
+                raise NativeUnavailable("the native kernels failed their check against numpy")
             self.kernel -= 1
 
     def _agrees_with_numpy(self, kernel: int) -> bool:

@@ -17,6 +17,7 @@ from .base import Capabilities, Predictor, hash_files, token_intervals
 from .intgpt import INTEGER_FORMAT, IntGPT, IntStepper, load_portable
 from .intllama import LLAMA_FORMAT, LLAMA_TYPE, IntLlama, IntLlamaStepper, runtime_arrays
 from .intops import BACKENDS, NumpyOps, make_ops
+from .speculate import MAX_DRAFT, Acceptance, MatchDrafter, SpeculativeStepper, extra_row_cost
 
 PORTABLE_DIR = Path(__file__).resolve().parents[1] / "data" / "fast-portable"
 EXTRA_FREQUENCY = 256  # an extra byte id's frequency: ~2^-16 of a confident row's total (2^24)
@@ -32,7 +33,8 @@ class IntegerPredictor(Predictor):
     capabilities = Capabilities(integer=True, teacher_forced=True)
 
     def __init__(self, directory: Path, name: str | None = None, backend: str = "auto",
-                 threads: int | None = None, device: str | None = None, weights_hash: bytes | None = None):
+                 threads: int | None = None, device: str | None = None, weights_hash: bytes | None = None,
+                 speculate: bool = True):
         if backend not in BACKENDS and backend != "auto":
             raise ModelNotAvailable(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
         if backend == "native":
@@ -64,6 +66,8 @@ class IntegerPredictor(Predictor):
         # a llama's context is long: 2,048 tokens a chunk, as the float SmolLM2 codes
         self.default_chunk = min(2048, self.model.context) if self.llama else self.model.context
         self.default_streams = 32 if self.llama else 128
+        self.speculate = speculate
+        self.begin_file()
         self._hash = weights_hash or hash_files(
             [self.directory / "model.safetensors"] + [p for p in [self.directory / "tokenizer.json"] if p.exists()])
 
@@ -125,8 +129,29 @@ class IntegerPredictor(Predictor):
 
         return torch_state(self.threads, self.device)
 
+    def begin_file(self) -> None:
+        self.drafter, self.acceptance = MatchDrafter(), Acceptance()
+
     def start(self, n_streams: int, n_steps: int) -> None:
-        self.stepper = stepper_for(self.fastest("steps", n_streams), n_streams, n_steps)
+        model = self.fastest("steps", n_streams)
+        if hasattr(model, "stepper") and self.speculate:  # a native llama: guessed tokens are checked in its passes
+            self.stepper = SpeculativeStepper(model.stepper(n_streams, n_steps + MAX_DRAFT), n_streams, self.drafter,
+                                              self.acceptance, self._extra_row_cost(model, n_streams))
+        else:
+            self.stepper = stepper_for(model, n_streams, n_steps)
+
+    def _extra_row_cost(self, model, n_streams: int) -> float:
+        """One more row a stream, as a fraction of a step of this many streams: measured once per
+        machine, model and stream count (speed only)."""
+        from .base import measured_choice
+
+        bucket = 1 << max(0, n_streams - 1).bit_length()
+        key = (f"extra row cost of {bucket} streams, model {self._hash.hex()}, native "
+               f"{model.ops.library.kernel_name}, {model.ops.library.threads} threads")
+        return measured_choice(key, lambda: extra_row_cost(model, bucket))
+
+    def stepping_report(self) -> dict:
+        return self.acceptance.report() if self.acceptance.used else {}
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         return self._with_extra_ids(self.stepper.step(self._readable(tokens)))
@@ -219,6 +244,7 @@ def load_fast(**options) -> IntegerPredictor:
 
 
 def load_directory(directory: Path, name: str, backend: str | None = None, threads: int | None = None,
-                   device: str | None = None, weights_hash: bytes | None = None, **_) -> IntegerPredictor:
+                   device: str | None = None, weights_hash: bytes | None = None, speculate: bool = True,
+                   **_) -> IntegerPredictor:
     return IntegerPredictor(directory, name=name, backend=backend or "auto", threads=threads, device=device,
-                            weights_hash=weights_hash)
+                            weights_hash=weights_hash, speculate=speculate)
