@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lmzip import engine  # noqa: E402
+from lmzip.layout import active_streams  # noqa: E402
 from lmzip.mixing import Mixer, mixed_intervals  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
 from lmzip.tokenize import read_tokens  # noqa: E402
@@ -49,7 +50,7 @@ def block_bits(predictor, chunks: list[np.ndarray], history: engine.History, ada
     mixers = {"mixed": history.mixer, "adaptive": adaptive}
     uniform = np.ones(shape[0], dtype=np.int64)
     for t in range(shape[1]):
-        n = int(np.count_nonzero(lengths > t))
+        n = active_streams(lengths, t)
         low, size, total = grid[:, :n, t]
         step = (tokens[:n, t], candidates[:n, t], states[:n, t].astype(np.int64))
         out["lm"][:n, t] = np.log2(total / size)

@@ -28,8 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lmzip import api, container, engine  # noqa: E402
+from lmzip.layout import block_layout  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
-from lmzip.workers import Task, WorkerPool, fingerprint, load_key  # noqa: E402
+from lmzip.fingerprint import fingerprint  # noqa: E402
+from lmzip.workers import Task, WorkerPool, load_key  # noqa: E402
 
 from integer_smollm2 import cpu_name  # noqa: E402  (benchmarks/ is on the path when run as a script)
 
@@ -87,7 +89,7 @@ def _round_trip_seconds(pool: WorkerPool, data: bytes, layout: dict, n_blocks: i
     sample = data[: n_blocks * layout["chunk"] * layout["streams"]]
     start = time.perf_counter()
     api.compress_stream(io.BytesIO(sample), io.BytesIO(), "uniform", workers=pool, fallback=False, **layout)
-    return (time.perf_counter() - start) / len(engine.block_layout(len(sample), layout["chunk"], layout["streams"]))
+    return (time.perf_counter() - start) / len(block_layout(len(sample), layout["chunk"], layout["streams"]))
 
 
 def measure(model: str, data: bytes) -> dict:

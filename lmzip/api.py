@@ -15,18 +15,18 @@ import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
 from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
-from . import container, engine
-from .errors import ChecksumError, FingerprintMismatch, FormatError, InputOutputError
+from . import container, engine, layout
+from .blocks import block_bytes
+from .errors import ChecksumError, FingerprintMismatch, InputOutputError
+from .fingerprint import coded_versions, fingerprint, model_settings
 from .models import DEFAULT_MODEL, load_predictor, model_for_file
 from .models.base import Predictor
-from .settings import Settings
 from .tokenize import read_tokens
-from .workers import Task, WorkerPool, fingerprint, load_key
+from .workers import Task, WorkerPool, load_key
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
 # Held while a file's predictor is set up and its header made: files coded in parallel threads share
@@ -118,7 +118,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     if predictor.max_chunk and chunk > predictor.max_chunk:
         raise ValueError(f"chunk length {chunk} exceeds the model's context ({predictor.max_chunk})")
     ids, length, crc = read_tokens(predictor.tokenizer, source)
-    planned = min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1
+    planned = min(streams, len(layout.chunk_lengths(len(ids), chunk))) or 1
     if workers is not None and record is not None:
         raise ValueError("record sees every step of one process: it cannot run with workers")
     # a carried history would make each block wait for the one before it: workers code independent blocks
@@ -131,7 +131,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
         header = container.Header(
             model=predictor.name, weights_hash=predictor.weights_hash,
             settings=dataclasses.replace(predictor.settings(), mix=mixed),
-            versions_crc=container.versions_crc(_versions(predictor)), chunk=chunk, streams=streams,
+            versions_crc=container.versions_crc(coded_versions(predictor)), chunk=chunk, streams=streams,
             original_length=length, n_tokens=len(ids), checksum=crc,
             flags=container.FLAG_PORTABLE if predictor.capabilities.integer else 0)
     writer = container.Writer(dest, header, fallback=fallback and not predictor.capabilities.learns)
@@ -143,7 +143,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
                        engine.History(mixed) if mixed else None)
     else:
         coded = _counted(workers.map("encode", task, ((c,) for c in engine.split_blocks(ids, chunk, streams))),
-                         on_step, (sum(lengths) for lengths in engine.block_layout(len(ids), chunk, streams)))
+                         on_step, (sum(lengths) for lengths in layout.block_layout(len(ids), chunk, streams)))
         for chunks, block in zip(engine.split_blocks(ids, chunk, streams), coded):
             _add_block(writer, stats, predictor, chunks, block)
     stats.compressed_bytes = writer.close()
@@ -172,12 +172,6 @@ def _add_block(writer: container.Writer, stats: Stats, predictor: Predictor, chu
     return writer.add(block.data, predictor.tokenizer.decode(np.concatenate(chunks)) if writer.fallback else None)
 
 
-def _versions(predictor: Predictor) -> str:
-    if predictor.capabilities.integer:  # the integer coder and an exact model: no library's arithmetic matters
-        return predictor.versions()
-    return f"{predictor.versions()} constriction {version('constriction')}"  # the coder's bytes too
-
-
 def read_header(source: BinaryIO) -> container.Header:
     return container.Header.read(source)
 
@@ -198,18 +192,13 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
             f"model weights differ from the ones that made this file (model {header.model!r}, "
             f"file {header.weights_hash.hex()}, here {predictor.weights_hash.hex()})")
     predictor.adopt(model_settings(header.settings))
-    if container.versions_crc(_versions(predictor)) != header.versions_crc:
+    if container.versions_crc(coded_versions(predictor)) != header.versions_crc:
         raise FingerprintMismatch(
-            f"library versions differ from the ones that made this file (here: {_versions(predictor)}); "
+            f"library versions differ from the ones that made this file (here: {coded_versions(predictor)}); "
             "decompress with the versions used to compress")
     if loaded is not None:
         loaded[name] = predictor
     return predictor
-
-
-def model_settings(settings: Settings) -> Settings:
-    """A header's settings that are the model's own (the mixing is the engine's)."""
-    return dataclasses.replace(settings, mix=None)
 
 
 def _decoder_load_args(header: container.Header, model, options: dict) -> tuple[str, dict]:
@@ -267,12 +256,12 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     on_step = _StepCounter(progress, header.n_tokens)
     coding_start = time.perf_counter()
     if workers is None:
-        decoded = (_block_bytes(predictor, header.original_length, method, data, lengths, on_step, history)
+        decoded = (block_bytes(predictor, header.original_length, method, data, lengths, on_step, history)
                    for lengths, method, data in reader.blocks())
     else:
         blocks = ((method, data, lengths, header.original_length) for lengths, method, data in reader.blocks())
         decoded = _counted(workers.map("decode", task, blocks), on_step,
-                           (sum(lengths) for lengths in engine.block_layout(header.n_tokens, header.chunk,
+                           (sum(lengths) for lengths in layout.block_layout(header.n_tokens, header.chunk,
                                                                             header.streams)))
     try:
         for block in decoded:
@@ -293,23 +282,6 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     stats.extra.update(predictor.stepping_report())
     stats.finish(start_time, coding_start)
     return stats
-
-
-def _block_bytes(predictor: Predictor, original_length: int, method: int, data: bytes,
-                 lengths: list[int], on_step, history: engine.History | None = None) -> Iterator[bytes]:
-    """The original bytes of one block, chunk by chunk for model-coded blocks (a block that fell
-    back leaves the history as it was, as it did when it was encoded)."""
-    if method != container.BLOCK_MODEL:
-        if predictor.capabilities.learns:
-            raise FormatError("damaged file (a learning model's block is not model-coded)")
-        yield container.unpack_block(method, data, original_length)
-        on_step(sum(lengths))
-        return
-    for chunk_ids in engine.decode_block(predictor, data, lengths, on_step, history):
-        try:
-            yield predictor.tokenizer.decode(chunk_ids)
-        except (ValueError, IndexError, OverflowError):
-            raise ChecksumError("damaged file (decoded an impossible token)") from None
 
 
 def compress(data: bytes, model: str | Predictor = DEFAULT_MODEL, **options) -> bytes:

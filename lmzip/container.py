@@ -24,7 +24,7 @@ file never grows much beyond its size or xz's. Format version 1 (read, no
 longer written) had no method bits: every block was the model's.
 
 The number of blocks and each block's chunk lengths follow from tokens, L and B
-(``engine.block_layout``), so they are not stored. A damaged header is caught
+(``layout.block_layout``), so they are not stored. A damaged header is caught
 by header_crc before any decoding; damaged blocks are caught by the checksum
 after decoding. ``Writer`` writes a file (choosing each block's method),
 ``Reader`` reads one block by block.
@@ -40,8 +40,8 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
-from .engine import block_layout, chunk_lengths
 from .errors import FormatError
+from .layout import block_layout, chunk_lengths
 from .settings import Settings
 
 MAGIC = b"LMZ"

@@ -24,20 +24,10 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder
+from .layout import active_streams, block_layout
 from .mixing import (ContextModels, Mixer, carriers, decode_mixed, mix_setting, mixed_intervals, parse_mix_setting,
                      proposal_grid)
 from .models.base import Predictor, token_intervals
-
-
-def chunk_lengths(n_tokens: int, chunk: int) -> list[int]:
-    full, rest = divmod(n_tokens, chunk)
-    return [chunk] * full + ([rest] if rest else [])
-
-
-def block_layout(n_tokens: int, chunk: int, streams: int) -> list[list[int]]:
-    """Chunk lengths of each block: full chunks first, the short last chunk last."""
-    lengths = chunk_lengths(n_tokens, chunk)
-    return [lengths[i : i + streams] for i in range(0, len(lengths), streams)]
 
 
 # code_step(probs of the active streams (k, V), t) -> their tokens at step t (k,)
@@ -54,7 +44,7 @@ def lockstep(predictor: Predictor, lengths: list[int], code_step: CodeStep,
     with predictor.running():
         predictor.start(n_streams, n_steps)
         for t in range(n_steps):
-            active = int(np.count_nonzero(lengths_arr > t))  # chunks are sorted longest first
+            active = active_streams(lengths_arr, t)
             # an exact model gives each stream the same numbers in any batch: finished streams are
             # dropped (a float model's numbers depend on the batch shape, so it steps them all)
             probs = predictor.step(prev[:active] if predictor.capabilities.integer else prev)
@@ -193,7 +183,7 @@ def code_pass(pass_: WholeChunkPass, history: History | None, proposals) -> Bloc
     encoder = IntegerEncoder()
     nll_bits = 0.0
     for t in range(pass_.tokens.shape[1]):
-        active = int(np.count_nonzero(pass_.lengths > t))
+        active = active_streams(pass_.lengths, t)
         if history is None:
             encoder.encode_intervals(*pass_.intervals[:, :active, t])
             continue

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import engine
+from . import engine, layout
 from .mixing import CARRIER_NAMES
 from .models.base import Predictor
 from .tokenize import read_tokens
@@ -78,7 +78,7 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
     mixed = engine.mix_setting_for(predictor, len(ids), chunk, streams, mix)
     history = engine.History(mixed) if mixed else None  # the file's, across blocks, as compression's
     # the settings compression would pick (a float model's dtype is measured per stream count)
-    predictor.plan(min(streams, len(engine.chunk_lengths(len(ids), chunk))) or 1)
+    predictor.plan(min(streams, len(layout.chunk_lengths(len(ids), chunk))) or 1)
     decode = predictor.tokenizer.decode
     infos: list[TokenInfo] = []
     done = 0

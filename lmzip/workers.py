@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from .errors import FingerprintMismatch, InputOutputError, LmzipError, WorkerError
+from .fingerprint import fingerprint, model_settings
 from .models.base import Predictor
 
 # Ray 2.59+ starts clusters with token authentication on, but a driver sends the token only when told to
@@ -52,12 +53,6 @@ class Task:
     key: str = field(default_factory=lambda: os.urandom(8).hex())  # this file's task
 
 
-def fingerprint(predictor: Predictor) -> tuple:
-    from .api import _versions
-
-    return predictor.weights_hash, predictor.settings().to_header(), _versions(predictor)
-
-
 def load_key(load: Callable[[], Predictor]) -> str:
     """A name for what ``load`` loads: equal keys, the same model (so an actor keeps it loaded)."""
     func = getattr(load, "func", load)
@@ -75,7 +70,6 @@ class BlockWorker:
         return {"host": socket.gethostname(), "pid": os.getpid()}
 
     def _ready(self, task: Task) -> Predictor:
-        from .api import model_settings
         from .settings import Settings
 
         if task.model_key != self.model_key:
@@ -107,9 +101,9 @@ class BlockWorker:
 
     def decode(self, task: Task, method: int, data: bytes, lengths: list[int], original_length: int) -> list[bytes]:
         from . import engine
-        from .api import _block_bytes
+        from .blocks import block_bytes
 
-        return list(_block_bytes(self._ready(task), original_length, method, data, lengths, lambda n: None,
+        return list(block_bytes(self._ready(task), original_length, method, data, lengths, lambda n: None,
                                  engine.History.for_block(task.mix)))
 
 

@@ -4,10 +4,11 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lmzip"
-# stage -> the lmzip modules it may not import (the stages above it)
-ABOVE = {"models": {"coder", "engine", "container", "api", "cli", "explain"},
-         "tokenize": {"models", "coder", "engine", "container", "api", "cli", "explain"},
-         "coder": {"engine", "container", "api", "cli", "explain"}}
+# the stages, bottom up, as data flows: bytes -> tokens -> rows -> intervals -> bits -> blocks ->
+# container; then what is built on them. A stage imports only the stages before it.
+ORDER = ["errors", "settings", "malloc", "tokenize", "models", "coder", "layout", "mixing", "engine",
+         "container", "fingerprint", "blocks", "workers", "api", "explain", "cli"]
+ABOVE = {stage: set(ORDER[i + 1 :]) for i, stage in enumerate(ORDER)}
 
 
 def _imports(path: Path) -> set[str]:
@@ -34,6 +35,23 @@ def test_no_stage_imports_a_stage_above_it():
         files = sorted((PACKAGE / stage).glob("*.py")) if (PACKAGE / stage).is_dir() else [PACKAGE / f"{stage}.py"]
         for path in files:
             assert not _imports(path) & forbidden, f"{path.relative_to(PACKAGE)} imports {_imports(path) & forbidden}"
+
+
+def test_every_module_is_a_stage():
+    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"} | {
+        p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert modules == set(ORDER)
+
+
+def test_no_stage_imports_a_private_name_of_another():
+    for path in PACKAGE.rglob("*.py"):
+        stage = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level and node.module:
+                target = node.module.split(".")[0]
+                if target != stage and (node.level == 1 and path.parent == PACKAGE or node.level == 2):
+                    private = [a.name for a in node.names if a.name.startswith("_")]
+                    assert not private, f"{path.relative_to(PACKAGE)} imports {private} from {node.module}"
 
 
 def test_the_check_sees_imports():

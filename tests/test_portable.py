@@ -89,17 +89,39 @@ def test_the_gemm_kernel_choice_never_changes_the_integers(portable_dir):
 def test_the_gemm_choice_is_measured_once_and_cached(tmp_path, monkeypatch):
     import json
 
+    import torch
+
     from lmzip.models import intops
 
     monkeypatch.setenv("LMZIP_CACHE", str(tmp_path))
+    monkeypatch.setattr(intops, "int8_gemm_is_exact", lambda: True)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # not settled by hardware
     intops.int8_gemm_pays.cache_clear()
     try:
         chosen = intops.int8_gemm_pays()
         cached = json.loads((tmp_path / "kernels.json").read_text())
-        assert list(cached.values()) == [chosen] and next(iter(cached)).startswith("int8 GEMM")
+        (key, entry), = cached.items()
+        assert key.startswith("int8 GEMM, AVX2") and entry["value"] == chosen and entry["margin"] >= 1
         monkeypatch.setattr(intops, "_int8_gemm_time", lambda: pytest.fail("measured twice"))
         intops.int8_gemm_pays.cache_clear()
         assert intops.int8_gemm_pays() == chosen
+    finally:
+        intops.int8_gemm_pays.cache_clear()
+
+
+def test_hardware_with_vnni_settles_the_gemm_choice_without_measuring(tmp_path, monkeypatch):
+    import torch
+
+    from lmzip.models import intops
+
+    monkeypatch.setenv("LMZIP_CACHE", str(tmp_path))
+    monkeypatch.setattr(intops, "int8_gemm_is_exact", lambda: True)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: True)
+    monkeypatch.setattr(intops, "_int8_gemm_time", lambda: pytest.fail("measured"))
+    intops.int8_gemm_pays.cache_clear()
+    try:
+        assert intops.int8_gemm_pays() is True
     finally:
         intops.int8_gemm_pays.cache_clear()
 

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,16 +115,37 @@ def hash_files(paths, extra: bytes = b"") -> bytes:
     return digest.digest()[:4]
 
 
-def measured_choice(key: str, measure: Callable[[], object]):
-    """A choice that changes only speed (a GEMM kernel, a float dtype), measured once per machine
-    and kept in the lmzip cache's kernels.json: ``measure()`` runs the first time ``key`` is asked."""
+MEASURED_LIFETIME_S = 30 * 86400  # a measured choice is measured again after 30 days
+CLOSE_MARGIN = 1.15  # ... or after a day, where the loser was within 15 % of the winner
+CLOSE_LIFETIME_S = 86400
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a speed measurement chose, and by how much: the loser's time over the winner's (None
+    where there is no loser, e.g. a measured cost)."""
+    value: object
+    margin: float | None = None
+
+
+def measured_choice(key: str, measure: Callable[[], Measured | object]):
+    """A choice that changes only speed (a GEMM kernel, a float dtype, a backend), measured on this
+    machine and kept in the lmzip cache's kernels.json with when it was measured and its margin.
+
+    A measurement taken while other work ran can be wrong, so none sticks forever: an entry is
+    measured again after MEASURED_LIFETIME_S, or after CLOSE_LIFETIME_S where the options were
+    within CLOSE_MARGIN of each other (entries written before lmzip 0.9.0, without a date, at once).
+    """
     path = cache_dir() / "kernels.json"
     try:
         choices = json.loads(path.read_text())
     except (OSError, ValueError):
         choices = {}
-    if key not in choices:
-        choices[key] = measure()
+    entry = choices.get(key)
+    if not _still_good(entry):
+        got = measure()
+        got = got if isinstance(got, Measured) else Measured(got)
+        entry = choices[key] = {"value": got.value, "measured": round(time.time()), "margin": got.margin}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -131,7 +153,24 @@ def measured_choice(key: str, measure: Callable[[], object]):
             os.replace(tmp, path)  # another process may write meanwhile: the last one wins, both are right
         except OSError:
             pass  # a read-only cache: measured again next time
-    return choices[key]
+    return entry["value"]
+
+
+def _still_good(entry) -> bool:
+    if not isinstance(entry, dict) or "measured" not in entry:
+        return False
+    age = time.time() - entry["measured"]
+    close = entry.get("margin") is not None and entry["margin"] < CLOSE_MARGIN
+    return age < (CLOSE_LIFETIME_S if close else MEASURED_LIFETIME_S)
+
+
+def measured_choices() -> dict[str, dict]:
+    """Every measured choice in force on this machine (kernels.json), for ``lmzip --version``."""
+    try:
+        choices = json.loads((cache_dir() / "kernels.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {key: entry for key, entry in choices.items() if _still_good(entry)}
 
 
 def cache_dir() -> Path:

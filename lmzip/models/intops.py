@@ -204,14 +204,26 @@ def make_ops(backend: str, device: str = "cpu"):
 @functools.cache
 def int8_gemm_pays() -> bool:
     """Whether torch's int8 GEMM is exact here and faster than a float32 GEMM of the same integers,
-    at the integer models' typical shapes. Measured at first use on a machine and cached in the
-    lmzip cache, keyed by CPU kernel path, torch version and thread count."""
+    at the integer models' typical shapes. Where torch runs AVX-512 kernels on a CPU with VNNI
+    (or AMX) the hardware settles it (int8 is several times faster); elsewhere it is measured
+    (measured_choice: kept, and measured again when old or close), keyed by CPU kernel path,
+    torch version and thread count."""
     import torch
 
-    from .base import measured_choice
+    from .base import Measured, measured_choice
+
+    if not int8_gemm_is_exact():
+        return False
+    if torch.backends.cpu.get_cpu_capability().lower().startswith("avx512") and (
+            torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported()):
+        return True
+
+    def measure() -> Measured:
+        int8, float32 = _int8_gemm_time(), _float32_gemm_time()
+        return Measured(int8 < float32, max(int8, float32) / min(int8, float32))
 
     key = f"int8 GEMM, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    return bool(measured_choice(key, lambda: int8_gemm_is_exact() and _int8_gemm_time() < _float32_gemm_time()))
+    return bool(measured_choice(key, measure))
 
 
 GEMM_SHAPES = ((128, 256, 768), (128, 1024, 256))  # (rows, inner, columns) of a lockstep step's layers

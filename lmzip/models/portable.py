@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ModelNotAvailable
 from ..tokenize import load_tokenizer
-from .base import Capabilities, Predictor, hash_files, token_intervals
+from .base import Capabilities, Measured, Predictor, hash_files, token_intervals
 from .intgpt import INTEGER_FORMAT, IntGPT, IntStepper, load_portable
 from .intllama import LLAMA_FORMAT, LLAMA_TYPE, IntLlama, IntLlamaStepper, runtime_arrays
 from .intops import BACKENDS, NumpyOps, make_ops
@@ -195,14 +195,16 @@ class IntegerPredictor(Predictor):
                 yield tuple(np.concatenate(p) for p in zip(*parts))
 
 
-def _fastest(candidates, seconds) -> str:
+def _fastest(candidates, seconds) -> Measured:
     """The candidate with the least time, each timed twice in alternation (the best of two), so a
-    moment of load elsewhere on the machine does not decide."""
+    moment of load elsewhere on the machine does not decide; the margin is the runner-up's time
+    over the winner's."""
     best = {c: float("inf") for c in candidates}
     for _ in range(2):
         for c in candidates:
             best[c] = min(best[c], seconds(c))
-    return min(best, key=best.get)
+    ranked = sorted(best, key=best.get)
+    return Measured(ranked[0], best[ranked[1]] / best[ranked[0]] if len(ranked) > 1 else None)
 
 
 def _time_chunks(model, llama: bool) -> float:

@@ -9,6 +9,7 @@ machines with different core counts (same library versions and device kind).
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import replace
 
@@ -17,7 +18,7 @@ import torch
 
 from ..errors import FingerprintMismatch, ModelNotAvailable
 from ..settings import Settings
-from .base import Predictor, measured_choice
+from .base import Measured, Predictor, measured_choice
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 EXTRA_TOKEN_PROBABILITY = 2.0 ** -16  # for bytes the model's vocabulary has no token for
@@ -25,10 +26,19 @@ EXTRA_TOKEN_PROBABILITY = 2.0 ** -16  # for bytes the model's vocabulary has no 
 
 def default_float_dtype() -> str:
     """The dtype a float model loads in before ``plan`` measures the faster one (and online
-    updates' products): bf16 where the CPU computes it in hardware (AVX512-BF16, AMX), else
-    float32, since without it `fast` runs ~2x slower in bf16 for the same bits (AVX2 EPYC)."""
+    updates' products): bf16 where the kernels torch runs compute it in hardware (AVX512-BF16,
+    AMX), else float32, since without it `fast` runs ~2x slower in bf16 for the same bits (AVX2
+    EPYC). The kernel path decides, not the CPU's flags alone: under ATEN_CPU_CAPABILITY=avx2 (or
+    oneDNN held below AVX-512) an AVX-512-BF16 CPU runs AVX2 kernels, which have no bf16 path."""
+    return "bf16" if bf16_in_kernels() else "f32"
+
+
+def bf16_in_kernels() -> bool:
     cpu = torch.cpu
-    return "bf16" if cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported() else "f32"
+    hardware = cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported()
+    onednn = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
+    onednn_allows = onednn == "ALL" or "AVX512" in onednn and "BF16" in onednn or "AMX" in onednn
+    return hardware and cpu_kernels().startswith("avx512") and onednn_allows
 
 
 def cpu_kernels() -> str:
@@ -106,13 +116,14 @@ class TorchPredictor(Predictor):
         if fastest != self.dtype_name:
             self.set_dtype(fastest)
 
-    def _fastest_dtype(self, n_streams: int) -> str:
+    def _fastest_dtype(self, n_streams: int) -> Measured:
         seconds = {}
         for dtype in ("f32", "bf16"):
             if dtype != self.dtype_name:
                 self.set_dtype(dtype)
             seconds[dtype] = self._step_seconds(n_streams)
-        return min(seconds, key=seconds.get)
+        fast, slow = sorted(seconds, key=seconds.get)
+        return Measured(fast, seconds[slow] / seconds[fast])
 
     def _step_seconds(self, n_streams: int, steps: int = 4) -> float:
         tokens = np.full(n_streams, self.bos_id, dtype=np.int64)
