@@ -148,7 +148,8 @@ class IntegerPredictor(Predictor):
         bucket = 1 << max(0, n_streams - 1).bit_length()
         key = (f"extra row cost of {bucket} streams, model {self._hash.hex()}, native "
                f"{model.ops.library.kernel_name}, {model.ops.library.threads} threads")
-        return measured_choice(key, lambda: extra_row_cost(model, bucket))
+        # a cost, not a choice between options: kept as a close one, measured again each day
+        return measured_choice(key, lambda: Measured(extra_row_cost(model, bucket), margin=1.0))
 
     def stepping_report(self) -> dict:
         return self.acceptance.report() if self.acceptance.used else {}
