@@ -53,7 +53,7 @@ class IntegerPredictor(Predictor):
         weights, config = load_portable(self.directory)
         self.threads, self.device = threads, device or "cpu"
         self.llama = config.get("model_type") == LLAMA_TYPE
-        # both backends compute from one copy of the arrays (a llama's are large)
+        # every backend builds from one copy of the stored arrays (a float backend adds its float32 weights)
         self._weights, self._config = (runtime_arrays(weights) if self.llama else weights), config
         self.backend = backend
         self._models: dict = {}  # backend -> IntGPT, IntLlama or NativeLlama
