@@ -201,3 +201,14 @@ def test_without_the_native_library_lmzip_still_works(tmp_path):
     r = subprocess.run(cli + ["decompress", "-c", "-q", "--backend", "native", str(tmp_path / "a.txt.lmz")],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 3 and "native" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_without_a_working_compiler_nothing_is_built_and_it_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("LMZIP_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    with pytest.raises(native.NativeUnavailable, match="no C compiler"):
+        native.build()
+    monkeypatch.setattr(native, "_compiler", lambda: "false")  # a compiler that fails
+    with pytest.raises(native.NativeUnavailable, match="could not build"):
+        native.build()
+    assert not list(tmp_path.rglob("*.so")) and not list(tmp_path.rglob("*.tmp*"))
