@@ -378,6 +378,8 @@ class NativeLlama:
         if model.attention_exp[-1] != 0:
             # the native attention skips the positions numpy masks: equal only where they weigh 0
             raise ValueError("an attention table that does not end in 0")
+        if model.head_dim > 512:  # llama_step.c keeps a head's rotation and sums on the stack
+            raise ValueError(f"heads of {model.head_dim} wide (the native llama takes up to 512)")
         self.model, self.ops, self.cfg, self.context = model, model.ops, model.cfg, model.context
         self._head = NativeLlamaRows(model, 1, 1)  # the head needs no cache
 
