@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE ?= demo/sample.txt
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-native bench-speculate bench-scale bench-mix readme demo-teach demo-online train-fast clean
+.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-native bench-speculate bench-scale bench-mix readme demo-teach demo-online train-fast notebook bench-english clean
 
 $(BIN)/lmzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ BENCH_ARGS = --big-files alice29.txt,book1,paper1 --models "uniform,order0,order
 bench: install
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
+ENGLISH_FILES = alice29.txt asyoulik.txt paper1 paper2 book1
+bench-english: install  # the README's table: today's default and fast (both mixed) on whole English texts, against every classical tool installed
+	$(BIN)/python benchmarks/bench.py --files $(ENGLISH_FILES) --models fast,smollm2 --big-models "" --name english
+
 bench-report: install  # the whole-file tables from what `make bench` has measured so far
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS) --cached-only
 
@@ -67,14 +71,17 @@ bench-mix: install  # context models mixed in: bits on whole eval files (fast: a
 readme: install  # the README's model table (from the registry) and results table (from results/full.json)
 	$(BIN)/python benchmarks/readme_tables.py
 
-demo-teach: install
+demo-teach: install  # the ladder of models, fast and smollm2 side by side (HTML), a sample of each from random bits
 	$(BIN)/python benchmarks/prediction_is_compression.py
+
+notebook: install  # docs/prediction-is-compression.ipynb, run so that its outputs show
+	$(BIN)/python tools/make_notebook.py
 
 fuzz: install
 	LMZIP_FUZZ_ROUNDS=50000 $(BIN)/python -m pytest -q tests/test_container.py -k fuzz
 
 train-fast: install
-	$(BIN)/python benchmarks/train_fast.py --steps 3600
+	$(BIN)/python tools/train_fast.py --steps 3600
 
 demo-online: install
 	$(BIN)/python benchmarks/online_curve.py

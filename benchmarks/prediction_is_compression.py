@@ -4,7 +4,9 @@ uniform -> order0 -> order2 -> fast -> smollm2 on one text. For each model the
 text is really compressed and decompressed (exactly), and the table shows the
 model's NLL (the sum of -log2 p over the tokens) next to the real compressed
 size: the better the prediction, the smaller the file, and the two agree to a
-fraction of a percent. Writes a table (Markdown) and a plot (PNG).
+fraction of a percent. Writes a table (Markdown) and a plot (PNG); then, where both models are
+installed, the text under fast and smollm2 side by side (explain --compare, HTML), and one sample
+of each decoded from the same random bits (generate).
 
     python benchmarks/prediction_is_compression.py [FILE] [--bytes 8192]
 """
@@ -22,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 import lmzip  # noqa: E402
 from lmzip import api  # noqa: E402
 from lmzip.errors import ModelNotAvailable  # noqa: E402
+from lmzip.explain import compare, explain, render_compare_html  # noqa: E402
+from lmzip.generate import generate  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
 
 DEFAULT_FILE = ROOT.parent / "shared" / "corpus" / "eval" / "canterbury" / "alice29.txt"
@@ -97,6 +101,38 @@ def main():
     (OUT / "ladder.md").write_text(text + "\n")
     plot(rows, OUT / "ladder.png", args.file.name)
     print(f"\nwrote {OUT / 'ladder.md'} and {OUT / 'ladder.png'}")
+    write_comparison(data[:4096], "fast", "smollm2")
+    write_samples(["fast", "smollm2"], prompt=b"Alice was beginning", seed=1, tokens=80)
+
+
+def write_comparison(data: bytes, first: str, second: str) -> None:
+    """Where the bigger model saves its bits, token by token (the same page as explain --compare --html)."""
+    try:
+        explained = [explain(data, load_predictor(name)) for name in (first, second)]
+    except ModelNotAvailable as exc:
+        print(f"comparison skipped ({exc})")
+        return
+    path = OUT / f"compare-{first}-{second}.html"
+    path.write_text(render_compare_html(compare(*explained)), encoding="utf-8")
+    print(f"wrote {path}")
+
+
+def write_samples(models: list[str], prompt: bytes, seed: int, tokens: int) -> None:
+    """Each model's decoder fed the same random bits: a sample in its style, and what it cost."""
+    lines = [f"# Samples: the decoder fed random bits (seed {seed})", "",
+             f"`lmzip generate -m MODEL -n {tokens} --seed {seed} --prompt {prompt.decode()!r}`: decompressing "
+             "random bits samples from the model. An integer model writes the same text on every machine.", ""]
+    for name in models:
+        try:
+            sample = generate(load_predictor(name), tokens, seed=seed, prompt=prompt)
+        except ModelNotAvailable as exc:
+            print(f"{name} sample skipped ({exc})")
+            continue
+        text = (sample.prompt + sample.text).decode("utf-8", "replace")
+        lines += [f"## {name}: {sample.bits:,.0f} bits of noise, {sample.bits / sample.tokens:.2f} a token", "",
+                  "```text", text, "```", ""]
+    (OUT / "generated.md").write_text("\n".join(lines))
+    print(f"wrote {OUT / 'generated.md'}")
 
 
 if __name__ == "__main__":

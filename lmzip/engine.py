@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder
-from .layout import active_streams, block_layout
+from .layout import active_streams, block_layout, padded_grid
 from .mixing import (ContextModels, Mixer, carriers, decode_mixed, mix_setting, mixed_intervals, parse_mix_setting,
                      proposal_grid)
 from .models.base import Predictor, token_intervals
@@ -116,6 +116,50 @@ def _check_mixable(predictor: Predictor, history: History | None) -> None:
         raise ValueError("mixing needs an integer model (its frequencies are what it mixes)")
 
 
+def model_bits(probs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """-log2 of each symbol's probability under its row (integer frequencies or float32)."""
+    p = probs[np.arange(len(symbols)), symbols].astype(np.float64)
+    return -np.log2(p / probs.sum(axis=1, dtype=np.float64))
+
+
+class StepCoder:
+    """Codes one lockstep step either way: under the model's rows alone, or with the history's
+    context models mixed in (mixing.py). Both directions call it with the same rows in the same
+    order, so both sides' context models and mixer learn the same things. Each call also returns
+    the tokens' bits as coded (mixed, where mixing is on)."""
+
+    def __init__(self, integer: bool, history: History | None = None, data: bytes | None = None):
+        """An encoder, or with ``data`` a decoder of it."""
+        self.history = history
+        if data is None:
+            self.coder = IntegerEncoder() if integer else Encoder()
+        else:
+            self.coder = IntegerDecoder(data) if integer else Decoder(data)
+
+    def encode(self, probs: np.ndarray, symbols: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Code step t's symbols; returns their bits and which context model carried each (-1: the LM)."""
+        history = self.history
+        if history is None:
+            self.coder.encode(symbols, probs)
+            return model_bits(probs, symbols), np.full(len(symbols), -1)
+        candidates, states = history.models.predict(t, len(symbols))
+        lows, sizes, totals, bits = mixed_intervals(history.mixer, symbols, *token_intervals(probs, symbols, candidates),
+                                                    candidates, states)
+        self.coder.encode_intervals(lows, sizes, totals)
+        history.models.update(t, symbols)
+        return bits, carriers(symbols, candidates, states)
+
+    def decode(self, probs: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Step t's symbols, and their bits."""
+        history = self.history
+        if history is None:
+            symbols = self.coder.decode(probs)
+            return symbols, model_bits(probs, symbols)
+        symbols, bits = decode_mixed(history.mixer, self.coder, probs, *history.models.predict(t, len(probs)))
+        history.models.update(t, symbols)
+        return symbols, bits
+
+
 def encode_block(predictor: Predictor, chunks: list[np.ndarray], on_step: Callable[[int], None] | None = None,
                  record=None, history: History | None = None) -> BlockResult:
     """Code one block's chunks; ``record(t, symbols, probs, bits, carriers)`` sees every step (forces
@@ -124,37 +168,24 @@ def encode_block(predictor: Predictor, chunks: list[np.ndarray], on_step: Callab
     _check_mixable(predictor, history)
     if record is None and predictor.capabilities.teacher_forced:
         return encode_block_teacher_forced(predictor, chunks, on_step, history)
-    encoder = IntegerEncoder() if predictor.capabilities.integer else Encoder()
-    nll_bits = lm_nll_bits = 0.0
-    grid = np.zeros((len(chunks), max(len(c) for c in chunks)), dtype=np.int64)
-    for row, chunk in zip(grid, chunks):
-        row[: len(chunk)] = chunk
     if history is not None:
         history.next_block(len(chunks))
+    coder = StepCoder(predictor.capabilities.integer, history)
+    nll_bits = lm_nll_bits = 0.0
+    grid = padded_grid(chunks)
 
     def code_step(probs: np.ndarray, t: int) -> np.ndarray:
         nonlocal nll_bits, lm_nll_bits
         symbols = grid[: len(probs), t]
-        p = probs[np.arange(len(symbols)), symbols].astype(np.float64)
-        lm_bits = -np.log2(p / probs.sum(axis=1, dtype=np.float64))
-        bits, carried = lm_bits, np.full(len(symbols), -1)
-        if history is not None:
-            candidates, states = history.models.predict(t, len(symbols))
-            lows, sizes, totals, bits = mixed_intervals(history.mixer, symbols,
-                                                        *token_intervals(probs, symbols, candidates), candidates, states)
-            encoder.encode_intervals(lows, sizes, totals)
-            history.models.update(t, symbols)
-            carried = carriers(symbols, candidates, states)
-        else:
-            encoder.encode(symbols, probs)
+        bits, carried = coder.encode(probs, symbols, t)
         nll_bits += float(bits.sum())
-        lm_nll_bits += float(lm_bits.sum())
+        lm_nll_bits += float(model_bits(probs, symbols).sum())
         if record is not None:
             record(t, symbols, probs, bits, carried)
         return symbols
 
     lockstep(predictor, [len(c) for c in chunks], code_step, on_step)
-    return BlockResult(encoder.finish(), nll_bits, lm_nll_bits)
+    return BlockResult(coder.coder.finish(), nll_bits, lm_nll_bits)
 
 
 def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray],
@@ -214,17 +245,15 @@ class WholeChunkPass:
 def whole_chunk_pass(predictor: Predictor, chunks: list[np.ndarray], candidates: np.ndarray | None = None,
                      on_step: Callable[[int], None] | None = None) -> WholeChunkPass:
     """An exact predictor's teacher-forced passes over a block's chunks, laid out in lockstep order."""
-    shape = (len(chunks), max(len(c) for c in chunks))
-    intervals = np.ones((3, *shape), dtype=np.int64)
+    tokens = padded_grid(chunks)
+    intervals = np.ones((3, *tokens.shape), dtype=np.int64)
     f_candidates = None if candidates is None else np.zeros(candidates.shape, dtype=np.int64)
-    tokens = np.zeros(shape, dtype=np.int64)
     with predictor.running():
         for i, coded in enumerate(predictor.coded_intervals(chunks, candidates)):
             n = len(chunks[i])
             intervals[:, i, :n] = coded[:3]
             if f_candidates is not None:
                 f_candidates[i, :n] = coded[3]
-            tokens[i, :n] = chunks[i]
             if on_step:
                 on_step(n)
     return WholeChunkPass(tokens, np.array([len(c) for c in chunks]), intervals, f_candidates)
@@ -244,18 +273,10 @@ def decode_block(predictor: Predictor, data: bytes, lengths: list[int],
                  on_step: Callable[[int], None] | None = None, history: History | None = None) -> list[np.ndarray]:
     """A block's chunks of tokens; ``history`` as ``encode_block`` was given it."""
     _check_mixable(predictor, history)
-    decoder = IntegerDecoder(data) if predictor.capabilities.integer else Decoder(data)
     if history is not None:
         history.next_block(len(lengths))
-
-    def code_step(probs: np.ndarray, t: int) -> np.ndarray:
-        if history is None:
-            return decoder.decode(probs)
-        symbols = decode_mixed(history.mixer, decoder, probs, *history.models.predict(t, len(probs)))
-        history.models.update(t, symbols)
-        return symbols
-
-    tokens = lockstep(predictor, lengths, code_step, on_step)
+    coder = StepCoder(predictor.capabilities.integer, history, data)
+    tokens = lockstep(predictor, lengths, lambda probs, t: coder.decode(probs, t)[0], on_step)
     return [tokens[i, :n] for i, n in enumerate(lengths)]
 
 

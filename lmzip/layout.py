@@ -25,3 +25,11 @@ def active_streams(lengths: np.ndarray, t: int) -> int:
     """How many of a block's streams still code a token at step t (its chunks, longest first, are
     the first ones)."""
     return int(np.count_nonzero(lengths > t))
+
+
+def padded_grid(chunks: list[np.ndarray]) -> np.ndarray:
+    """A block's chunks as one (B, longest) array, zeros after each chunk's end."""
+    grid = np.zeros((len(chunks), max(len(c) for c in chunks)), dtype=np.int64)
+    for row, chunk in zip(grid, chunks):
+        row[: len(chunk)] = chunk
+    return grid

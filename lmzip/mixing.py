@@ -40,6 +40,7 @@ from functools import cache
 import numpy as np
 
 from .errors import ModelError
+from .layout import active_streams, padded_grid
 
 MIX_VERSION = "cm2"
 TABLE_BITS = 20  # entries per n-gram table at most (a block holds 64K tokens by default): 4 MB each
@@ -300,16 +301,13 @@ def proposal_grid(chunks: list[np.ndarray], models: ContextModels | None = None)
     MODELS), from ``models`` (fresh ones by default), which it feeds the block's tokens. They depend
     on the tokens alone, so the encoder, who has them all, knows them in advance; they are computed
     by the very ``ContextModels`` the decoder runs step by step."""
-    lengths = [len(c) for c in chunks]
-    shape = (len(chunks), max(lengths))
-    candidates = np.full((*shape, CANDIDATES), -1, dtype=np.int64)
-    states = np.zeros((*shape, CANDIDATES, MODELS), dtype=np.int16)
+    lengths = np.array([len(c) for c in chunks])
+    grid = padded_grid(chunks)
+    candidates = np.full((*grid.shape, CANDIDATES), -1, dtype=np.int64)
+    states = np.zeros((*grid.shape, CANDIDATES, MODELS), dtype=np.int16)
     models = ContextModels(len(chunks)) if models is None else models
-    grid = np.zeros(shape, dtype=np.int64)
-    for row, chunk in zip(grid, chunks):
-        row[: len(chunk)] = chunk
-    for t in range(shape[1]):
-        active = sum(n > t for n in lengths)  # chunks come longest first
+    for t in range(grid.shape[1]):
+        active = active_streams(lengths, t)
         candidates[:active, t], states[:active, t] = models.predict(t, active)
         models.update(t, grid[:active, t])
     return candidates, states
@@ -438,20 +436,31 @@ def mixed_intervals(mixer: Mixer, tokens, low, size, total, f_candidates, candid
     out[:, CANDIDATES] = np.stack([low - below, size, total - f_candidates.sum(axis=1)], axis=-1)
     coded = np.concatenate([reached, missed[:, None]], axis=1)
     flat = out[coded]
-    with np.errstate(divide="ignore"):
-        decision_bits = np.where(reached, PROB_BITS - np.log2(sizes), 0.0).sum(axis=1)
-    bits = decision_bits + np.where(missed, np.log2(out[:, CANDIDATES, 2]) - np.log2(size), 0.0)
+    bits = _mixed_bits(p, reached, hits, size, out[:, CANDIDATES, 2])
     return flat[:, 0], flat[:, 1], flat[:, 2], bits
 
 
-def decode_mixed(mixer: Mixer, decoder, freqs: np.ndarray, candidates: np.ndarray, states: np.ndarray) -> np.ndarray:
+def _mixed_bits(p: np.ndarray, reached: np.ndarray, hits: np.ndarray, size: np.ndarray,
+                rest_total: np.ndarray) -> np.ndarray:
+    """Each token's bits as mixing codes it: its decisions (p of a hit, 1 - p of a miss, in 2^-16
+    units), then, where no candidate was it, the LM's frequency ``size`` out of ``rest_total`` (the
+    row without the candidates)."""
+    with np.errstate(divide="ignore"):
+        decision_bits = np.where(reached, PROB_BITS - np.log2(np.where(hits, p, PROB_ONE - p)), 0.0).sum(axis=1)
+        missed = ~hits.any(axis=1)
+        return decision_bits + np.where(missed, np.log2(rest_total) - np.log2(size), 0.0)
+
+
+def decode_mixed(mixer: Mixer, decoder, freqs: np.ndarray, candidates: np.ndarray,
+                 states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One step's tokens from the LM's frequency rows, decoding the decisions and tokens in the
-    order ``mixed_intervals`` codes them."""
+    order ``mixed_intervals`` codes them; and each token's bits, as ``mixed_intervals`` counts them."""
     n = len(freqs)
     rows = np.arange(n)[:, None]
     valid = candidates >= 0
     f_candidates = np.where(valid, freqs[rows, np.maximum(candidates, 0)], 0).astype(np.int64)
-    p = mixer.probabilities(states, f_candidates, freqs.sum(axis=1, dtype=np.int64))
+    totals = freqs.sum(axis=1, dtype=np.int64)
+    p = mixer.probabilities(states, f_candidates, totals)
     reached, hits = np.zeros_like(valid), np.zeros_like(valid)
     out = np.empty(n, dtype=np.int64)
     for s, (row_p, row_candidates) in enumerate(zip(p.tolist(), candidates.tolist())):
@@ -466,7 +475,8 @@ def decode_mixed(mixer: Mixer, decoder, freqs: np.ndarray, candidates: np.ndarra
         if not hit:
             out[s] = _decode_rest(decoder, freqs[s], candidates[s])
     mixer.update(reached, hits)
-    return out
+    size = freqs[np.arange(n), out].astype(np.int64)
+    return out, _mixed_bits(p, reached, hits, size, totals - f_candidates.sum(axis=1))
 
 
 def carriers(tokens: np.ndarray, candidates: np.ndarray, states: np.ndarray) -> np.ndarray:

@@ -15,9 +15,28 @@ DATA = SAMPLE_TEXT.encode()[:3000] + b"\xff\xfe binary tail"
 
 
 def lmzip(*args, input=None, env=None):
-    full_env = {**os.environ, **(env or {})}
+    """The command line in this process (a fresh process only where the environment must differ)."""
+    if env is None:
+        return run_in_process(*args, input=input)
     return subprocess.run([sys.executable, "-m", "lmzip.cli", *map(str, args)], input=input,
-                          capture_output=True, env=full_env, timeout=300)
+                          capture_output=True, env={**os.environ, **env}, timeout=300)
+
+
+def run_in_process(*args, input=None):
+    from click.testing import CliRunner
+
+    from lmzip.cli import main
+
+    runner = CliRunner()
+    with runner.isolation(input=input or b"") as (stdout, stderr, _):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture
@@ -172,18 +191,18 @@ def test_damaged_payload_leaves_no_output(sample, tmp_path):
 
 
 def test_write_failure_removes_the_temporary_file(tmp_path):
-    from lmzip.cli import _atomic_output
+    from lmzip.cli.files import atomic_output
     from lmzip.errors import InputOutputError
 
     target = tmp_path / "out.lmz"
     with pytest.raises(OSError):
-        with _atomic_output(target, force=False) as out:
+        with atomic_output(target, force=False) as out:
             out.write(b"partial")
             raise OSError(28, "No space left on device")
     assert list(tmp_path.iterdir()) == []
     target.write_bytes(b"keep me")
     with pytest.raises(InputOutputError):
-        with _atomic_output(target, force=False):
+        with atomic_output(target, force=False):
             pass
     assert target.read_bytes() == b"keep me"
 

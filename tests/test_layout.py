@@ -7,7 +7,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lmzip"
 # the stages, bottom up, as data flows: bytes -> tokens -> rows -> intervals -> bits -> blocks ->
 # container; then what is built on them. A stage imports only the stages before it.
 ORDER = ["errors", "settings", "malloc", "tokenize", "models", "coder", "layout", "mixing", "engine",
-         "container", "fingerprint", "blocks", "workers", "api", "explain", "cli"]
+         "container", "fingerprint", "blocks", "workers", "api", "explain", "generate", "cli"]
 ABOVE = {stage: set(ORDER[i + 1 :]) for i, stage in enumerate(ORDER)}
 
 

@@ -7,7 +7,7 @@ stored exp table. Then compares bits per byte of the float and the integer
 model on the held-out tail of each training file, chunk by chunk as
 compression codes them (start token, then the chunk).
 
-    python benchmarks/make_portable.py [--calibration-rows 32] [--eval-chunks 40]
+    python tools/make_portable.py [--calibration-rows 32] [--eval-chunks 40]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Write the fast model's card (README.md) and loss curve (loss.png) from its training log.
 
-    python benchmarks/model_card.py [lmzip/data/fast]
+    python tools/model_card.py [lmzip/data/fast]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ fortunes); gcide's share is capped at 12 MB-equivalent. The last 0.5 % of each f
 corpus (Canterbury, Calgary, Silesia) is never read by training.
 
 ## Training
-`benchmarks/train_fast.py` (seeded, reproducible): AdamW (β = 0.9, 0.95, weight decay 0.1), bf16 autocast
+`tools/train_fast.py` (seeded, reproducible): AdamW (β = 0.9, 0.95, weight decay 0.1), bf16 autocast
 on CPU, batches of 8,192 tokens (32 × 256, then 16 × 512 for the last quarter so every position is trained).
 Runs: {'; '.join(f"{h.get('trained_steps')} steps → {h.get('held_out_bits_per_byte')} held-out bpb" for h in config.get('history', []))
         or 'one run'}; final: **{config['trained_steps']} steps, {tokens[-1] / 1e6:.1f} M tokens**, held-out

@@ -4,8 +4,8 @@ Reproducible: fixed seeds, fixed data order, a fixed number of steps. Only the
 train/ half of the corpus is read; eval/ is never touched. Writes the weights,
 tokenizer, training log and model card into lmzip/data/fast/.
 
-    python benchmarks/train_fast.py --steps 3600             # cosine schedule, ~1.5 h on 2 cores
-    python benchmarks/train_fast.py --init-from lmzip/data/fast --anneal --steps 300 --lr 1.2e-3
+    python tools/train_fast.py --steps 3600             # cosine schedule, ~1.5 h on 2 cores
+    python tools/train_fast.py --init-from lmzip/data/fast --anneal --steps 300 --lr 1.2e-3
                                      # continue from a checkpoint, decaying the LR linearly to zero
 """
 
