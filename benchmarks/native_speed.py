@@ -34,7 +34,7 @@ def measure(backend: str) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from lmzip.models import load_predictor
-    from lmzip.models.portable import stepper_for
+    from lmzip.models.integer import stepper_for
 
     predictor = load_predictor("smollm2", backend=backend)
     model = predictor.model_on(backend)

@@ -29,7 +29,7 @@ import lmzip  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
 from lmzip.models.intgpt import IntGPT, load_portable  # noqa: E402
 from lmzip.models.intops import NumpyOps, TorchOps  # noqa: E402
-from lmzip.models.portable import PORTABLE_DIR  # noqa: E402
+from lmzip.models.integer import PORTABLE_DIR  # noqa: E402
 from lmzip.models.torch_base import torch_state  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "corpus" / "eval"

@@ -21,12 +21,12 @@ import numpy as np
 
 from . import container, engine, layout
 from .blocks import block_bytes
-from .errors import ChecksumError, FingerprintMismatch, InputOutputError
+from .errors import ChecksumError, FingerprintMismatch
 from .fingerprint import coded_versions, fingerprint, model_settings
 from .models import DEFAULT_MODEL, load_predictor, model_for_file
 from .models.base import Predictor
 from .tokenize import read_tokens
-from .workers import Task, WorkerPool, load_key
+from .workers import Task, WorkerPool, check_splittable, load_key
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens total)
 # Held while a file's predictor is set up and its header made: files coded in parallel threads share
@@ -211,9 +211,7 @@ def _decoder_load_args(header: container.Header, model, options: dict) -> tuple[
 
 def _worker_task(workers: WorkerPool, predictor: Predictor, model, load, options: dict, **setup) -> Task:
     """The Task every block of this file is sent with: how the workers load the model and what it must compute."""
-    if predictor.capabilities.learns:
-        raise InputOutputError("a learning model (--online) cannot be split across workers: each block "
-                               "learns from the ones before it; drop --workers")
+    check_splittable(predictor)
     if load is None:
         if not isinstance(model, str):
             raise ValueError("workers load the model by name: pass the name, or load=")

@@ -69,7 +69,7 @@ _QUANTIZE = np.array([0, 1, 2, 3, 4, 4, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 7], dtype=
 NGRAM_STATES = 64
 # match states: 0 no match; 1..16 the candidate is the match's prediction (by length); 17 it is not
 MATCH_STATES = MATCH_LENGTHS + 2
-MODELS = ORDERS + 1  # the inputs besides the LM's: one per n-gram order, and the match model
+CONTEXT_INPUTS = ORDERS + 1  # the inputs besides the LM's: one per n-gram order, and the match model
 _SENTINEL = np.uint64(0xFFFFFFFF)  # "before the chunk's start" in a context
 _PRIMES = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
 
@@ -254,7 +254,7 @@ class NGrams:
 class ContextModels:
     """The history's models together: candidates for each step and what every model says of them.
 
-    ``predict(t, n)`` -> (candidates (n, K), -1 padded at the end; states (n, K, MODELS)); then
+    ``predict(t, n)`` -> (candidates (n, K), -1 padded at the end; states (n, K, CONTEXT_INPUTS)); then
     ``update(t, tokens)`` with the step's tokens. The encoder runs it over the tokens it has
     (``proposal_grid``), the decoder step by step: the same class, so they see the same history.
     """
@@ -268,7 +268,7 @@ class ContextModels:
         slots, tops = self.ngrams.lookup(n)
         proposals = np.concatenate([predicted[:, None], tops[::-1].T], axis=1)  # match, order 4, ..., 1
         candidates = _first_distinct(proposals, CANDIDATES)
-        states = np.empty((n, CANDIDATES, MODELS), dtype=np.int64)
+        states = np.empty((n, CANDIDATES, CONTEXT_INPUTS), dtype=np.int64)
         states[:, :, :ORDERS] = self.ngrams.states(slots, candidates)
         is_predicted = (candidates == predicted[:, None]) & (predicted[:, None] >= 0)
         states[:, :, ORDERS] = np.where(predicted[:, None] < 0, 0,
@@ -298,13 +298,13 @@ def _first_distinct(proposals: np.ndarray, k: int) -> np.ndarray:
 
 def proposal_grid(chunks: list[np.ndarray], models: ContextModels | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The encoder's view of a block: every position's candidates (B, T, K) and states (B, T, K,
-    MODELS), from ``models`` (fresh ones by default), which it feeds the block's tokens. They depend
+    CONTEXT_INPUTS), from ``models`` (fresh ones by default), which it feeds the block's tokens. They depend
     on the tokens alone, so the encoder, who has them all, knows them in advance; they are computed
     by the very ``ContextModels`` the decoder runs step by step."""
     lengths = np.array([len(c) for c in chunks])
     grid = padded_grid(chunks)
     candidates = np.full((*grid.shape, CANDIDATES), -1, dtype=np.int64)
-    states = np.zeros((*grid.shape, CANDIDATES, MODELS), dtype=np.int16)
+    states = np.zeros((*grid.shape, CANDIDATES, CONTEXT_INPUTS), dtype=np.int16)
     models = ContextModels(len(chunks)) if models is None else models
     for t in range(grid.shape[1]):
         active = active_streams(lengths, t)
@@ -321,7 +321,7 @@ def _initial_maps() -> np.ndarray:
     middle = np.array([0, 1, 2, 3, 4.5, 7, 12, 20])
     pairs, seen = np.meshgrid(middle, middle, indexing="ij")
     ngram = np.round(PROB_ONE * (np.minimum(pairs, seen) + 0.1) / (seen + 0.5)).reshape(-1)
-    maps = np.full((MODELS, NGRAM_STATES), PROB_ONE // 2, dtype=np.int64)
+    maps = np.full((CONTEXT_INPUTS, NGRAM_STATES), PROB_ONE // 2, dtype=np.int64)
     maps[:ORDERS] = np.clip(ngram, 64, PROB_ONE - 64).astype(np.int64)
     maps[ORDERS, :MATCH_STATES] = [PROB_ONE // 64] + [PROB_ONE * (i + 2) // (i + 3) for i in range(MATCH_LENGTHS)] \
         + [PROB_ONE // 64]
@@ -343,7 +343,7 @@ class Mixer:
 
     def __init__(self):
         self.squash, self.stretch = squash_table(), stretch_table()
-        self.weights = np.zeros((WEIGHT_SETS, MODELS + 2), dtype=np.int64)
+        self.weights = np.zeros((WEIGHT_SETS, CONTEXT_INPUTS + 2), dtype=np.int64)
         self.weights[:, 0] = WEIGHT_ONE  # the LM's input: the output is the LM's until something is learned
         self.updates = np.zeros(WEIGHT_SETS, dtype=np.int64)  # decisions each set has learned from
         self.maps = _initial_maps()
@@ -357,10 +357,10 @@ class Mixer:
         n, k = f_candidates.shape
         remaining = totals[:, None] - np.cumsum(f_candidates, axis=1) + f_candidates
         p_lm = np.clip(f_candidates * PROB_ONE // np.maximum(remaining, 1), 1, PROB_ONE - 1)
-        inputs = np.empty((n, k, MODELS + 2), dtype=np.int64)
+        inputs = np.empty((n, k, CONTEXT_INPUTS + 2), dtype=np.int64)
         inputs[..., 0] = self.stretch[p_lm]
-        inputs[..., 1 : MODELS + 1] = self.stretch[self.maps[np.arange(MODELS), states]]
-        inputs[..., MODELS + 1] = 256  # a bias
+        inputs[..., 1 : CONTEXT_INPUTS + 1] = self.stretch[self.maps[np.arange(CONTEXT_INPUTS), states]]
+        inputs[..., CONTEXT_INPUTS + 1] = 256  # a bias
         match_state = states[..., ORDERS]  # 0 none, 1 the match predicts this candidate, 2 another one
         match = np.where(match_state == MATCH_STATES - 1, 2, np.minimum(match_state, 1))
         by_match = (np.arange(k) * 3 + match) * (len(_LM_BUCKETS) + 1) + np.searchsorted(_LM_BUCKETS, p_lm, side="right")
@@ -394,9 +394,9 @@ class Mixer:
         np.clip(self.weights, -WEIGHT_LIMIT, WEIGHT_LIMIT, out=self.weights)
         _average_in(self.apm.reshape(-1), nearer, y, APM_RATE)
         # each used state of each model moves towards its outcomes, at 1/n down to 1/MAP_LIMIT
-        slots = (np.arange(MODELS) * NGRAM_STATES + states).reshape(-1)
+        slots = (np.arange(CONTEXT_INPUTS) * NGRAM_STATES + states).reshape(-1)
         seen = self.seen.reshape(-1)
-        live, used = _average_in(self.maps.reshape(-1), slots, np.repeat(y, MODELS), seen + 1)
+        live, used = _average_in(self.maps.reshape(-1), slots, np.repeat(y, CONTEXT_INPUTS), seen + 1)
         seen[live] = np.minimum(seen[live] + used, MAP_LIMIT)
         np.clip(self.maps, 32, PROB_ONE - 32, out=self.maps)
 
@@ -484,7 +484,7 @@ def carriers(tokens: np.ndarray, candidates: np.ndarray, states: np.ndarray) -> 
     match model (it predicted the token), else the longest n-gram order that had seen it there."""
     hits = candidates == tokens[:, None]
     hit = np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
-    chosen = states[np.arange(len(tokens)), np.maximum(hit, 0)]  # (n, MODELS)
+    chosen = states[np.arange(len(tokens)), np.maximum(hit, 0)]  # (n, CONTEXT_INPUTS)
     seen = chosen[:, :ORDERS] >= 8  # the pair's count is at least 1
     longest = np.where(seen.any(axis=1), ORDERS - np.argmax(seen[:, ::-1], axis=1), -1)
     by_match = (chosen[:, ORDERS] > 0) & (chosen[:, ORDERS] < MATCH_STATES - 1)

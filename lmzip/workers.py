@@ -40,6 +40,13 @@ ATTEMPTS = 3  # tries of one block, each on another actor where there is one
 POLL_SECONDS = 0.5  # how long a wait lasts before the driver checks for an interrupt
 
 
+def check_splittable(predictor: Predictor) -> None:
+    """Refuse a learning model: each of its blocks learns from the ones before it."""
+    if predictor.capabilities.learns:
+        raise InputOutputError("a learning model (--online) cannot be split across workers: each block "
+                               "learns from the ones before it; drop --workers")
+
+
 @dataclass(frozen=True)
 class Task:
     """What every block of one file shares, sent with each of them."""
@@ -77,9 +84,7 @@ class BlockWorker:
             self.predictor, self.model_key = task.load(), task.model_key
         if task.key != self.task_key:
             predictor = self.predictor
-            if predictor.capabilities.learns:
-                raise InputOutputError("a learning model (--online) cannot be split across workers: "
-                                       "each block learns from the ones before it; drop --workers")
+            check_splittable(predictor)
             predictor.begin_file()
             if task.adopt is not None:
                 predictor.adopt(model_settings(Settings.from_header(task.adopt)))

@@ -17,7 +17,7 @@ import lmzip
 from lmzip import api, container
 from lmzip.errors import ModelError
 from lmzip import engine
-from lmzip.mixing import (CANDIDATES, MODELS, ORDERS, ContextModels, MatchModel, Mixer, MixSetting, NGrams, WEIGHT_LIMIT,
+from lmzip.mixing import (CANDIDATES, CONTEXT_INPUTS, ORDERS, ContextModels, MatchModel, Mixer, MixSetting, NGrams, WEIGHT_LIMIT,
                           mix_setting, parse_mix_setting, proposal_grid)
 from lmzip.models import load_predictor
 
@@ -94,7 +94,7 @@ def test_no_model_sees_a_step_before_it_is_coded():
     candidates, states = proposal_grid(rows)
     fresh = np.stack(rows)[:, 6:]
     assert not (candidates[:, 6:] == fresh[..., None]).any()
-    assert candidates.shape == (4, 46, CANDIDATES) and states.shape == (4, 46, CANDIDATES, MODELS)
+    assert candidates.shape == (4, 46, CANDIDATES) and states.shape == (4, 46, CANDIDATES, CONTEXT_INPUTS)
 
 
 def test_candidates_come_from_the_history_and_tables_are_bounded():
@@ -108,7 +108,7 @@ def test_candidates_come_from_the_history_and_tables_are_bounded():
 
 def test_the_mixer_learns_a_good_candidate_and_unlearns_a_bad_one():
     mixer = Mixer()
-    states = np.zeros((1, CANDIDATES, MODELS), dtype=np.int64)
+    states = np.zeros((1, CANDIDATES, CONTEXT_INPUTS), dtype=np.int64)
     states[0, 0] = [7 * 8 + 7] * ORDERS + [16]  # every order has seen it 16+ times, a long match
     f, total = np.array([[100, 0, 0]]), np.array([1 << 16])
     reached, hit = np.array([[True, False, False]]), np.array([[True, False, False]])

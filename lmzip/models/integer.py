@@ -1,13 +1,16 @@
-"""The integer predictors: frequencies from intgpt.py or intllama.py, identical on any backend and machine.
+"""The integer predictor: frequencies from intgpt.py or intllama.py, identical on any backend and machine.
 
-One predictor serves both integer families; a model directory's ``config.json``
-says which (``model_type``): lmzip's GPT (``fast``) or a llama (``smollm2``).
+One predictor serves both integer families; a model directory's ``config.json`` says which
+(``model_type``): lmzip's GPT (``fast``) or a llama (``smollm2``). What differs between them is
+an ``IntegerFamily``; the predictor never asks which one it runs.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -25,6 +28,45 @@ EXTRA_FREQUENCY = 256  # an extra byte id's frequency: ~2^-16 of a confident row
 # stay small (SmolLM2: 50 MB; fast: 8 MB, where four whole chunks at once made 64 MB arrays that
 # glibc maps and faults in afresh every pass)
 HEAD_ROWS = 256
+
+
+@dataclass(frozen=True)
+class IntegerFamily:
+    """What differs between the integer model families."""
+    version: str  # what the header's versions record: the integer recipe, no library
+    build: Callable  # (runtime arrays, config, ops, backend name) -> the model on that backend
+    runtime_arrays: Callable  # the stored arrays -> the arrays every backend builds from
+    chunk_limit: int  # tokens a chunk at most by default (the model's context where smaller)
+    default_streams: int
+    pass_batch: int  # chunks a whole-chunk pass takes at once
+    timed_rows: Callable  # context -> the (chunks, tokens) shape that times a pass
+
+    def timed_pass(self, model) -> float:
+        """Seconds of a whole-chunk pass of a typical size (after a warm-up pass)."""
+        idx = np.zeros(self.timed_rows(model.context), dtype=np.int64)
+        model.hidden(idx[:, :16])
+        start = time.perf_counter()
+        model.hidden(idx)
+        return time.perf_counter() - start
+
+
+def _build_llama(weights, config, ops, backend: str):
+    model = IntLlama(weights, config, ops)
+    if backend != "native":
+        return model
+    from .native import NativeLlama
+
+    return NativeLlama(model)
+
+
+GPT = IntegerFamily(version=f"lmzip integer model {INTEGER_FORMAT}",
+                    build=lambda weights, config, ops, backend: IntGPT(weights, config, ops),
+                    runtime_arrays=lambda weights: weights, chunk_limit=1 << 30, default_streams=128,
+                    pass_batch=4, timed_rows=lambda context: (4, context))
+# a llama's context is long: 2,048 tokens a chunk, as the float SmolLM2 codes; a chunk fills the GEMMs alone
+LLAMA = IntegerFamily(version=f"lmzip integer llama {LLAMA_FORMAT}", build=_build_llama,
+                      runtime_arrays=runtime_arrays, chunk_limit=2048, default_streams=32, pass_batch=1,
+                      timed_rows=lambda context: (1, min(512, context)))
 
 
 class IntegerPredictor(Predictor):
@@ -52,9 +94,9 @@ class IntegerPredictor(Predictor):
         self.name = name or str(self.directory.resolve())
         weights, config = load_portable(self.directory)
         self.threads, self.device = threads, device or "cpu"
-        self.llama = config.get("model_type") == LLAMA_TYPE
+        self.family = LLAMA if config.get("model_type") == LLAMA_TYPE else GPT
         # every backend builds from one copy of the stored arrays (a float backend adds its float32 weights)
-        self._weights, self._config = (runtime_arrays(weights) if self.llama else weights), config
+        self._weights, self._config = self.family.runtime_arrays(weights), config
         self.backend = backend
         self._models: dict = {}  # backend -> IntGPT, IntLlama or NativeLlama
         self.model = self.model_on(backend if backend != "auto" else self.candidates()[0])
@@ -63,9 +105,8 @@ class IntegerPredictor(Predictor):
         # bytes the vocabulary has no token for (SmolLM2: most control bytes) get ids above it
         self.vocab_size = max(self.tokenizer.vocab_size, self.model_vocab)
         self.max_chunk = self.model.context
-        # a llama's context is long: 2,048 tokens a chunk, as the float SmolLM2 codes
-        self.default_chunk = min(2048, self.model.context) if self.llama else self.model.context
-        self.default_streams = 32 if self.llama else 128
+        self.default_chunk = min(self.family.chunk_limit, self.model.context)
+        self.default_streams = self.family.default_streams
         self.speculate = speculate
         self.begin_file()
         self._hash = weights_hash or hash_files(
@@ -78,13 +119,8 @@ class IntegerPredictor(Predictor):
     def model_on(self, backend: str):
         """The model computing on ``backend``; every backend gives the same integers."""
         if backend not in self._models:
-            ops = make_ops(backend, self.device)
-            model = (IntLlama if self.llama else IntGPT)(self._weights, self._config, ops)
-            if self.llama and backend == "native":
-                from .native import NativeLlama
-
-                model = NativeLlama(model)
-            self._models[backend] = model
+            self._models[backend] = self.family.build(self._weights, self._config, make_ops(backend, self.device),
+                                                      backend)
         return self._models[backend]
 
     def candidates(self) -> list[str]:
@@ -109,8 +145,8 @@ class IntegerPredictor(Predictor):
         key = (f"integer backend among {'+'.join(candidates)} for {work}{f' of {bucket} streams' if bucket else ''}, model "
                f"{self._hash.hex()}, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, "
                f"{torch.get_num_threads()} threads")
-        measure = (lambda b: _time_steps(self.model_on(b), self.llama, bucket)) if bucket else \
-            (lambda b: _time_chunks(self.model_on(b), self.llama))
+        measure = (lambda b: _time_steps(self.model_on(b), bucket)) if bucket else \
+            (lambda b: self.family.timed_pass(self.model_on(b)))
         self.model = self.model_on(measured_choice(key, lambda: _fastest(candidates, measure)))
         # drop what a measurement built and did not choose: float32 weight copies are 4x the int8
         # ones (SmolLM2: 553 MB each); a stepper still running on one keeps its own reference
@@ -118,8 +154,7 @@ class IntegerPredictor(Predictor):
         return self.model
 
     def versions(self) -> str:
-        # no library: any numpy/torch/BLAS decodes it
-        return f"lmzip integer llama {LLAMA_FORMAT}" if self.llama else f"lmzip integer model {INTEGER_FORMAT}"
+        return self.family.version  # no library: any numpy/torch/BLAS decodes it
 
     def running(self):
         """torch's thread count as asked (speed only: the integers do not depend on it), TF32 off."""
@@ -178,7 +213,7 @@ class IntegerPredictor(Predictor):
         gives, so the encoder may use it while the decoder steps.
         """
         model = self.fastest("chunks")
-        batch = 1 if self.llama else 4  # a llama chunk is long enough to fill the GEMMs alone
+        batch = self.family.pass_batch
         for i in range(0, len(chunks), batch):
             group = chunks[i : i + batch]
             T = max(len(c) for c in group)
@@ -208,15 +243,6 @@ def _fastest(candidates, seconds) -> Measured:
     return Measured(ranked[0], best[ranked[1]] / best[ranked[0]] if len(ranked) > 1 else None)
 
 
-def _time_chunks(model, llama: bool) -> float:
-    """Seconds of a whole-chunk pass of a typical size (after a warm-up pass)."""
-    idx = np.zeros((1, min(512, model.context)) if llama else (4, model.context), dtype=np.int64)
-    (model.hidden if llama else model.forward)(idx[:, :16])
-    start = time.perf_counter()
-    (model.hidden if llama else model.forward)(idx)
-    return time.perf_counter() - start
-
-
 def stepper_for(model, n_streams: int, n_steps: int):
     """The stepper of ``model`` (a native llama brings its own)."""
     if hasattr(model, "stepper"):
@@ -226,7 +252,7 @@ def stepper_for(model, n_streams: int, n_steps: int):
     return IntStepper(model, n_streams)
 
 
-def _time_steps(model, llama: bool, n_streams: int) -> float:
+def _time_steps(model, n_streams: int) -> float:
     """Seconds of eight lockstep steps of ``n_streams`` streams (after two warm-up steps)."""
     stepper = stepper_for(model, n_streams, 10)
     tokens = np.zeros(n_streams, dtype=np.int64)
