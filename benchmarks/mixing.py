@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmzip import api, engine  # noqa: E402
+from lmzip import api, engine, mixing  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
 
 from integer_smollm2 import cpu_name  # noqa: E402
@@ -61,11 +61,11 @@ class MixingClock:
     def __init__(self):
         self.seconds = 0.0
         self.saved = {name: getattr(engine, name) for name in self.NAMES}
-        self.saved_models = {name: getattr(engine.ContextModels, name) for name in ("predict", "update")}
+        self.saved_models = {name: getattr(mixing.ContextModels, name) for name in ("predict", "update")}
         for name, f in self.saved.items():
             setattr(engine, name, self._timed(f))
         for name, f in self.saved_models.items():
-            setattr(engine.ContextModels, name, self._timed(f))
+            setattr(mixing.ContextModels, name, self._timed(f))
 
     def _timed(self, f):
         def run(*args, **kwargs):
@@ -80,7 +80,7 @@ class MixingClock:
         for name, f in self.saved.items():
             setattr(engine, name, f)
         for name, f in self.saved_models.items():
-            setattr(engine.ContextModels, name, f)
+            setattr(mixing.ContextModels, name, f)
 
 
 def timed(predictor, data: bytes) -> dict:

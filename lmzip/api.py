@@ -105,7 +105,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     With ``fallback``, a block the model codes in more bytes than xz -9e or than
     the block itself is written that way instead (never for learning models).
     With ``mix``, an integer model's predictions are mixed with context models (n-grams, a
-    match model) over the history (mixing.py); the header records it. The history runs across
+    match model) over the history (mixing); the header records it. The history runs across
     the file's blocks, so they decode in order, unless ``independent`` (always with ``workers``):
     then each block has its own, at some cost in ratio on files of several blocks, and the
     blocks can be decoded in parallel.
@@ -231,7 +231,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
                       workers: WorkerPool | None = None, load: Callable[[], Predictor] | None = None,
                       **options) -> Stats:
     """Decompress ``source`` into ``dest``; with ``workers``, its blocks are decoded by the pool's
-    actors, unless they share a carried history (mixing.py): those decode in order, here."""
+    actors, unless they share a carried history (mixing): those decode in order, here."""
     start_time = time.perf_counter()
     reader = container.Reader(source)
     header = reader.header

@@ -9,7 +9,7 @@ the start token and are not coded (integer models drop them from the batch). Bec
 shapes in both directions. The model never carries anything from one block to the next.
 
 With mixing (integer models), adaptive models over the history (n-grams and a match model) are
-mixed into every step's distribution (mixing.py); they, too, are fed the same tokens both ways.
+mixed into every step's distribution (mixing); they, too, are fed the same tokens both ways.
 A ``History`` holds them: one per file, given every block in order, where the header's setting
 carries the history across blocks (the default); else each block starts afresh and blocks are
 independent of each other.
@@ -17,7 +17,6 @@ independent of each other.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -25,8 +24,7 @@ import numpy as np
 
 from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder
 from .layout import active_streams, block_layout, padded_grid
-from .mixing import (ContextModels, Mixer, carriers, decode_mixed, mix_setting, mixed_intervals, parse_mix_setting,
-                     proposal_grid)
+from .mixing import History, carriers, decode_mixed, mix_setting, mixed_intervals, proposal_grid
 from .models.base import Predictor, token_intervals
 
 
@@ -65,52 +63,6 @@ class BlockResult:
     lm_nll_bits: float = 0.0  # what the model alone would have cost them
 
 
-class History:
-    """The context models and mixer of a file's blocks (mixing.py), from the header's mix setting.
-
-    With a carried history (the default) one ``History`` serves the file's blocks in their order,
-    each starting where the one before left off; otherwise every block starts afresh, so each may
-    be coded anywhere (``for_block`` is then all a worker needs).
-    """
-
-    def __init__(self, mix: str):
-        self.setting = parse_mix_setting(mix)
-        self.models: ContextModels | None = None
-        self.mixer: Mixer | None = None
-
-    @property
-    def carried(self) -> bool:
-        return self.setting.carried
-
-    def next_block(self, n_streams: int) -> History:
-        if self.models is None or not self.carried:
-            self.models, self.mixer = ContextModels(n_streams, self.setting.table_bits), Mixer()
-        else:
-            self.models.next_block(n_streams)
-        return self
-
-    def save(self):
-        """What ``restore`` needs to undo the blocks coded after this (the encoder's, for a block
-        that falls back: the decoder never feeds it to the history)."""
-        return None if self.models is None else copy.deepcopy((self.models.ngrams, self.mixer))
-
-    def restore(self, saved) -> None:
-        if saved is None:
-            self.models = self.mixer = None
-        else:
-            self.models.ngrams, self.mixer = saved
-
-    @classmethod
-    def for_block(cls, mix: str | None) -> History | None:
-        """A block's history where blocks are independent (a worker's), or None without mixing."""
-        if mix is None:
-            return None
-        history = cls(mix)
-        if history.carried:
-            raise ValueError("a carried history needs the file's earlier blocks: code its blocks in order")
-        return history
-
-
 def _check_mixable(predictor: Predictor, history: History | None) -> None:
     if history is not None and not predictor.capabilities.integer:
         raise ValueError("mixing needs an integer model (its frequencies are what it mixes)")
@@ -124,7 +76,7 @@ def model_bits(probs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
 
 class StepCoder:
     """Codes one lockstep step either way: under the model's rows alone, or with the history's
-    context models mixed in (mixing.py). Both directions call it with the same rows in the same
+    context models mixed in (mixing). Both directions call it with the same rows in the same
     order, so both sides' context models and mixer learn the same things. Each call also returns
     the tokens' bits as coded (mixed, where mixing is on)."""
 

@@ -26,7 +26,7 @@ class Settings:
     device: str | None = None  # None: the CPU; "cuda" for a GPU
     kernels: str | None = None  # float models on a CPU: torch's kernel path (avx512, avx2, default)
     train: str | None = None  # learning models: the training recipe (see models/online.py)
-    mix: str | None = None  # integer models: the context mixing recipe and table size (mixing.py); None: the LM alone
+    mix: str | None = None  # integer models: the context mixing recipe and table size (mixing); None: the LM alone
 
     def to_header(self) -> str:
         return ";".join(f"{HEADER_KEYS[f.name]}={getattr(self, f.name)}"

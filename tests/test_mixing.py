@@ -17,8 +17,9 @@ import lmzip
 from lmzip import api, container
 from lmzip.errors import ModelError
 from lmzip import engine
-from lmzip.mixing import (CANDIDATES, CONTEXT_INPUTS, ORDERS, ContextModels, MatchModel, Mixer, MixSetting, NGrams, WEIGHT_LIMIT,
+from lmzip.mixing import (CANDIDATES, CONTEXT_INPUTS, ORDERS, ContextModels, MatchModel, Mixer, MixSetting, NGrams,
                           mix_setting, parse_mix_setting, proposal_grid)
+from lmzip.mixing.mixer import WEIGHT_LIMIT
 from lmzip.models import load_predictor
 
 from conftest import SAMPLE_TEXT
