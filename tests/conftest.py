@@ -18,12 +18,17 @@ SAMPLE_TEXT = (
 ) * 20
 
 
+TINY_MODELS = {"tiny_gpt_dir", "tiny_byte_gpt_dir", "tiny_llama_dir", "tiny_gpt2_dir", "tiny_gguf", "tiny_int_llama",
+               "tiny_int_llama_dir"}
+
+
 @pytest.fixture(autouse=True)
 def model_coded_blocks(request, monkeypatch):
-    """Tiny random models lose to xz or to storing, so with the fallback on most tests
-    would never decode a model-coded block. In-process, every block stays model-coded
-    except in tests marked ``fallback``; CLI tests pass --no-fallback where it matters."""
-    if request.node.get_closest_marker("fallback") is None:
+    """Tiny random models lose to xz or to storing, so with the fallback on, their tests would never
+    decode a model-coded block: in tests that use one, every block stays model-coded (in this
+    process) unless the test is marked ``fallback``. Tests of the shipped models see the real
+    fallback; CLI tests pass --no-fallback where it matters."""
+    if TINY_MODELS & set(request.fixturenames) and request.node.get_closest_marker("fallback") is None:
         from lmzip import container
 
         monkeypatch.setattr(container, "smallest_coding", lambda model_bytes, raw: (container.BLOCK_MODEL, model_bytes))

@@ -50,12 +50,13 @@ def test_compress_decompress_files(sample, tiny_gpt_dir):
     r = lmzip("compress", sample, "--model", tiny_gpt_dir, "--threads", "1", "--json", "--no-fallback")
     assert r.returncode == 0, r.stderr
     stats = json.loads(r.stdout)
-    for key in ("original_bytes", "compressed_bytes", "tokens", "nll_bits", "overhead", "bits_per_byte",
-                "seconds", "tokens_per_second", "model"):
-        assert key in stats
     packed = sample.with_name("sample.txt.lmz")
     assert stats["compressed_bytes"] == packed.stat().st_size
-    assert stats["original_bytes"] == len(DATA)
+    assert stats["original_bytes"] == len(DATA) and stats["model"] == str(tiny_gpt_dir)
+    assert stats["bits_per_byte"] == pytest.approx(8 * stats["compressed_bytes"] / len(DATA))
+    assert stats["overhead"] == pytest.approx(8 * stats["compressed_bytes"] / stats["nll_bits"] - 1)
+    assert 0 < stats["overhead"] < 0.1  # a few dozen bytes of header and coder ends
+    assert 0 < stats["tokens"] <= len(DATA) and stats["tokens_per_second"] > 0 and stats["seconds"] > 0
     sample.unlink()
     r = lmzip("decompress", packed)
     assert r.returncode == 0, r.stderr
@@ -284,3 +285,42 @@ def test_no_input_at_a_terminal_prints_help(command):
     finally:
         os.close(terminal), os.close(controller)
     assert r.returncode == 1 and b"Usage:" in r.stdout and b"Traceback" not in r.stderr
+
+
+def test_a_directory_without_workers(tmp_path):
+    tree = tmp_path / "in"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_bytes(DATA[:500])
+    (tree / "sub" / "b.txt").write_bytes(DATA[500:900])
+    r = lmzip("compress", "-r", tree, "-m", "order2", "--rm", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["files"] == 2 and summary["failed"] == 0
+    assert sorted(p.name for p in tree.rglob("*")) == ["a.txt.lmz", "b.txt.lmz", "sub"]
+    assert lmzip("decompress", "-r", tree, "--rm", "-q").returncode == 0
+    assert (tree / "sub" / "b.txt").read_bytes() == DATA[500:900] and (tree / "a.txt").read_bytes() == DATA[:500]
+
+
+def test_a_chunk_longer_than_the_model_sees_is_refused(sample):
+    r = lmzip("compress", sample, "-m", "fast", "--chunk", "100000", "-c")
+    assert r.returncode == 1 and b"exceeds the model's context" in r.stderr and r.stdout == b""
+
+
+def test_info_on_a_damaged_file(sample, tmp_path):
+    packed = tmp_path / "ok.lmz"
+    assert lmzip("compress", sample, "-m", "order2", "-o", packed).returncode == 0
+    truncated = tmp_path / "truncated.lmz"
+    truncated.write_bytes(packed.read_bytes()[:-20])
+    info = json.loads(lmzip("info", truncated, "--json").stdout)
+    assert info["model"] == "order2" and str(info["blocks"]).startswith("unreadable")
+    garbage = tmp_path / "garbage.lmz"
+    garbage.write_bytes(b"LMZ" + os.urandom(40))
+    r = lmzip("info", garbage)
+    assert r.returncode == 2 and r.stderr.count(b"\n") == 1 and b"Traceback" not in r.stderr
+
+
+def test_explain_on_the_command_line_costs_what_compression_does(sample):
+    explained = json.loads(lmzip("explain", sample, "-m", "order2", "--json").stdout)
+    compressed = json.loads(lmzip("compress", sample, "-m", "order2", "-c", "--json", "--no-fallback").stderr)
+    assert explained["total_bits"] == pytest.approx(compressed["nll_bits"], rel=1e-9)
+    assert "".join(t["text"] for t in explained["tokens"]).encode("utf-8", "replace")[:100] == DATA[:100]

@@ -28,9 +28,10 @@ REPEATS = (SAMPLE_TEXT[:900] * 4).encode()  # repeats far beyond a 48-token chun
 LAYOUT = dict(chunk=48, streams=8)
 
 
-def _compress(data: bytes, model, **options) -> tuple[bytes, api.Stats]:
+def _compress(data: bytes, model, fallback: bool = False, **options) -> tuple[bytes, api.Stats]:
+    """Every block model-coded unless ``fallback``: these tests measure the model and the mixing."""
     out = io.BytesIO()
-    stats = api.compress_stream(io.BytesIO(data), out, model, **LAYOUT, **options)
+    stats = api.compress_stream(io.BytesIO(data), out, model, fallback=fallback, **LAYOUT, **options)
     return out.getvalue(), stats
 
 
@@ -197,7 +198,7 @@ def test_a_block_that_falls_back_leaves_a_carried_history_as_it_was():
     tokens, so the encoder's history must forget them too, or the text after them cannot decode."""
     text = (Path(__file__).resolve().parents[1] / "demo" / "sample.txt").read_bytes()  # xz cannot crush it
     data = text[:1500] + random.Random(5).randbytes(3000) + text[1500:]
-    blob, stats = _compress(data, "fast")
+    blob, stats = _compress(data, "fast", fallback=True)
     assert stats.extra["fallback_blocks"] >= 2 and not stats.extra.get("whole_file_fallback")
     assert container.Reader(io.BytesIO(blob)).header.settings.mix.endswith("-c")
     assert lmzip.decompress(blob) == data

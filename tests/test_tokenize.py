@@ -84,3 +84,25 @@ def test_a_character_without_a_token_does_not_turn_its_text_into_bytes():
     ids = bpe.encode(data)
     assert list(ids) == [vocab["ab"], vocab["ab"], 300, 300, vocab["ab"]]
     assert bpe.decode(ids) == data
+
+
+@pytest.mark.parametrize("piece", [7, 64, 1 << 20])
+def test_read_tokens_cuts_pieces_after_newlines_and_gives_the_whole_input_s_ids(monkeypatch, piece):
+    """Pieces of READ_PIECE bytes (1 MiB), cut after their last newline so that no UTF-8 character
+    or word is split: the ids are the lines' own, and the length and CRC the whole input's. A line
+    longer than a piece (7 bytes here) is cut where the piece ends, and still round-trips."""
+    import io
+    import zlib
+
+    from lmzip import tokenize
+
+    monkeypatch.setattr(tokenize, "READ_PIECE", piece)
+    tok = tiny_bpe()
+    text = ("é\u00e8 naïve café\n" * 9).encode() + b"no newline at all " * 5 + "ü".encode()
+    data = text * (1 + (1 << 20) // len(text)) if piece == 1 << 20 else text  # more than one real piece
+    whole = [tok.encode(line) for line in data.splitlines(keepends=True)]
+    ids, length, crc = tokenize.read_tokens(tok, io.BytesIO(data))
+    if piece > 100:  # every line fits in a piece
+        assert ids.tolist() == np.concatenate(whole).tolist()
+    assert (length, crc) == (len(data), zlib.crc32(data))
+    assert tok.decode(ids.tolist()) == data

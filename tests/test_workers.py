@@ -162,7 +162,7 @@ def test_a_directory_on_workers_with_an_unreadable_file(tmp_path):
     assert lines[-1]["summary"] and lines[-1]["files"] == 3 and lines[-1]["failed"] == 1
     assert b"gone" in r.stderr
     for name, data in texts.items():
-        assert (out / f"{name}.lmz").read_bytes() == api.compress(data, "order2", **LAYOUT)
+        assert (out / f"{name}.lmz").read_bytes() == api.compress(data, "order2", fallback=False, **LAYOUT)
     r = lmzip("decompress", "-r", out, "-q")
     assert r.returncode == 0, r.stderr
     assert all((out / name).read_bytes() == data for name, data in texts.items())
@@ -197,3 +197,28 @@ def _session_processes(sid: int) -> str:
     """The command lines of the processes in session ``sid`` (the CLI's, and Ray's that it started)."""
     ps = subprocess.run(["ps", "-eo", "sid=,args="], capture_output=True, text=True).stdout
     return "\n".join(line for line in ps.splitlines() if line.split(None, 1)[0] == str(sid))
+
+
+def test_the_pool_keeps_at_most_its_window_of_blocks_out(pools):
+    """However many blocks a file has, at most ``window`` are sent and not yet handed back."""
+    import numpy as np
+
+    from lmzip.fingerprint import fingerprint
+    from lmzip.workers import Task, load_key
+
+    pool = pools[2]
+    load = functools.partial(load_predictor, "order2")
+    task = Task(model_key=load_key(load), load=load, fingerprint=fingerprint(load()), plan=1)
+    pulled = 0
+
+    def blocks():
+        nonlocal pulled
+        for i in range(4 * pool.window):
+            pulled += 1
+            yield ([np.arange(40, dtype=np.int64) * (i + 1) % 256],)
+
+    results = 0
+    for results, block in enumerate(pool.map("encode", task, blocks()), start=1):
+        assert pulled - results <= pool.window, (pulled, results)
+        assert block.data
+    assert results == pulled == 4 * pool.window
