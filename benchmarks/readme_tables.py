@@ -1,5 +1,6 @@
-"""Write the README's generated tables: the models (from the registry) and the whole-file results
-(from benchmarks/results/full.json, which `make bench` / `make bench-report` write).
+"""Write the README's generated parts: the models (from the registry), and the results table and
+figure of today's default against the best classical tool (from benchmarks/results/english.json,
+which `make bench-english` writes).
 
     python benchmarks/readme_tables.py      # rewrites the marked sections of README.md in place
 """
@@ -16,11 +17,10 @@ sys.path.insert(0, str(ROOT))
 
 from lmzip.models import DEFAULT_MODEL, LEVELS, MODELS  # noqa: E402
 
-CLASSICAL = ["gzip -9", "bzip2 -9", "xz -9e", "zstd -19", "zstd -22", "brotli -q11"]
-ENGLISH = ["canterbury/alice29.txt", "canterbury/asyoulik.txt", "canterbury/lcet10.txt", "canterbury/plrabn12.txt",
-           "calgary/book1", "calgary/book2", "calgary/paper1", "calgary/paper2", "calgary/news", "silesia/dickens"]
-LMZIP = ["lmzip order2", "lmzip fast-float", "lmzip fast", "lmzip fast-float +fallback", "lmzip fast +fallback",
-         "lmzip smollm2-float", "lmzip smollm2"]
+CLASSICAL = ["gzip -9", "bzip2 -9", "xz -9e", "zstd -19", "zstd -22", "brotli -q11", "bzip3", "7z PPMd", "zpaq -m5"]
+RESULTS = ROOT / "benchmarks" / "results"
+FIGURE = RESULTS / "readme.png"
+COLOURS = {"best classical": "#9e9e9e", "fast": "#4c9be8", "smollm2 (default)": "#e8743b"}
 
 
 def models_table() -> str:
@@ -36,25 +36,62 @@ def models_table() -> str:
     return "\n".join(lines)
 
 
+def english_results() -> tuple[list[dict], list[str]]:
+    """One row per file: its size, the best classical tool and its bits/byte, fast's and smollm2's
+    (both mixed, as the CLI codes them); and the classical tools that were not measured."""
+    rows = json.loads((RESULTS / "english.json").read_text())
+    table = {(r["file"], r["compressor"]): r for r in rows}
+    order = ["alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt", "book1", "book2", "paper1", "paper2"]
+    files = sorted(dict.fromkeys(r["file"] for r in rows), key=lambda f: (order + [f]).index(f.split("/")[-1]))
+    out = []
+    for f in files:
+        classical = {c: table[(f, c)]["bits_per_byte"] for c in CLASSICAL if (f, c) in table}
+        best = min(classical, key=classical.get)
+        bpb = {m: table[(f, f"lmzip {m}")]["bits_per_byte"] for m in ("fast", "smollm2") if (f, f"lmzip {m}") in table}
+        out.append({"file": f.split("/")[-1], "bytes": table[(f, best)]["original_bytes"], "best": best,
+                    "best_bpb": classical[best], **bpb})
+    measured = {r["compressor"] for r in rows}
+    return out, [c for c in CLASSICAL if c not in measured]
+
+
 def results_table() -> str:
-    rows = json.loads((ROOT / "benchmarks/results/full.json").read_text())
-    table = {(r["file"], r["compressor"]): r["bits_per_byte"] for r in rows}
-    sizes = {r["file"]: r["original_bytes"] for r in rows}
-    columns = [c for c in LMZIP if any((f, c) in table for f in ENGLISH)]
-    lines = ["| whole file | bytes | best classical | " + " | ".join(c.removeprefix("lmzip ") for c in columns) + " |",
-             "|---|---|---|" + "---|" * len(columns)]
-    for f in ENGLISH:
-        classical = {c: table[(f, c)] for c in CLASSICAL if (f, c) in table}
-        if not classical:
-            continue
-        best_name = min(classical, key=classical.get)
-        cells = [f"{table[(f, c)]:.3f}" if (f, c) in table else "" for c in columns]
-        best = min([classical[best_name]] + [table[(f, c)] for c in columns if (f, c) in table])
-        cells = [f"**{c}**" if c and float(c) == round(best, 3) else c for c in cells]
-        first = f"{classical[best_name]:.3f}"
-        first = (f"**{first}**" if classical[best_name] == best else first) + f" ({best_name.split()[0]})"
-        lines.append(f"| {f.split('/')[-1]} | {sizes[f]:,} | {first} | " + " | ".join(cells) + " |")
+    rows, missing = english_results()
+    lines = ["| whole file | bytes | best classical | `fast` | `smollm2` (default) | default / best classical |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        fast = f"{r['fast']:.3f}" if "fast" in r else ""
+        default = f"**{r['smollm2']:.3f}**" if "smollm2" in r else "not measured yet"
+        ratio = f"{r['smollm2'] / r['best_bpb']:.2f}" if "smollm2" in r else ""
+        lines.append(f"| {r['file']} | {r['bytes']:,} | {r['best_bpb']:.3f} ({r['best']}) | {fast} | {default} | {ratio} |")
+    if missing:
+        lines += ["", f"Not installed when measured, so not in the best-classical column: {', '.join(missing)}."]
     return "\n".join(lines)
+
+
+def results_figure() -> None:
+    """Bits/byte per file: the best classical tool, fast, smollm2; three colours, one glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, _ = english_results()
+    series = {"best classical": [r["best_bpb"] for r in rows], "fast": [r.get("fast", 0) for r in rows],
+              "smollm2 (default)": [r.get("smollm2", 0) for r in rows]}
+    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=110)
+    width = 0.27
+    for i, (name, values) in enumerate(series.items()):
+        x = [k + (i - 1) * width for k in range(len(rows))]
+        bars = ax.bar(x, values, width, label=name, color=COLOURS[name])
+        ax.bar_label(bars, labels=[f"{v:.2f}" if v else "" for v in values], fontsize=7, padding=1)
+    ax.set_xticks(range(len(rows)), [r["file"] for r in rows])
+    ax.set_ylabel("bits per byte (lower is better)")
+    ax.set_title("Whole English texts: lmzip against the best classical compressor")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(frameon=False, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    fig.tight_layout()
+    fig.savefig(FIGURE)
+    print(f"wrote {FIGURE.relative_to(ROOT)}")
 
 
 def replace_section(text: str, name: str, body: str) -> str:
@@ -69,6 +106,7 @@ def main() -> None:
     text = replace_section(readme.read_text(), "models", models_table())
     text = replace_section(text, "results", results_table())
     readme.write_text(text)
+    results_figure()
     print(f"{readme}: models and results tables written")
 
 

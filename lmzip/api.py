@@ -24,6 +24,7 @@ from .blocks import block_bytes
 from .errors import ChecksumError, FingerprintMismatch
 from .fingerprint import coded_versions, fingerprint, model_settings
 from .models import DEFAULT_MODEL, load_predictor, model_for_file
+from .models.legacy import checksum_failure_reason
 from .models.base import Predictor
 from .tokenize import read_tokens
 from .workers import Task, WorkerPool, check_splittable, load_key
@@ -271,11 +272,9 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
         if length != header.original_length or crc != header.checksum:
             raise ChecksumError("checksum mismatch: the decoded data differs from the original")
     except ChecksumError as exc:  # not a structural error (truncation, a bad block length)
-        if header.settings.dtype and header.settings.kernels is None and not header.settings.device:
-            raise ChecksumError(
-                f"cannot decode ({exc}): this float model's file, made by lmzip 0.2.0, records no CPU kernel "
-                "path, and this machine's arithmetic likely differs from its maker's; decode it on a machine "
-                "like that one (or the file is damaged)") from None
+        reason = checksum_failure_reason(header.settings)
+        if reason:
+            raise ChecksumError(f"cannot decode ({exc}): {reason}") from None
         raise
     stats.extra.update(predictor.stepping_report())
     stats.finish(start_time, coding_start)

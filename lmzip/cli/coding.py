@@ -58,7 +58,6 @@ def compress(
 ):
     """Compress each FILE to FILE.lmz."""
     from .. import api
-    from ..models import load_predictor
 
     help_at_a_terminal(ctx, files)
     if level is not None:
@@ -67,32 +66,21 @@ def compress(
         model = _model_to_load(model, online, portable)
     if (workers or cluster) and threads is None:
         threads = 1  # one thread a worker: workers, not threads, use the cores
-    options = dict(dtype=dtype, device=device, threads=threads, backend=backend)
-    shared, load_lock = {}, threading.Lock()  # one model load for all files (online models restart each file)
+    shared = _SharedModel(model or DEFAULT_MODEL, dict(dtype=dtype, device=device, threads=threads, backend=backend))
 
     def one(file: Optional[Path], top: Optional[Path]):
         if file is not None and str(file).endswith(SUFFIX) and not force:
             raise InputOutputError(f"{file} already has the {SUFFIX} suffix (use -f to compress it anyway)")
         target = target_of(file, top, output, stdout, lambda p: p.with_name(p.name + SUFFIX))
-        name = model or DEFAULT_MODEL
         with open_input(file) as source, atomic_output(target, force) as dest, \
                 ProgressBar("compressing", quiet) as progress:
-            with load_lock:  # after the input opened
-                predictor = shared.get(name) or load_predictor(name, **options)
-                shared[name] = predictor
+            predictor = shared.get()  # after the input opened
             stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, progress=progress,
                                         fallback=not no_fallback, mix=not no_mix, independent=independent,
-                                        workers=pool,
-                                        load=functools.partial(load_predictor, name, **options))
+                                        workers=pool, load=shared.load)
         copy_metadata(file, target)
         remove_input(file, remove)
-        if predictor.capabilities.learns:
-            _add_description_length(stats)
-        label = str(file) if file else "stdin"
-        stats.extra["file"] = label
-        report(stats, as_json, quiet, target is None,
-                f"{label}: {stats.original_bytes:,} -> {stats.compressed_bytes:,} bytes, "
-                f"{stats.bits_per_byte:.3f} bits/byte ({stats.model}, {stats.tokens_per_second:,.0f} tokens/s)")
+        _report_compressed(stats, predictor, file, as_json, quiet, target is None)
         return stats
 
     with errors_as_messages():
@@ -117,12 +105,33 @@ def _model_to_load(model: Optional[str], online: bool, portable: bool) -> Option
     return model
 
 
-def _add_description_length(stats) -> None:
-    """An online model sends no weights: the file plus the code that trains is the description."""
-    from ..models.online import code_bytes
+class _SharedModel:
+    """The one model a run's files share, loaded once, by the first file once its input opened
+    (an online model goes back to its first weights for every file)."""
 
-    stats.extra["code_bytes"] = code_bytes()
-    stats.extra["description_bytes"] = stats.compressed_bytes + stats.extra["code_bytes"]
+    def __init__(self, name: str, options: dict):
+        from ..models import load_predictor
+
+        self.load = functools.partial(load_predictor, name, **options)  # also how workers load it
+        self._model, self._lock = None, threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._model is None:
+                self._model = self.load()
+            return self._model
+
+
+def _report_compressed(stats, predictor, file: Optional[Path], as_json: bool, quiet: bool, to_stdout: bool) -> None:
+    if predictor.capabilities.learns:  # it sends no weights: the file plus the code that trains describes the data
+        from ..models.online import code_bytes
+
+        stats.extra["code_bytes"] = code_bytes()
+        stats.extra["description_bytes"] = stats.compressed_bytes + stats.extra["code_bytes"]
+    label = stats.extra["file"] = str(file) if file else "stdin"
+    report(stats, as_json, quiet, to_stdout,
+           f"{label}: {stats.original_bytes:,} -> {stats.compressed_bytes:,} bytes, "
+           f"{stats.bits_per_byte:.3f} bits/byte ({stats.model}, {stats.tokens_per_second:,.0f} tokens/s)")
 
 
 @app.command()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import ModelNotAvailable
 from .base import Capabilities, Predictor
+from .legacy import ALIASES, FLOAT_OF, model_for_file
 
 
 @dataclass(frozen=True)
@@ -63,21 +64,10 @@ ANYWHERE_MODELS = [name for name, entry in MODELS.items() if entry.anywhere]
 # default). Quicker to stronger; 6, like gzip's, is what no option gives.
 LEVELS = {1: ("order2", None), 2: ("fast", 128), 3: ("fast", None), 4: ("smollm2", 512), 5: ("smollm2", 1024),
           6: ("smollm2", None), 7: ("smollm2", 3072), 8: ("smollm2", 4096), 9: ("smollm2", 8192)}
-ALIASES = {"fast-portable": "fast"}  # the integer fast model's name in lmzip 0.2.0 and 0.3.0
-# Files of lmzip 0.2.0 and 0.3.0 name the float models "fast" and "smollm2": a file without the
-# integer flag that names one of these was made by its float model.
-FLOAT_OF = {"fast": "fast-float", "smollm2": "smollm2-float"}
 INTEGER_OF = {float_name: name for name, float_name in FLOAT_OF.items()}  # what --portable asks for
 # a model directory's config.json "model_type" -> its loader (anything else: Hugging Face transformers)
 DIRECTORY_TYPES = {"lmzip-gpt": "gpt_predictor:load_directory", "lmzip-gpt-int8": "integer:load_directory",
                    "lmzip-llama-int8": "integer:load_directory"}
-
-
-def model_for_file(name: str, integer: bool) -> str:
-    """The model that decodes a file whose header names ``name`` (with or without the integer flag)."""
-    if not integer and name in FLOAT_OF:
-        return FLOAT_OF[name]
-    return ALIASES.get(name, name)
 
 
 def model_names() -> str:

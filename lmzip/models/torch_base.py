@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -19,6 +18,7 @@ import torch
 from ..errors import FingerprintMismatch, ModelNotAvailable
 from ..settings import Settings
 from .base import Measured, Predictor, measured_choice
+from .legacy import with_kernels_assumed
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 EXTRA_TOKEN_PROBABILITY = 2.0 ** -16  # for bytes the model's vocabulary has no token for
@@ -148,9 +148,7 @@ class TorchPredictor(Predictor):
             raise FingerprintMismatch("this file was made on a CUDA device; decode it with --device cuda on a GPU")
         if settings.device is None and self.device != "cpu":
             self.set_device("cpu")
-        if settings.kernels is None:  # lmzip 0.2.0 did not record it: tried here (see api.decompress_stream)
-            settings = replace(settings, kernels=self.settings().kernels)
-        super().adopt(settings)
+        super().adopt(with_kernels_assumed(settings, self.settings().kernels))  # tried here (legacy.py)
 
     def set_dtype(self, dtype: str) -> None:
         self.dtype_name, self.dtype = dtype, DTYPES[dtype]
