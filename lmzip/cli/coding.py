@@ -235,3 +235,18 @@ def info(
         else:
             for key, value in fields.items():
                 print(f"{key:>16}: {value}")
+
+
+@app.command()
+def models(as_json: bool = JsonOpt):
+    """List the models: what each is, its size, integer or float, where it lives, whether it is ready here."""
+    from ..models.inventory import listings
+
+    with errors_as_messages():
+        found = listings()
+    if as_json:
+        print(json.dumps([dataclasses.asdict(m) for m in found]))
+        return
+    for m in found:
+        size = f"{m.parameters / 1e6:,.1f}M" if m.parameters else "-"
+        print(f"{m.name:<15} {m.family:<32} {size:>7}  {m.arithmetic:<9} {m.state:<38} {m.where}")

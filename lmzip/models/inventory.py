@@ -1,0 +1,124 @@
+"""What ``lmzip models`` lists: every model of the registry, whether it can run here, where it lives,
+its size, and whether it codes in integers (files that decode anywhere) or in floats. Nothing is
+loaded or converted: the files are only looked at."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelNotAvailable
+
+SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value types -> bytes
+STRING, ARRAY = 8, 9
+
+
+@dataclass
+class Listing:
+    name: str
+    family: str
+    parameters: int | None  # None: a model without weights (the classical ones adapt counts)
+    arithmetic: str  # "integer", "float" or "classical"
+    where: str
+    state: str  # "ready", "converted on first use (about 30 s)", or why it cannot run
+
+
+def safetensors_parameters(path: Path) -> int:
+    """The number of values in a safetensors file, from its JSON header alone."""
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+    return sum(_product(t["shape"]) for name, t in header.items() if name != "__metadata__")
+
+
+def gguf_parameters(path: Path) -> int:
+    """The number of values in a GGUF file's tensors, from its tensor table (metadata skipped)."""
+    with open(path, "rb") as f:
+        magic, _version, tensors, fields = struct.unpack("<4sIQQ", f.read(24))
+        if magic != b"GGUF":
+            raise ModelNotAvailable(f"{path} is not a GGUF file")
+        for _ in range(fields):
+            _skip_string(f)
+            _skip_value(f, struct.unpack("<I", f.read(4))[0])
+        total = 0
+        for _ in range(tensors):
+            _skip_string(f)
+            (dims,) = struct.unpack("<I", f.read(4))
+            total += _product(struct.unpack(f"<{dims}Q", f.read(8 * dims)))
+            f.read(12)  # the type and the offset
+        return total
+
+
+def _skip_string(f) -> None:
+    (length,) = struct.unpack("<Q", f.read(8))
+    f.seek(length, 1)
+
+
+def _skip_value(f, kind: int) -> None:
+    if kind == STRING:
+        _skip_string(f)
+    elif kind == ARRAY:
+        item, count = struct.unpack("<IQ", f.read(12))
+        if item in SIZES:
+            f.seek(SIZES[item] * count, 1)
+        else:
+            for _ in range(count):
+                _skip_value(f, item)
+    else:
+        f.seek(SIZES[kind], 1)
+
+
+def _product(shape) -> int:
+    out = 1
+    for n in shape:
+        out *= int(n)
+    return out
+
+
+def listings() -> list[Listing]:
+    from . import MODELS
+
+    return [describe(name) for name in MODELS]
+
+
+def describe(name: str) -> Listing:
+    """One registry model, as it stands on this machine."""
+    from .gpt_predictor import FAST_DIR
+    from .integer import PORTABLE_DIR
+
+    if name in ("uniform", "order0", "order2"):
+        return Listing(name, "byte context model", None, "classical", "lmzip/models/classical.py", "ready")
+    if name in ("smollm2", "smollm2-float"):
+        return _smollm2(name)
+    directory = PORTABLE_DIR if name == "fast" else FAST_DIR
+    weights = directory / "model.safetensors"
+    if name == "online-scratch":
+        from . import load_predictor
+
+        model = load_predictor(name, threads=1).model  # a few million seeded weights: quick to make
+        return Listing(name, "lmzip GPT, learns while coding", sum(p.numel() for p in model.parameters()), "float",
+                       "seeded at start (no weights sent or stored)", "ready")
+    family = "lmzip GPT" + (", learns while coding" if name == "online-fast" else "")
+    arithmetic = "integer" if name == "fast" else "float"
+    return Listing(name, family, safetensors_parameters(FAST_DIR / "model.safetensors"), arithmetic,
+                   str(weights), "ready" if weights.exists() else "missing from the package: reinstall lmzip")
+
+
+def _smollm2(name: str) -> Listing:
+    from .base import cache_dir
+    from .intllama import LLAMA_FORMAT
+    from .smollm2 import find_gguf
+
+    integer = name == "smollm2"
+    try:
+        gguf = find_gguf()
+    except ModelNotAvailable as exc:
+        return Listing(name, "llama (SmolLM2-135M)", None, "integer" if integer else "float", "-", str(exc))
+    prefix = f"smollm2-int{LLAMA_FORMAT}-" if integer else "smollm2-"
+    converted = [d for d in cache_dir().glob(f"{prefix}*") if (d / "weights.hash").exists()
+                 and (integer or not d.name.startswith("smollm2-int"))]
+    state = "ready" if converted else "converted on first use (about 30 s)"
+    return Listing(name, "llama (SmolLM2-135M)", gguf_parameters(gguf), "integer" if integer else "float",
+                   str(converted[0] if converted else gguf), state)
