@@ -40,7 +40,7 @@ def measure(model: str, data: bytes) -> dict | None:
         print(f"{model:>8}: skipped ({exc})")
         return None
     packed = io.BytesIO()
-    stats = api.compress_stream(io.BytesIO(data), packed, predictor)
+    stats = api.compress_stream(io.BytesIO(data), packed, predictor, fallback=False)  # the model's own bits
     assert lmzip.decompress(packed.getvalue(), model=predictor) == data, f"{model} did not round-trip"
     row = {"model": model, "tokens": stats.tokens, "nll_bits": stats.nll_bits,
            "compressed_bits": 8 * stats.compressed_bytes, "bits_per_byte": stats.bits_per_byte,
