@@ -23,9 +23,10 @@ from . import container, engine, layout
 from .blocks import block_bytes
 from .errors import ChecksumError, FingerprintMismatch
 from .fingerprint import coded_versions, fingerprint, model_settings
+from .mixing import History
 from .models import DEFAULT_MODEL, load_predictor, model_for_file
-from .models.legacy import checksum_failure_reason
 from .models.base import Predictor
+from .models.legacy import checksum_failure_reason
 from .tokenize import read_tokens
 from .workers import Task, WorkerPool, check_splittable, load_key
 
@@ -141,7 +142,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     coding_start = time.perf_counter()
     if workers is None:
         _encode_blocks(predictor, ids, chunk, streams, writer, stats, on_step, record,
-                       engine.History(mixed) if mixed else None)
+                       History(mixed) if mixed else None)
     else:
         coded = _counted(workers.map("encode", task, ((c,) for c in engine.split_blocks(ids, chunk, streams))),
                          on_step, (sum(lengths) for lengths in layout.block_layout(len(ids), chunk, streams)))
@@ -157,7 +158,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
 
 
 def _encode_blocks(predictor: Predictor, ids: np.ndarray, chunk: int, streams: int, writer: container.Writer,
-                   stats: Stats, on_step, record, history: engine.History | None) -> None:
+                   stats: Stats, on_step, record, history: History | None) -> None:
     """Code the blocks in order in this process. A block that falls back (xz, stored) leaves a
     carried history as it found it: the decoder never sees that block's tokens."""
     for chunks in engine.split_blocks(ids, chunk, streams):
@@ -236,7 +237,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     start_time = time.perf_counter()
     reader = container.Reader(source)
     header = reader.header
-    history = engine.History(header.settings.mix) if header.settings.mix else None
+    history = History(header.settings.mix) if header.settings.mix else None
     in_order = workers is not None and history is not None and history.carried
     if in_order:
         workers = None  # each block needs the history of the ones before it

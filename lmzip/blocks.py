@@ -7,11 +7,12 @@ from typing import Iterator
 
 from . import container, engine
 from .errors import ChecksumError, FormatError
+from .mixing import History
 from .models.base import Predictor
 
 
 def block_bytes(predictor: Predictor, original_length: int, method: int, data: bytes,
-                lengths: list[int], on_step, history: engine.History | None = None) -> Iterator[bytes]:
+                lengths: list[int], on_step, history: History | None = None) -> Iterator[bytes]:
     """The original bytes of one block, chunk by chunk for model-coded blocks (a block that fell
     back leaves the history as it was, as it did when it was encoded)."""
     if method != container.BLOCK_MODEL:

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import engine, layout
 from .mixing import CARRIER_NAMES
+from .mixing import History
 from .models.base import Predictor
 from .tokenize import read_tokens
 
@@ -77,7 +78,7 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
     streams = streams or predictor.default_streams
     ids, _, _ = read_tokens(predictor.tokenizer, io.BytesIO(data))  # cut into pieces as compression cuts them
     mixed = engine.mix_setting_for(predictor, len(ids), chunk, streams, mix)
-    history = engine.History(mixed) if mixed else None  # the file's, across blocks, as compression's
+    history = History(mixed) if mixed else None  # the file's, across blocks, as compression's
     # the settings compression would pick (a float model's dtype is measured per stream count)
     predictor.plan(min(streams, len(layout.chunk_lengths(len(ids), chunk))) or 1)
     decode = predictor.tokenizer.decode

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import engine
+from .mixing import History
 from .models.base import Capabilities, Predictor
 
 NOISE_BYTES_PER_TOKEN = 16  # a token costs at most ~40 bits (2^40 totals) plus three 16-bit decisions
@@ -71,7 +72,7 @@ def generate(predictor: Predictor, n_tokens: int, seed: int = 0, prompt: bytes =
     if n_tokens == 0:
         return Sample(predictor.name, seed, temperature, prompt, b"", 0, 0.0, time.perf_counter() - start)
     mixed = engine.mix_setting_for(model, length, length, 1, mix)
-    history = engine.History(mixed).next_block(1) if mixed else None
+    history = History(mixed).next_block(1) if mixed else None
     integer = model.capabilities.integer
     prompt_coder = engine.StepCoder(integer, history)  # codes the prompt, as an encoder would; its bytes are dropped
     decoder = engine.StepCoder(integer, history, noise(seed, NOISE_BYTES_PER_TOKEN * n_tokens + 16))

@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Iterator
 
 from .errors import FingerprintMismatch, InputOutputError, LmzipError, WorkerError
 from .fingerprint import fingerprint, model_settings
+from .mixing import History
 from .models.base import Predictor
 
 # Ray 2.59+ starts clusters with token authentication on, but a driver sends the token only when told to
@@ -102,14 +103,13 @@ class BlockWorker:
     def encode(self, task: Task, chunks):
         from . import engine
 
-        return engine.encode_block(self._ready(task), chunks, history=engine.History.for_block(task.mix))
+        return engine.encode_block(self._ready(task), chunks, history=History.for_block(task.mix))
 
     def decode(self, task: Task, method: int, data: bytes, lengths: list[int], original_length: int) -> list[bytes]:
-        from . import engine
         from .blocks import block_bytes
 
         return list(block_bytes(self._ready(task), original_length, method, data, lengths, lambda n: None,
-                                 engine.History.for_block(task.mix)))
+                                 History.for_block(task.mix)))
 
 
 def _difference(file: tuple, here: tuple) -> str:

@@ -10,7 +10,7 @@ from .setting import parse_mix_setting
 
 
 class History:
-    """The context models and mixer of a file's blocks (mixing.py), from the header's mix setting.
+    """The context models and mixer of a file's blocks (mixing), from the header's mix setting.
 
     With a carried history (the default) one ``History`` serves the file's blocks in their order,
     each starting where the one before left off; otherwise every block starts afresh, so each may
