@@ -130,12 +130,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
         predictor.plan(planned)
         task = None if workers is None else _worker_task(workers, predictor, model, load, options, plan=planned,
                                                          mix=mixed)
-        header = container.Header(
-            model=predictor.name, weights_hash=predictor.weights_hash,
-            settings=dataclasses.replace(predictor.settings(), mix=mixed),
-            versions_crc=container.versions_crc(coded_versions(predictor)), chunk=chunk, streams=streams,
-            original_length=length, n_tokens=len(ids), checksum=crc,
-            flags=container.FLAG_PORTABLE if predictor.capabilities.integer else 0)
+        header = _header(predictor, mixed, chunk, streams, length, len(ids), crc)
     writer = container.Writer(dest, header, fallback=fallback and not predictor.capabilities.learns)
     stats = Stats(model=predictor.name, original_bytes=length, tokens=len(ids), chunk=chunk)
     on_step = _StepCounter(progress, len(ids))
@@ -155,6 +150,17 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
         stats.extra["whole_file_fallback"] = True
     stats.finish(start_time, coding_start)
     return stats
+
+
+def _header(predictor: Predictor, mixed: str | None, chunk: int, streams: int, length: int, n_tokens: int,
+            crc: int) -> container.Header:
+    """What a decoder needs besides the blocks: the model and how it computed, the layout, the sizes."""
+    return container.Header(
+        model=predictor.name, weights_hash=predictor.weights_hash,
+        settings=dataclasses.replace(predictor.settings(), mix=mixed),
+        versions_crc=container.versions_crc(coded_versions(predictor)), chunk=chunk, streams=streams,
+        original_length=length, n_tokens=n_tokens, checksum=crc,
+        flags=container.FLAG_PORTABLE if predictor.capabilities.integer else 0)
 
 
 def _encode_blocks(predictor: Predictor, ids: np.ndarray, chunk: int, streams: int, writer: container.Writer,
