@@ -42,10 +42,13 @@ def english_results() -> tuple[list[dict], list[str]]:
     rows = json.loads((RESULTS / "english.json").read_text())
     table = {(r["file"], r["compressor"]): r for r in rows}
     order = ["alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt", "book1", "book2", "paper1", "paper2"]
-    files = sorted(dict.fromkeys(r["file"] for r in rows), key=lambda f: (order + [f]).index(f.split("/")[-1]))
+    place = {name: i for i, name in enumerate(order)}
+    files = sorted(dict.fromkeys(r["file"] for r in rows), key=lambda f: place.get(f.split("/")[-1], len(order)))
     out = []
     for f in files:
         classical = {c: table[(f, c)]["bits_per_byte"] for c in CLASSICAL if (f, c) in table}
+        if not classical:
+            continue
         best = min(classical, key=classical.get)
         bpb = {m: table[(f, f"lmzip {m}")]["bits_per_byte"] for m in ("fast", "smollm2") if (f, f"lmzip {m}") in table}
         out.append({"file": f.split("/")[-1], "bytes": table[(f, best)]["original_bytes"], "best": best,

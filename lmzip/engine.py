@@ -88,12 +88,14 @@ class StepCoder:
         else:
             self.coder = IntegerDecoder(data) if integer else Decoder(data)
 
-    def encode(self, probs: np.ndarray, symbols: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """Code step t's symbols; returns their bits and which context model carried each (-1: the LM)."""
+    def encode(self, probs: np.ndarray, symbols: np.ndarray, t: int,
+               lm_bits: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Code step t's symbols; returns their bits and which context model carried each (-1: the
+        LM). ``lm_bits``: their bits under the model alone, where the caller has them already."""
         history = self.history
         if history is None:
             self.coder.encode(symbols, probs)
-            return model_bits(probs, symbols), np.full(len(symbols), -1)
+            return model_bits(probs, symbols) if lm_bits is None else lm_bits, np.full(len(symbols), -1)
         candidates, states = history.models.predict(t, len(symbols))
         lows, sizes, totals, bits = mixed_intervals(history.mixer, symbols, *token_intervals(probs, symbols, candidates),
                                                     candidates, states)
@@ -101,15 +103,19 @@ class StepCoder:
         history.models.update(t, symbols)
         return bits, carriers(symbols, candidates, states)
 
-    def decode(self, probs: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """Step t's symbols, and their bits."""
+    def decode(self, probs: np.ndarray, t: int, with_bits: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Step t's symbols, and with ``with_bits`` their bits (decompression has no use for them)."""
         history = self.history
         if history is None:
             symbols = self.coder.decode(probs)
-            return symbols, model_bits(probs, symbols)
+            return symbols, model_bits(probs, symbols) if with_bits else None
         symbols, bits = decode_mixed(history.mixer, self.coder, probs, *history.models.predict(t, len(probs)))
         history.models.update(t, symbols)
         return symbols, bits
+
+    def finish(self) -> bytes:
+        """The encoder's bytes."""
+        return self.coder.finish()
 
 
 def encode_block(predictor: Predictor, chunks: list[np.ndarray], on_step: Callable[[int], None] | None = None,
@@ -129,15 +135,16 @@ def encode_block(predictor: Predictor, chunks: list[np.ndarray], on_step: Callab
     def code_step(probs: np.ndarray, t: int) -> np.ndarray:
         nonlocal nll_bits, lm_nll_bits
         symbols = grid[: len(probs), t]
-        bits, carried = coder.encode(probs, symbols, t)
+        lm_bits = model_bits(probs, symbols)
+        bits, carried = coder.encode(probs, symbols, t, lm_bits)
         nll_bits += float(bits.sum())
-        lm_nll_bits += float(model_bits(probs, symbols).sum())
+        lm_nll_bits += float(lm_bits.sum())
         if record is not None:
             record(t, symbols, probs, bits, carried)
         return symbols
 
     lockstep(predictor, [len(c) for c in chunks], code_step, on_step)
-    return BlockResult(coder.coder.finish(), nll_bits, lm_nll_bits)
+    return BlockResult(coder.finish(), nll_bits, lm_nll_bits)
 
 
 def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray],

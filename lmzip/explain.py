@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import engine, layout
-from .mixing import CARRIER_NAMES
-from .mixing import History
+from .mixing import CARRIER_NAMES, History
 from .models.base import Predictor
 from .tokenize import read_tokens
 
@@ -143,16 +142,19 @@ class Comparison:
 
     def to_dict(self, top: int = 10) -> dict:
         ranked = self.by_text()
-        as_list = lambda items: [{"text": k, "count": n, "saving_bits": bits} for k, n, bits in items]  # noqa: E731
         return {
             "models": [self.first.model, self.second.model],
             "original_bytes": self.first.original_bytes,
             "total_bits": [self.first.total_bits, self.second.total_bits],
             "bits_per_byte": [e.total_bits / max(1, e.original_bytes) for e in (self.first, self.second)],
-            "top_savings": as_list([r for r in ranked[:top] if r[2] > 0]),
-            "top_losses": as_list([r for r in ranked[::-1][:top] if r[2] < 0]),
+            "top_savings": _ranking([r for r in ranked[:top] if r[2] > 0]),
+            "top_losses": _ranking([r for r in ranked[::-1][:top] if r[2] < 0]),
             "spans": [{"text": s.text.decode("utf-8", "replace"), "bits": list(s.bits)} for s in self.spans],
         }
+
+
+def _ranking(items: list[tuple[str, int, float]]) -> list[dict]:
+    return [{"text": text, "count": n, "saving_bits": bits} for text, n, bits in items]
 
 
 def compare(first: Explanation, second: Explanation) -> Comparison:

@@ -16,6 +16,7 @@ from lmzip.explain import compare, explain, render_compare_html
 from lmzip.generate import Tempered, generate, noise
 from lmzip.models import load_predictor
 from conftest import SAMPLE_TEXT
+from test_cli import run_in_process
 
 GOLDEN = Path(__file__).parent / "golden" / "generate-fast-seed7.txt"
 
@@ -79,9 +80,22 @@ def test_a_tempered_sample_counts_its_bits_under_the_tempered_model(fast):
 
 
 def test_the_prompt_conditions_the_sample_and_any_bytes_work(fast):
-    sample = generate(fast, 30, seed=5, prompt=b"caf\xc3\xa9 \xff\x00 bytes\r\n")
-    assert sample.prompt.endswith(b"\r\n") and len(sample.text) > 0
+    prompt = b"caf\xc3\xa9 \xff\x00 bytes\r\n"
+    sample = generate(fast, 30, seed=5, prompt=prompt)
+    assert sample.prompt == prompt and len(sample.text) > 0
     assert generate(fast, 30, seed=5).text != sample.text
+    assert generate(fast, 30, seed=5, prompt=b"caf\xc3\xa9 \xfe\x00 bytes\r\n").text != sample.text  # one byte
+
+
+def test_a_seed_s_sample_does_not_depend_on_how_long_it_is(fast):
+    short, longer = generate(fast, 40, seed=9), generate(fast, 90, seed=9)
+    assert longer.text.startswith(short.text[: len(short.text) // 2])
+
+
+def test_progress_counts_the_generated_tokens(fast):
+    seen = []
+    generate(fast, 25, seed=1, prompt=b"Once", progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (25, 25) and all(total == 25 for _, total in seen) and seen == sorted(seen)
 
 
 def test_generate_on_the_command_line():
@@ -89,11 +103,14 @@ def test_generate_on_the_command_line():
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["tokens"] == 20 and doc["bits"] > 0 and doc["model"] == "fast"
-    assert cli("generate", "-m", "fast", "-n", "0").stdout == ""
-    refused = cli("generate", "-m", "online-fast", "-n", "5")
-    assert refused.exit_code == 1 and "learns from what it codes" in refused.output
-    assert "Traceback" not in refused.output
-    assert cli("generate", "-m", "order2", "-n", "10", "-t", "0").exit_code != 0  # below the minimum
+    nothing = run_in_process("generate", "-m", "fast", "-n", "0")
+    assert nothing.returncode == 0 and nothing.stdout == b""
+    refused = run_in_process("generate", "-m", "online-fast", "-n", "5")
+    assert refused.returncode == 1 and b"learns from what it codes" in refused.stderr
+    for args in (["-t", "0"], ["-t", "inf"], ["-n", "600"], ["-p", "word " * 600]):  # fast sees 512 tokens
+        bad = run_in_process("generate", "-m", "fast", "-n", "10", *args)
+        assert bad.returncode == 1 and bad.stderr.count(b"\n") == 1 and b"Traceback" not in bad.stderr, args
+    assert b"the prompt is" in run_in_process("generate", "-m", "fast", "-p", "word " * 600).stderr
 
 
 def test_a_prompt_of_bytes_that_are_not_utf8_reaches_the_model_unchanged():

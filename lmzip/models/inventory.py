@@ -1,6 +1,7 @@
 """What ``lmzip models`` lists: every model of the registry, whether it can run here, where it lives,
 its size, and whether it codes in integers (files that decode anywhere) or in floats. Nothing is
-loaded or converted: the files are only looked at."""
+converted, and weights are only looked at (their files' headers); the one model without weight
+files, online-scratch, is made from its seed to count its parameters."""
 
 from __future__ import annotations
 
@@ -35,6 +36,13 @@ def safetensors_parameters(path: Path) -> int:
 
 def gguf_parameters(path: Path) -> int:
     """The number of values in a GGUF file's tensors, from its tensor table (metadata skipped)."""
+    try:
+        return _gguf_parameters(path)
+    except (struct.error, KeyError, OSError) as exc:
+        raise ModelNotAvailable(f"{path}: not a readable GGUF file ({type(exc).__name__}: {exc})") from None
+
+
+def _gguf_parameters(path: Path) -> int:
     with open(path, "rb") as f:
         magic, _version, tensors, fields = struct.unpack("<4sIQQ", f.read(24))
         if magic != b"GGUF":
@@ -102,8 +110,9 @@ def describe(name: str) -> Listing:
                        "seeded at start (no weights sent or stored)", "ready")
     family = "lmzip GPT" + (", learns while coding" if name == "online-fast" else "")
     arithmetic = "integer" if name == "fast" else "float"
-    return Listing(name, family, safetensors_parameters(FAST_DIR / "model.safetensors"), arithmetic,
-                   str(weights), "ready" if weights.exists() else "missing from the package: reinstall lmzip")
+    if not weights.exists():
+        return Listing(name, family, None, arithmetic, str(weights), "missing from the package: reinstall lmzip")
+    return Listing(name, family, safetensors_parameters(weights), arithmetic, str(weights), "ready")
 
 
 def _smollm2(name: str) -> Listing:
