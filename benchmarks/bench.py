@@ -303,15 +303,16 @@ def plot(rows, files, comps, name):
     table = {(r["file"], r["compressor"]): r for r in rows}
     fig, ax = plt.subplots(figsize=(max(8, len(files) * 0.6), 5))
     width = 0.8 / len(comps)
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: no two columns share one
     for i, c in enumerate(comps):
         xs = [j + i * width for j, f in enumerate(files) if (f, c) in table]
         ys = [table[(f, c)]["bits_per_byte"] for f in files if (f, c) in table]
-        ax.bar(xs, ys, width, label=c)
+        ax.bar(xs, ys, width, label=c, color=colours[i % len(colours)])
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(files))])
     ax.set_xticklabels([Path(f).name for f in files], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("bits per byte")
     ax.set_title(f"lmzip vs classical compressors ({name})")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # beside the bars
     fig.tight_layout()
     fig.savefig(RESULTS / f"{name}_bpb.png", dpi=110)
     plt.close(fig)
