@@ -43,7 +43,7 @@ from lmzip.models import load_predictor
 
 BIG = False  # True: also the default model, smollm2
 SAMPLE = Path("../demo/sample.txt")  # the repository's sample; any text will do
-TEXT = SAMPLE.read_bytes()[:1000] if SAMPLE.exists() else b"A compressor works the same way. " * 40
+TEXT = SAMPLE.read_bytes()[:700] if SAMPLE.exists() else b"A compressor works the same way. " * 40
 fast = load_predictor("fast")
 print(len(TEXT), "bytes:", TEXT[:200].decode())"""),
     ("md", """## 1. Bytes → tokens
