@@ -24,6 +24,7 @@ def test_models_lists_every_model_once(monkeypatch, tmp_path):
     assert [m["name"] for m in doc] == list(MODELS)
     listed = {m["name"]: m for m in doc}
     assert listed["fast"]["arithmetic"] == "integer" and listed["fast"]["state"] == "ready"
+    assert listed["fast"]["parameters"] == listed["fast-float"]["parameters"]  # one network, two arithmetics
     assert listed["fast-float"]["arithmetic"] == "float" and listed["order2"]["arithmetic"] == "classical"
     assert listed["smollm2"]["state"] in ("converted on first use (about 30 s)",) or "install" in listed["smollm2"]["state"]
     assert not list(tmp_path.iterdir())  # looked at, not converted

@@ -72,17 +72,16 @@ def generate(
     quiet: bool = QuietOpt,
 ):
     """Decompress random bits: the decoder writes a sample from the model, and says how many bits it read."""
-    from ..generate import check_can_generate, generate as sample
+    from ..generate import generate as sample
     from ..models import load_predictor
 
     with errors_as_messages():
         predictor = load_predictor(model or DEFAULT_MODEL, backend=backend)
-        check_can_generate(predictor)
-        if tokens == 0:
-            return
         with ProgressBar("generating", quiet) as progress:
             result = sample(predictor, tokens, seed=seed, prompt=os.fsencode(prompt or ""), temperature=temperature,
                             mix=not no_mix, progress=progress)
+        if tokens == 0:
+            return  # nothing asked, nothing printed
         if as_json:
             print(json.dumps(result.to_dict()))
             return

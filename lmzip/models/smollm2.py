@@ -53,10 +53,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def converted_path(digest: str, integer: bool = False) -> Path:
+    """Where the GGUF of this SHA-256 is converted to (float or integer); complete once it holds weights.hash."""
+    kind = f"int{LLAMA_FORMAT}-" if integer else ""
+    return cache_dir() / f"smollm2-{kind}{digest[:16]}"
+
+
 def converted_dir(gguf: Path, digest: str, integer: bool = False) -> Path:
     """The converted model directory (float or integer), making it on first use."""
-    kind = f"int{LLAMA_FORMAT}-" if integer else ""
-    target = cache_dir() / f"smollm2-{kind}{digest[:16]}"
+    target = converted_path(digest, integer)
     if (target / "weights.hash").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
