@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE ?= demo/sample.txt
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-native bench-speculate bench-scale bench-mix readme demo-teach demo-online train-fast notebook bench-english clean
+.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-native bench-speculate bench-peer bench-scale bench-mix readme demo-teach demo-online train-fast notebook bench-english clean
 
 $(BIN)/lmzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-native: install  # the integer SmolLM2 on each backend (native, numpy, tor
 
 bench-speculate: install  # one stream decoded with and without guessed tokens: prose, markup, source
 	$(BIN)/python benchmarks/speculate.py
+
+# against llama-zip with the same GGUF: LLAMA_ZIP=path/to/llama_zip.py LLAMA_PYTHON=a python with llama-cpp-python
+bench-peer: install
+	$(BIN)/python benchmarks/peer.py --llama-zip "$(LLAMA_ZIP)" --python "$(LLAMA_PYTHON)"
 
 bench-scale: install  # Ray workers against one process: tokens/s, the driver's cost per block, projections
 	$(BIN)/python benchmarks/scale.py

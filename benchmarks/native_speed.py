@@ -24,6 +24,33 @@ STREAMS = (1, 4, 32)
 FILLED = 256  # positions already in the KV cache when the steps are timed
 STEPS = 8
 PASS_TOKENS = 1024
+LIMIT_SHAPE = (2048, 576, 1536)  # (M, K, N): a whole chunk through one of SmolLM2's projections
+# SmolLM2's multiply-adds a token: 30 layers of q/k/v, o, gate/up and down, then the head
+PASS_MACS = 30 * 576 * (960 + 576 + 3072) + 30 * 1536 * 576 + 576 * 49152
+
+
+def gemm_rates() -> dict:
+    """The machine's limit for these passes, in this process: the native int8 GEMM's GOPS and numpy's
+    float32 GEMM's GFLOPS (OpenBLAS) at one shape, best of five each."""
+    import numpy as np
+
+    from lmzip.models.native import Int8Weight, load
+
+    M, K, N = LIMIT_SHAPE
+    rng = np.random.default_rng(0)
+    a = rng.integers(-127, 128, (M, K)).astype(np.float32)
+    w = rng.integers(-127, 128, (K, N)).astype(np.int8)
+    library, weight, w32 = load(), Int8Weight.from_columns(w), w.astype(np.float32)
+
+    def best(run) -> float:
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        return 2 * M * K * N / min(times) / 1e9
+
+    return {"int8_gops": best(lambda: library.gemm(a, weight)), "f32_gflops": best(lambda: a @ w32)}
 
 
 def measure(backend: str) -> dict:
@@ -34,7 +61,7 @@ def measure(backend: str) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from lmzip.models import load_predictor
-    from lmzip.models.integer import stepper_for
+    from lmzip.models.integer import HEAD_ROWS, stepper_for
 
     predictor = load_predictor("smollm2", backend=backend)
     model = predictor.model_on(backend)
@@ -54,10 +81,12 @@ def measure(backend: str) -> dict:
         model.hidden(idx[:, :16])
         start = time.perf_counter()
         hidden = model.hidden(idx)[0]
-        for r in range(0, PASS_TOKENS, 256):  # the head 256 rows at a time, as the encoder does it
-            model.ops.to_numpy(model.frequencies(hidden[r : r + 256]))
+        for r in range(0, PASS_TOKENS, HEAD_ROWS):  # the head a few rows at a time, as the encoder does it
+            model.ops.to_numpy(model.frequencies(hidden[r : r + HEAD_ROWS]))
         out["pass_tokens_per_s"] = PASS_TOKENS / (time.perf_counter() - start)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if backend == "native":
+        out.update(gemm_rates())
     return out
 
 
@@ -86,6 +115,13 @@ def render(best: dict[str, dict], repeats: int, kernel_path: str) -> str:
         ratios = [v / max(speeds[b][i] for b in others) for i, v in enumerate(speeds["native"])]
         memory = best["native"]["peak_rss_mb"] / min(best[b]["peak_rss_mb"] for b in others)
         lines.append("| native / best other | " + " | ".join(f"{r:.2f}x" for r in ratios) + f" | {memory:.2f}x |")
+    if "int8_gops" in best.get("native", {}):
+        M, K, N = LIMIT_SHAPE
+        native_row = best["native"]
+        lines += ["", f"The limit, in the native run: at {M}x{K}x{N} the native int8 GEMM runs at "
+                  f"{native_row['int8_gops']:.0f} GOPS and numpy's float32 GEMM at {native_row['f32_gflops']:.0f} "
+                  f"GFLOPS; a pass costs {2 * PASS_MACS / 1e6:.0f} MOP a token, so the int8 GEMMs alone allow "
+                  f"{native_row['int8_gops'] * 1e9 / (2 * PASS_MACS):,.0f} tokens/s."]
     return "\n".join(lines) + "\n"
 
 
@@ -119,7 +155,7 @@ def main() -> int:
                 for key, value in got.items():
                     if key.startswith("ms_") or key.endswith("rss_mb"):
                         keep[key] = min(keep[key], value)
-                    elif key.endswith("per_s"):
+                    elif key.endswith(("per_s", "gops", "gflops")):
                         keep[key] = max(keep[key], value)
                 print(json.dumps(got), file=sys.stderr)
         raw.write_text(json.dumps({"best": best, "repeats": repeats}, indent=1))

@@ -195,18 +195,31 @@ def predictor_for(header: container.Header, model: str | Predictor | None = None
     if loaded is not None and not isinstance(model, Predictor) and name in loaded:
         model = loaded[name]
     predictor = model if isinstance(model, Predictor) else load_predictor(name, **load_options)
-    if predictor.weights_hash != header.weights_hash:
+    _check_fingerprint(header, predictor)
+    if loaded is not None:
+        loaded[name] = predictor
+    return predictor
+
+
+def _check_fingerprint(header: container.Header, predictor: Predictor) -> None:
+    """Refuse a model that would decode other bytes: other weights, or other library versions where
+    the numbers depend on them. A full header checks each; a compact one keeps one CRC of both."""
+    if header.weights_hash is not None and predictor.weights_hash != header.weights_hash:
         raise FingerprintMismatch(
             f"model weights differ from the ones that made this file (model {header.model!r}, "
             f"file {header.weights_hash.hex()}, here {predictor.weights_hash.hex()})")
     predictor.adopt(model_settings(header.settings))
-    if container.versions_crc(coded_versions(predictor)) != header.versions_crc:
+    versions = container.versions_crc(coded_versions(predictor))
+    if header.versions_crc is not None and versions != header.versions_crc:
         raise FingerprintMismatch(
             f"library versions differ from the ones that made this file (here: {coded_versions(predictor)}); "
             "decompress with the versions used to compress")
-    if loaded is not None:
-        loaded[name] = predictor
-    return predictor
+    here = container.joint_fingerprint(predictor.weights_hash, versions)
+    if header.fingerprint is not None and here != header.fingerprint:
+        raise FingerprintMismatch(
+            f"model weights or library versions differ from the ones that made this file (model "
+            f"{header.model!r}: file fingerprint {header.fingerprint:08x}, here {here:08x}, weights "
+            f"{predictor.weights_hash.hex()}, versions {coded_versions(predictor)})")
 
 
 def _decoder_load_args(header: container.Header, model, options: dict) -> tuple[str, dict]:

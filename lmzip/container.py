@@ -1,6 +1,19 @@
 """Stage 5: the .lmz container.
 
-Layout (integers are LEB128 varints unless a width is given):
+A file whose settings are a preset's -- what a default run of a named model writes -- gets the
+compact header (version 3, 19-21 bytes):
+
+    magic      b"LMZ"             3 bytes
+    version    3                  1 byte
+    preset     1 byte             the preset's number * 16 + its mixing tables' bits - 8 (0 unmixed)
+    fingerprint 4 bytes           CRC-32 of the weights hash and the versions CRC below
+    length     varint             original size in bytes
+    tokens     varint             number of coded tokens
+    checksum   4 bytes            CRC-32 of the original bytes
+    header_crc 2 bytes            the low 16 bits of the CRC-32 of everything above
+    blocks     as below
+
+Any other file gets the full header (version 2; integers are LEB128 varints unless a width is given):
 
     magic      b"LMZ"             3 bytes
     version    FORMAT_VERSION     1 byte
@@ -40,18 +53,47 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
-from .errors import FormatError
+from .errors import FormatError, ModelError
 from .layout import block_layout, chunk_lengths
+from .mixing.setting import CARRIED, MIX_VERSION
 from .settings import Settings
 
 MAGIC = b"LMZ"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # the newest written: compact where a preset fits, else FULL
+FULL, COMPACT = 2, 3
+READABLE_VERSIONS = (1, 2, 3)
 BLOCK_MODEL, BLOCK_STORED, BLOCK_XZ = 0, 1, 2
 XZ_PRESET = 9 | lzma.PRESET_EXTREME
 MAX_VARINT_BYTES = 10
 FLAG_PORTABLE = 1
 METHOD_NAMES = {BLOCK_MODEL: "model", BLOCK_STORED: "stored", BLOCK_XZ: "xz"}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a default run of a model writes besides its fingerprint and sizes."""
+    model: str
+    flags: int
+    chunk: int
+    streams: int
+    mixed: bool  # mixing with the carried history (``cm2-t<bits>-c``), else none
+
+
+# Numbered forever: a compact header names its preset by number (new ones take new numbers).
+PRESETS = {1: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=True),
+           2: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=False),
+           3: Preset("fast", FLAG_PORTABLE, 512, 128, mixed=True),
+           4: Preset("fast", FLAG_PORTABLE, 512, 128, mixed=False)}
+MIN_TABLE_BITS = 8  # a compact header's mixing tables: 2^8 .. 2^23 entries (4 bits)
+
+
+def _preset_mix(bits: int) -> str:
+    return f"{MIX_VERSION}-t{bits}{CARRIED}"
+
+
+def joint_fingerprint(weights_hash: bytes, versions: int) -> int:
+    """The compact header's one check of the weights and the versions: equal for equal pairs."""
+    return zlib.crc32(weights_hash + struct.pack("<I", versions))
 
 
 def write_varint(n: int) -> bytes:
@@ -100,22 +142,48 @@ def _pack_text(text: str) -> bytes:
 @dataclass
 class Header:
     model: str
-    weights_hash: bytes
+    weights_hash: bytes | None  # None in a compact header: ``fingerprint`` checks it with the versions
     settings: Settings
-    versions_crc: int
+    versions_crc: int | None
     chunk: int
     streams: int
     original_length: int
     n_tokens: int
     checksum: int
     flags: int = 0
-    version: int = FORMAT_VERSION  # as read from a file; new headers get FORMAT_VERSION
+    version: int | None = None  # as read from a file; None: COMPACT where a preset fits, else FULL
+    fingerprint: int | None = None  # a compact header's joint_fingerprint, as read
+
+    def __post_init__(self):
+        if self.version is None:
+            self.version = COMPACT if self.preset_byte() is not None else FULL
 
     @property
     def portable(self) -> bool:
         return bool(self.flags & FLAG_PORTABLE)
 
+    def joint_fingerprint(self) -> int:
+        if self.fingerprint is not None:
+            return self.fingerprint
+        return joint_fingerprint(self.weights_hash, self.versions_crc)
+
+    def preset_byte(self) -> int | None:
+        """The compact header's preset byte for these settings, or None where no preset fits."""
+        layout = (self.model, self.flags, self.chunk, self.streams)
+        for number, preset in PRESETS.items():
+            if (preset.model, preset.flags, preset.chunk, preset.streams) != layout:
+                continue
+            if not preset.mixed and self.settings == Settings():
+                return number << 4
+            if preset.mixed:
+                for bits in range(MIN_TABLE_BITS, MIN_TABLE_BITS + 16):
+                    if self.settings == Settings(mix=_preset_mix(bits)):
+                        return number << 4 | (bits - MIN_TABLE_BITS)
+        return None
+
     def to_bytes(self) -> bytes:
+        if self.version == COMPACT:
+            return self._compact_bytes()
         settings = self.settings.to_header()
         body = b"".join([
             MAGIC, bytes([self.version, self.flags]),
@@ -126,6 +194,15 @@ class Header:
             struct.pack("<I", self.checksum),
         ])
         return body + struct.pack("<I", zlib.crc32(body))
+
+    def _compact_bytes(self) -> bytes:
+        preset = self.preset_byte()
+        if preset is None:
+            raise ValueError("a compact header needs a preset's settings")
+        body = b"".join([MAGIC, bytes([COMPACT, preset]), struct.pack("<I", self.joint_fingerprint()),
+                         write_varint(self.original_length), write_varint(self.n_tokens),
+                         struct.pack("<I", self.checksum)])
+        return body + struct.pack("<H", zlib.crc32(body) & 0xFFFF)
 
     @classmethod
     def read(cls, stream: BinaryIO) -> "Header":
@@ -138,6 +215,8 @@ class Header:
         if version not in READABLE_VERSIONS:
             raise FormatError(f"unsupported .lmz format version {version} "
                               f"(this lmzip reads {', '.join(map(str, READABLE_VERSIONS))})")
+        if version == COMPACT:
+            return cls._read_compact(r, preset_byte=flags)
         model = _read_text(r, "model name")
         weights = r.take(4, "weights hash")
         settings_text = _read_text(r, "settings")
@@ -154,6 +233,28 @@ class Header:
         settings = Settings.from_header(settings_text)
         return cls(model, weights, settings, versions_crc, chunk, streams, length, n_tokens, checksum, flags,
                    version)
+
+    @classmethod
+    def _read_compact(cls, r: _Reader, preset_byte: int) -> "Header":
+        (fingerprint,) = struct.unpack("<I", r.take(4, "fingerprint"))
+        length, n_tokens = r.varint("length"), r.varint("token count")
+        (checksum,) = struct.unpack("<I", r.take(4, "checksum"))
+        body = bytes(r.seen)
+        (stored_crc,) = struct.unpack("<H", r.take(2, "header checksum"))
+        if zlib.crc32(body) & 0xFFFF != stored_crc:
+            raise FormatError("damaged file (header checksum mismatch)")
+        if n_tokens > length:
+            raise FormatError("damaged file (impossible header values)")
+        preset = PRESETS.get(preset_byte >> 4)
+        if preset is None:
+            raise ModelError(f"the file names preset {preset_byte >> 4}, which this lmzip does not know: "
+                             "it was made by a newer lmzip")
+        bits = preset_byte & 15
+        if not preset.mixed and bits:
+            raise FormatError("damaged file (bad preset)")
+        settings = Settings(mix=_preset_mix(bits + MIN_TABLE_BITS)) if preset.mixed else Settings()
+        return cls(preset.model, None, settings, None, preset.chunk, preset.streams, length, n_tokens, checksum,
+                   preset.flags, COMPACT, fingerprint)
 
 
 def _read_text(r: _Reader, what: str) -> str:
@@ -272,7 +373,8 @@ class Writer:
         """``blob``, or the same header with one block holding the whole file xz-compressed. No new
         format: a stream count covering every chunk makes the file a single block."""
         header = self.header
-        one_block = dataclasses.replace(header, streams=len(chunk_lengths(header.n_tokens, header.chunk)))
+        one_block = dataclasses.replace(header, streams=len(chunk_lengths(header.n_tokens, header.chunk)),
+                                        version=None)  # compact only if a preset still fits
         packed = io.BytesIO()
         packed.write(head := one_block.to_bytes())
         method, data = raw_coding(b"".join(self.raw_blocks))

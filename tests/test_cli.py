@@ -230,7 +230,7 @@ def test_version():
     out = r.stdout.decode()
     import lmzip as package
 
-    assert out.startswith(f"lmzip {package.__version__}\n") and "format 2" in out and "torch " in out
+    assert out.startswith(f"lmzip {package.__version__}\n") and "format 3 (reads 1, 2, 3)" in out and "torch " in out
     assert "smollm2" in out and lmzip("-V").stdout == r.stdout
 
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import io
+import json
 import os
 import random
 
@@ -9,7 +10,7 @@ import pytest
 
 import lmzip
 from lmzip import api, container
-from lmzip.errors import FingerprintMismatch, FormatError, ModelNotAvailable
+from lmzip.errors import FingerprintMismatch, FormatError, ModelError, ModelNotAvailable
 from lmzip.settings import Settings
 
 DATA = b"It was the best of times, it was the worst of times. " * 40
@@ -161,3 +162,82 @@ def test_settings_text_round_trips_as_0_2_0_wrote_it():
         assert Settings.from_header(text).to_header() == text
     with pytest.raises(FormatError):
         Settings.from_header("d=f32;t=two")
+
+
+# -- the compact header (version 3): what a default run writes -------------------------------------
+
+def _preset_header(**changes) -> container.Header:
+    fields = dict(model="smollm2", weights_hash=b"\x01\x02\x03\x04", settings=Settings(mix="cm2-t14-c"),
+                  versions_crc=7, chunk=2048, streams=32, original_length=32768, n_tokens=8193,
+                  checksum=0xDEADBEEF, flags=container.FLAG_PORTABLE)
+    return container.Header(**{**fields, **changes})
+
+
+def test_a_presets_settings_get_the_compact_header_and_read_back():
+    header = _preset_header()
+    packed = header.to_bytes()
+    assert header.version == container.COMPACT and len(packed) == 20  # 32 KB: the aim, <= 20 B
+    read = container.Header.read(io.BytesIO(packed))
+    assert (read.model, read.settings, read.chunk, read.streams, read.original_length, read.n_tokens,
+            read.checksum, read.flags) == ("smollm2", Settings(mix="cm2-t14-c"), 2048, 32, 32768, 8193,
+                                           0xDEADBEEF, container.FLAG_PORTABLE)
+    assert read.weights_hash is None and read.versions_crc is None
+    assert read.joint_fingerprint() == header.joint_fingerprint() == container.joint_fingerprint(b"\x01\x02\x03\x04", 7)
+    assert read.to_bytes() == packed
+    for bits in (8, 20, 23):  # every table size a preset names
+        assert container.Header.read(io.BytesIO(_preset_header(settings=Settings(mix=f"cm2-t{bits}-c")).to_bytes())
+                                     ).settings.mix == f"cm2-t{bits}-c"
+    unmixed = container.Header.read(io.BytesIO(_preset_header(model="fast", chunk=512, streams=128,
+                                                               settings=Settings()).to_bytes()))
+    assert (unmixed.model, unmixed.settings, unmixed.version) == ("fast", Settings(), container.COMPACT)
+
+
+@pytest.mark.parametrize("changes", [dict(streams=4), dict(chunk=64), dict(model="other"), dict(flags=0),
+                                     dict(settings=Settings(mix="cm2-t14")), dict(settings=Settings(mix="cm2-t24-c")),
+                                     dict(settings=Settings(mix="cm2-t14-c", threads=2))])
+def test_anything_but_a_presets_settings_gets_the_full_header(changes):
+    header = _preset_header(**changes)
+    assert header.version == container.FULL
+    assert container.Header.read(io.BytesIO(header.to_bytes())) == header
+
+
+def test_a_default_run_writes_a_compact_header_that_decodes(tmp_path):
+    from test_cli import run_in_process
+
+    data = DATA[:1500]
+    stats = api.compress_stream(io.BytesIO(data), out := io.BytesIO(), "fast")
+    blob = out.getvalue()
+    header = api.read_header(io.BytesIO(blob))
+    assert header.version == container.COMPACT and stats.extra["header_bytes"] == len(header.to_bytes()) == 19
+    assert lmzip.decompress(blob) == data
+    (tmp_path / "f.lmz").write_bytes(blob)
+    result = run_in_process("info", tmp_path / "f.lmz", "--json")
+    info = json.loads(result.stdout)
+    assert (result.returncode, info["format_version"], info["model"], info["weights_hash"]) == (0, 3, "fast", None)
+    assert info["fingerprint"] == f"{header.fingerprint:08x}"
+
+
+def test_a_compact_header_refuses_other_weights_or_versions_and_catches_damage():
+    from lmzip.errors import LmzipError
+
+    blob = lmzip.compress(DATA[:800], model="fast")
+    header = api.read_header(io.BytesIO(blob))
+    size = len(header.to_bytes())
+    forged = dataclasses.replace(header, fingerprint=header.fingerprint ^ 1)
+    with pytest.raises(FingerprintMismatch, match="weights or library versions differ"):
+        lmzip.decompress(forged.to_bytes() + blob[size:])
+    for i in range(size):  # any damaged header byte is refused, never decoded into other bytes
+        damaged = bytearray(blob)
+        damaged[i] ^= 0x20
+        with pytest.raises(LmzipError):
+            lmzip.decompress(bytes(damaged))
+
+
+def test_a_preset_this_lmzip_does_not_know_is_a_newer_lmzips_file():
+    import struct
+    import zlib
+
+    body = container.MAGIC + bytes([container.COMPACT, 15 << 4]) + bytes(4) + bytes([5, 1]) + bytes(4)
+    packed = body + struct.pack("<H", zlib.crc32(body) & 0xFFFF)
+    with pytest.raises(ModelError, match="newer lmzip"):
+        container.Header.read(io.BytesIO(packed))

@@ -64,3 +64,34 @@ def test_bf16_follows_the_kernel_path_not_the_flags(monkeypatch, capability, isa
     else:
         monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     assert torch_base.default_float_dtype() == expected
+
+
+@pytest.mark.parametrize("asked", [None, "avx512"])
+def test_torch_dispatch_names_the_kernels_torch_runs_without_importing_it(asked, monkeypatch):
+    """The cache key of an integer model's backend choice, found from the CPU's flags and torch's
+    override (taken as it is when valid, even above the CPU; ignored when not) without importing
+    torch, is the one torch itself gives in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    if asked:
+        env["ATEN_CPU_CAPABILITY"] = asked
+        monkeypatch.setenv("ATEN_CPU_CAPABILITY", asked)
+    truth = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                           capture_output=True, text=True, env=env, check=True).stdout.strip()
+    assert base._aten_capability(base._cpu_flags()) == truth
+
+
+def test_an_integer_model_codes_without_importing_torch():
+    """torch is 200 MB and ~2 s of every start: an integer model whose backend is settled never
+    needs it (here on numpy, as on any machine without the native library)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lmzip; data = b'never imports torch ' * 20; "
+            "blob = lmzip.compress(data, model='fast', backend='numpy'); "
+            "assert lmzip.decompress(blob, backend='numpy') == data; assert 'torch' not in sys.modules, 'torch'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -88,16 +88,22 @@ def test_the_integer_gpt_computes_the_same_on_native():
 WIDE = dict(CONFIG, hidden=192, heads=3, kv_heads=1)
 
 
-@pytest.fixture(scope="module", params=["head_dim 24", "head_dim 64"])
+@pytest.fixture(scope="module", params=["head_dim 24", "head_dim 64", "int32 embeddings"])
 def tiny_llamas(request, tiny_int_llama, tmp_path_factory):
     """A tiny llama on numpy and on native (NativeLlama: passes and steps in llama_step.c); its heads
-    as conftest's (24 wide: the portable attention) or as SmolLM2's (64: AVX2 where the CPU has it)."""
+    as conftest's (24 wide: the portable attention) or as SmolLM2's (64: AVX2 where the CPU has it);
+    its embeddings int16 as SmolLM2's, or beyond int16 (kept int32: the other path in C)."""
     from conftest import write_tiny_gguf
 
     from lmzip.models.intllama import convert_gguf
 
     if request.param == "head_dim 24":
         weights, config = tiny_int_llama
+    elif request.param == "int32 embeddings":
+        weights, config = tiny_int_llama
+        embed = weights["embed.e"].astype(np.int64)
+        weights = dict(weights, **{"embed.e": (embed * (40_000 // max(1, np.abs(embed).max()) + 1)).astype(np.int32)})
+        assert np.abs(weights["embed.e"]).max() >= 1 << 15 and runtime_arrays(weights)["embed.e"].dtype == np.int32
     else:
         path = tmp_path_factory.mktemp("wide") / "wide.gguf"
         write_tiny_gguf(path, seed=1, config=WIDE)
@@ -174,6 +180,21 @@ def test_native_writes_the_file_numpy_writes_and_each_decodes_the_other(tiny_int
     assert blobs["native"] == blobs["numpy"]
     for backend in ("native", "numpy"):
         assert lmzip.decompress(blobs["native"], model=load_predictor(str(tiny_int_llama_dir), backend=backend)) == data
+
+
+def test_a_settled_backend_holds_the_weights_once_and_another_reads_them_again(tiny_int_llama_dir):
+    """Memory: once the backend is settled the stored int8 arrays are let go (the native model holds
+    its own (out, in) copies: SmolLM2's weights were held twice, +134 MB); a backend wanted later
+    is built from the file again and computes the same integers."""
+    from lmzip.models import load_predictor
+
+    predictor = load_predictor(str(tiny_int_llama_dir), backend="native")
+    assert predictor._weights is None
+    idx = np.random.default_rng(5).integers(0, 256, size=(2, 30))
+    np.testing.assert_array_equal(predictor.model_on("numpy").forward(idx), predictor.model.forward(idx))
+    auto = load_predictor(str(tiny_int_llama_dir))
+    auto.fastest("chunks")
+    assert auto._weights is None and list(auto._models.values()) == [auto.model]
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(os.listdir(GOLDEN)) if n.startswith(("fast.", "portable-"))]

@@ -222,9 +222,11 @@ def info(
             except FormatError as e:
                 blocks = f"unreadable ({e})"
         fields = {
-            "model": header.model, "portable": header.portable, "weights_hash": header.weights_hash.hex(),
+            "model": header.model, "portable": header.portable,
+            "weights_hash": None if header.weights_hash is None else header.weights_hash.hex(),
             "settings": {k: v for k, v in dataclasses.asdict(header.settings).items() if v is not None},
-            "versions_crc": f"{header.versions_crc:08x}", "chunk": header.chunk, "streams": header.streams,
+            "versions_crc": None if header.versions_crc is None else f"{header.versions_crc:08x}",
+            "fingerprint": f"{header.joint_fingerprint():08x}", "chunk": header.chunk, "streams": header.streams,
             "original_bytes": header.original_length, "tokens": header.n_tokens,
             "checksum": f"{header.checksum:08x}", "format_version": header.version, "blocks": blocks,
             "compressed_bytes": size,

@@ -173,6 +173,52 @@ def measured_choices() -> dict[str, dict]:
     return {key: entry for key, entry in choices.items() if _still_good(entry)}
 
 
+def torch_dispatch() -> str:
+    """The vector kernels torch's CPU dispatch picks here and torch's version ("AVX2, torch
+    2.13.0+cpu"), found as ATen finds them -- its ATEN_CPU_CAPABILITY override, else the CPU's
+    flags -- without importing torch: an integer model on the native backend never needs torch
+    (200 MB and ~2 s a start), yet its measured choices name the torch they were measured
+    against. It only names a cache entry: a wrong guess costs one measurement, never a byte."""
+    import importlib.metadata
+    import sys
+
+    if "torch" in sys.modules:  # already paid for: ask it
+        torch = sys.modules["torch"]
+        return f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}"
+    try:
+        version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        version = "absent"
+    return f"{_aten_capability(_cpu_flags())}, torch {version}"
+
+
+def _cpu_flags() -> set[str] | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def _aten_capability(flags: set[str] | None) -> str:
+    """ATen's compute_cpu_capability: ATEN_CPU_CAPABILITY, when it is exactly one of its names, is
+    taken as it is (torch does not check it against the CPU); otherwise AVX512 needs avx512vl/bw/dq
+    and FMA, AVX2 needs avx2 and FMA. Unknown flags (not Linux): ask torch itself."""
+    asked = os.environ.get("ATEN_CPU_CAPABILITY")
+    if asked in ("default", "avx2", "avx512"):
+        return asked.upper()
+    if flags is None:
+        import torch
+
+        return torch.backends.cpu.get_cpu_capability()
+    if {"avx2", "fma"} <= flags:
+        return "AVX512" if {"avx512vl", "avx512bw", "avx512dq"} <= flags else "AVX2"
+    return "DEFAULT"
+
+
 def cache_dir() -> Path:
     root = os.environ.get("LMZIP_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lmzip")

@@ -7,6 +7,7 @@ an ``IntegerFamily``; the predictor never asks which one it runs.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,10 @@ from .speculate import MAX_DRAFT, Acceptance, MatchDrafter, SpeculativeStepper, 
 PORTABLE_DIR = Path(__file__).resolve().parents[1] / "data" / "fast-portable"
 EXTRA_FREQUENCY = 256  # an extra byte id's frequency: ~2^-16 of a confident row's total (2^24)
 # rows of the (rows, vocabulary) frequency table made at a time in whole-chunk passes: its arrays
-# stay small (SmolLM2: 50 MB; fast: 8 MB, where four whole chunks at once made 64 MB arrays that
-# glibc maps and faults in afresh every pass)
-HEAD_ROWS = 256
+# stay small (SmolLM2: 12.6 MB each, three at once: the head's logits, the frequencies, the row
+# widened by the extra ids; 256 rows made that 151 MB of a compression's peak), while the head's
+# 28 MB of weights, read once a call, stay a small cost next to 64 rows of products
+HEAD_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class IntegerPredictor(Predictor):
         self.backend = backend
         self._models: dict = {}  # backend -> IntGPT, IntLlama or NativeLlama
         self.model = self.model_on(backend if backend != "auto" else self.candidates()[0])
+        if backend != "auto":
+            self._weights = None  # settled: the model holds what it computes with
         self.tokenizer = load_tokenizer(self.directory, config, config["vocab_size"])
         self.model_vocab = config["vocab_size"]
         # bytes the vocabulary has no token for (SmolLM2: most control bytes) get ids above it
@@ -121,9 +125,17 @@ class IntegerPredictor(Predictor):
     def model_on(self, backend: str):
         """The model computing on ``backend``; every backend gives the same integers."""
         if backend not in self._models:
-            self._models[backend] = self.family.build(self._weights, self._config, make_ops(backend, self.device),
-                                                      backend)
+            self._models[backend] = self.family.build(self._stored_arrays(), self._config,
+                                                      make_ops(backend, self.device), backend)
         return self._models[backend]
+
+    def _stored_arrays(self) -> dict:
+        """The arrays every backend builds from. Kept only until the backend in use is settled: a
+        native model holds its own int8 copies (out, in), so keeping these would hold SmolLM2's
+        weights twice (+134 MB); a backend wanted later reads them from disk again."""
+        if self._weights is None:
+            self._weights = self.family.runtime_arrays(load_portable(self.directory)[0])
+        return self._weights
 
     def candidates(self) -> list[str]:
         """The backends ``auto`` chooses among here, the likely fastest first: native wherever its
@@ -138,21 +150,20 @@ class IntegerPredictor(Predictor):
         On an AVX2 EPYC, numpy's OpenBLAS GEMMs run 1.4-20x torch's: numpy steps 1.8x faster there."""
         if self.backend != "auto":
             return self.model_on(self.backend)
-        import torch
-
-        from .base import measured_choice
+        from .base import measured_choice, torch_dispatch
 
         bucket = 1 << max(0, n_streams - 1).bit_length() if work == "steps" else 0
         candidates = self.candidates()
+        threads = self.threads or len(os.sched_getaffinity(0))
         key = (f"integer backend among {'+'.join(candidates)} for {work}{f' of {bucket} streams' if bucket else ''}, model "
-               f"{self._hash.hex()}, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, "
-               f"{torch.get_num_threads()} threads")
+               f"{self._hash.hex()}, {torch_dispatch()}, {threads} threads")
         measure = (lambda b: _time_steps(self.model_on(b), bucket)) if bucket else \
             (lambda b: self.family.timed_pass(self.model_on(b)))
         self.model = self.model_on(measured_choice(key, lambda: _fastest(candidates, measure)))
         # drop what a measurement built and did not choose: float32 weight copies are 4x the int8
         # ones (SmolLM2: 553 MB each); a stepper still running on one keeps its own reference
         self._models = {b: m for b, m in self._models.items() if m is self.model}
+        self._weights = None
         return self.model
 
     def versions(self) -> str:

