@@ -24,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lmzip.coder import token_intervals  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "corpus" / "eval"
@@ -55,7 +56,10 @@ def integer_nll_bits(predictor, ids: np.ndarray) -> tuple[float, float]:
     chunks = [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
     start = time.perf_counter()
     with predictor.running():
-        bits = sum(float(-np.log2(size / total).sum()) for _, size, total in predictor.coded_intervals(chunks))
+        bits = 0.0
+        for i, start, freqs in predictor.teacher_forced_rows(chunks):
+            _, size, total = token_intervals(freqs, chunks[i][start : start + len(freqs)])
+            bits += float(-np.log2(size / total).sum())
     return bits, time.perf_counter() - start
 
 

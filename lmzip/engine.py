@@ -22,10 +22,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder
+from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder, token_intervals
 from .layout import active_streams, block_layout, padded_grid
-from .mixing import History, carriers, decode_mixed, mix_setting, mixed_intervals, proposal_grid
-from .models.base import Predictor, token_intervals
+from .mixing import History, candidate_frequencies, carriers, decode_mixed, mix_setting, mixed_intervals, proposal_grid
+from .models.base import Predictor
 
 
 # code_step(probs of the active streams (k, V), t) -> their tokens at step t (k,)
@@ -97,8 +97,8 @@ class StepCoder:
             self.coder.encode(symbols, probs)
             return model_bits(probs, symbols) if lm_bits is None else lm_bits, np.full(len(symbols), -1)
         candidates, states = history.models.predict(t, len(symbols))
-        lows, sizes, totals, bits = mixed_intervals(history.mixer, symbols, *token_intervals(probs, symbols, candidates),
-                                                    candidates, states)
+        lows, sizes, totals, bits = mixed_intervals(history.mixer, symbols, *token_intervals(probs, symbols),
+                                                    candidate_frequencies(probs, candidates), candidates, states)
         self.coder.encode_intervals(lows, sizes, totals)
         history.models.update(t, symbols)
         return bits, carriers(symbols, candidates, states)
@@ -203,18 +203,19 @@ class WholeChunkPass:
 
 def whole_chunk_pass(predictor: Predictor, chunks: list[np.ndarray], candidates: np.ndarray | None = None,
                      on_step: Callable[[int], None] | None = None) -> WholeChunkPass:
-    """An exact predictor's teacher-forced passes over a block's chunks, laid out in lockstep order."""
+    """An exact predictor's teacher-forced passes over a block's chunks, laid out in lockstep order:
+    each row's coder interval, and the LM's frequencies of the context models' ``candidates``."""
     tokens = padded_grid(chunks)
     intervals = np.ones((3, *tokens.shape), dtype=np.int64)
     f_candidates = None if candidates is None else np.zeros(candidates.shape, dtype=np.int64)
     with predictor.running():
-        for i, coded in enumerate(predictor.coded_intervals(chunks, candidates)):
-            n = len(chunks[i])
-            intervals[:, i, :n] = coded[:3]
+        for i, start, freqs in predictor.teacher_forced_rows(chunks):
+            end = start + len(freqs)
+            intervals[:, i, start:end] = token_intervals(freqs, chunks[i][start:end])
             if f_candidates is not None:
-                f_candidates[i, :n] = coded[3]
+                f_candidates[i, start:end] = candidate_frequencies(freqs, candidates[i, start:end])
             if on_step:
-                on_step(n)
+                on_step(end - start)
     return WholeChunkPass(tokens, np.array([len(c) for c in chunks]), intervals, f_candidates)
 
 

@@ -36,14 +36,14 @@ history and their candidates), ``mixer`` (a decision's probability), ``coding`` 
 coded either way), ``history`` (a file's models and mixer across its blocks).
 """
 
-from .coding import CARRIER_NAMES, carriers, decode_mixed, mixed_intervals
+from .coding import CARRIER_NAMES, candidate_frequencies, carriers, decode_mixed, mixed_intervals
 from .context import (CANDIDATES, CONTEXT_INPUTS, MATCH_LENGTHS, MATCH_STATES, MIN_MATCH, NGRAM_STATES, ORDERS,
                       ContextModels, MatchModel, NGrams, proposal_grid)
 from .history import History
 from .mixer import PROB_BITS, PROB_ONE, STRETCH_MAX, Mixer, squash_table, stretch_table
 from .setting import CARRIED, MIX_VERSION, RETIRED, TABLE_BITS, MixSetting, mix_setting, parse_mix_setting
 
-__all__ = ["CANDIDATES", "CARRIED", "CARRIER_NAMES", "CONTEXT_INPUTS", "MATCH_LENGTHS", "MATCH_STATES", "MIN_MATCH",
+__all__ = ["CANDIDATES", "CARRIED", "CARRIER_NAMES", "candidate_frequencies", "CONTEXT_INPUTS", "MATCH_LENGTHS", "MATCH_STATES", "MIN_MATCH",
            "MIX_VERSION", "NGRAM_STATES", "ORDERS", "PROB_BITS", "PROB_ONE", "RETIRED", "STRETCH_MAX", "TABLE_BITS",
            "ContextModels", "History", "MatchModel", "Mixer", "MixSetting", "NGrams", "carriers", "decode_mixed",
            "mix_setting", "mixed_intervals", "parse_mix_setting", "proposal_grid", "squash_table", "stretch_table"]

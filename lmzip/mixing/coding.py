@@ -9,6 +9,13 @@ from .context import CANDIDATES, MATCH_STATES, ORDERS
 from .mixer import PROB_BITS, PROB_ONE, Mixer
 
 
+def candidate_frequencies(freqs: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Each row's frequencies of the tokens the context models propose ((n, K) ids, -1 for none:
+    0): the LM's opinion of each proposal, which the mixer weighs."""
+    rows = np.arange(len(freqs))
+    return np.where(candidates >= 0, freqs[rows[:, None], np.maximum(candidates, 0)], 0).astype(np.int64)
+
+
 def mixed_intervals(mixer: Mixer, tokens, low, size, total, f_candidates, candidates, states):
     """One step's coder intervals (lows, sizes, totals arrays, in coding order) for tokens (n,)
     whose LM intervals are given, with the candidates' decisions before them; and each token's bits."""

@@ -33,7 +33,7 @@ class Capabilities:
     # step() gives integer frequencies that are the same on every machine, library and
     # thread count (coded by the integer range coder); False: float32 probabilities
     integer: bool = False
-    # coded_intervals() gives, from whole-chunk passes, the very integers stepping gives:
+    # teacher_forced_rows() gives, from whole-chunk passes, the very rows stepping gives:
     # the encoder may use it (much faster), the decoder steps
     teacher_forced: bool = False
     # learns from the tokens it codes: every block goes through it, in order (no fallback)
@@ -99,10 +99,9 @@ class Predictor(ABC):
     def observe(self, coded: np.ndarray, n_active: int) -> None:
         """The tokens just coded for the first ``n_active`` streams (online models learn here)."""
 
-    def coded_intervals(self, chunks: list[np.ndarray], predicted: np.ndarray | None = None):
-        """With ``capabilities.teacher_forced``: for each chunk, the (low, size, total) arrays
-        of its tokens' coder intervals, from whole-chunk passes; with ``predicted`` ((B, T, K)
-        token ids, -1 for none), also the frequencies of those tokens."""
+    def teacher_forced_rows(self, chunks: list[np.ndarray]):
+        """With ``capabilities.teacher_forced``: (chunk index, first row, integer frequency rows)
+        pieces covering every token of every chunk, in order, from whole-chunk passes."""
         raise NotImplementedError(f"{self.name} has no teacher-forced pass")
 
 
@@ -223,32 +222,3 @@ def cache_dir() -> Path:
     root = os.environ.get("LMZIP_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lmzip")
     return Path(root)
-
-
-SUM_BLOCK = 64  # frequencies summed 64 at a time to find a token's cumulative frequency
-
-
-def token_intervals(freqs: np.ndarray, tokens: np.ndarray, predicted: np.ndarray | None):
-    """(low, size, total) of each token's coder interval under its row of integer frequencies (an
-    exact model's), and with ``predicted`` ((n, K) ids) the frequencies of those tokens (0 where an
-    id is -1). The whole-chunk encoder and the stepping one both take their intervals from here.
-
-    low, the sum of the frequencies below the token, adds whole blocks of SUM_BLOCK first: a row's
-    block sums, then the token's block up to it. Integer sums, so exactly a cumulative sum's
-    figures, without one over every row (49,152 wide for SmolLM2, the largest cost of its pass).
-    """
-    n, width = freqs.shape
-    rows = np.arange(n)
-    full = width // SUM_BLOCK * SUM_BLOCK
-    block_sums = freqs[:, :full].reshape(n, -1, SUM_BLOCK).sum(axis=2, dtype=np.int64)
-    below_block = np.concatenate([np.zeros((n, 1), dtype=np.int64), np.cumsum(block_sums, axis=1)], axis=1)
-    total = below_block[:, -1] + freqs[:, full:].sum(axis=1, dtype=np.int64)
-    start = tokens // SUM_BLOCK * SUM_BLOCK
-    offsets = np.arange(SUM_BLOCK)
-    window = freqs[rows[:, None], np.minimum(start[:, None] + offsets, width - 1)].astype(np.int64)
-    low = below_block[rows, tokens // SUM_BLOCK] + (window * (offsets < (tokens - start)[:, None])).sum(axis=1)
-    size = freqs[rows, tokens].astype(np.int64)
-    if predicted is None:
-        return low, size, total
-    f_pred = np.where(predicted >= 0, freqs[rows[:, None], np.maximum(predicted, 0)], 0).astype(np.int64)
-    return low, size, total, f_pred
