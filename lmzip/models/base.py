@@ -13,6 +13,7 @@ the same ``settings()``: that is what lets the decoder replay the encoder.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -178,19 +179,25 @@ def torch_dispatch() -> str:
     flags -- without importing torch: an integer model on the native backend never needs torch
     (200 MB and ~2 s a start), yet its measured choices name the torch they were measured
     against. It only names a cache entry: a wrong guess costs one measurement, never a byte."""
-    import importlib.metadata
     import sys
 
     if "torch" in sys.modules:  # already paid for: ask it
         torch = sys.modules["torch"]
         return f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}"
+    return f"{_aten_capability(_cpu_flags())}, torch {_installed_torch()}"
+
+
+@functools.cache
+def _installed_torch() -> str:
+    import importlib.metadata
+
     try:
-        version = importlib.metadata.version("torch")
+        return importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
-        version = "absent"
-    return f"{_aten_capability(_cpu_flags())}, torch {version}"
+        return "absent"
 
 
+@functools.cache  # the CPU does not change while lmzip runs; a key is made for every block
 def _cpu_flags() -> set[str] | None:
     try:
         with open("/proc/cpuinfo") as f:
