@@ -8,7 +8,6 @@ engine's lockstep loop, write or read the container.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import io
 import threading
@@ -22,7 +21,7 @@ import numpy as np
 from . import container, engine, layout
 from .blocks import block_bytes
 from .errors import ChecksumError, FingerprintMismatch
-from .fingerprint import coded_versions, fingerprint, model_settings
+from .fingerprint import coded_versions, fingerprint
 from .mixing import History
 from .models import DEFAULT_MODEL, load_predictor, model_for_file
 from .models.base import Predictor
@@ -157,7 +156,7 @@ def _header(predictor: Predictor, mixed: str | None, chunk: int, streams: int, l
     """What a decoder needs besides the blocks: the model and how it computed, the layout, the sizes."""
     return container.Header(
         model=predictor.name, weights_hash=predictor.weights_hash,
-        settings=dataclasses.replace(predictor.settings(), mix=mixed),
+        settings=predictor.settings(), mix=mixed,
         versions_crc=container.versions_crc(coded_versions(predictor)), chunk=chunk, streams=streams,
         original_length=length, n_tokens=n_tokens, checksum=crc,
         flags=container.FLAG_PORTABLE if predictor.capabilities.integer else 0)
@@ -208,7 +207,7 @@ def _check_fingerprint(header: container.Header, predictor: Predictor) -> None:
         raise FingerprintMismatch(
             f"model weights differ from the ones that made this file (model {header.model!r}, "
             f"file {header.weights_hash.hex()}, here {predictor.weights_hash.hex()})")
-    predictor.adopt(model_settings(header.settings))
+    predictor.adopt(header.settings)
     versions = container.versions_crc(coded_versions(predictor))
     if header.versions_crc is not None and versions != header.versions_crc:
         raise FingerprintMismatch(
@@ -256,7 +255,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     start_time = time.perf_counter()
     reader = container.Reader(source)
     header = reader.header
-    history = History(header.settings.mix) if header.settings.mix else None
+    history = History(header.mix) if header.mix else None
     in_order = workers is not None and history is not None and history.carried
     if in_order:
         workers = None  # each block needs the history of the ones before it
@@ -266,7 +265,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
         if workers is not None:
             name, load_options = _decoder_load_args(header, model, options)
             task = _worker_task(workers, predictor, name, load, load_options, adopt=header.settings.to_header(),
-                                mix=header.settings.mix)
+                                mix=header.mix)
     stats = Stats(model=header.model, original_bytes=header.original_length, tokens=header.n_tokens,
                   chunk=header.chunk, streams=header.streams)
     if in_order:

@@ -20,7 +20,8 @@ Any other file gets the full header (version 2; integers are LEB128 varints unle
     flags                          1 byte   (bit 0: portable, integer model and coder; others 0)
     model      length + UTF-8     name or path of the model
     weights    4 bytes            SHA-256 prefix of weights + tokenizer
-    settings   length + UTF-8     predictor settings (settings.py): "k=value;..." (d=dtype, t=threads, v=device, train)
+    settings   length + UTF-8     predictor settings (settings.py): "k=value;..." (d=dtype, t=threads, v=device, train),
+                                   then the mixing recipe, if any, as a last "m=..." (the engine's, not the model's)
     versions   4 bytes            CRC-32 of the library versions the numbers depend on
     chunk      varint             L, tokens per stream
     streams    varint             B, lockstep streams per block
@@ -66,6 +67,7 @@ BLOCK_MODEL, BLOCK_STORED, BLOCK_XZ = 0, 1, 2
 XZ_PRESET = 9 | lzma.PRESET_EXTREME
 MAX_VARINT_BYTES = 10
 FLAG_PORTABLE = 1
+MIX_KEY = "m"  # the mixing recipe's key among a full header's settings
 METHOD_NAMES = {BLOCK_MODEL: "model", BLOCK_STORED: "stored", BLOCK_XZ: "xz"}
 
 
@@ -151,6 +153,7 @@ class Header:
     n_tokens: int
     checksum: int
     flags: int = 0
+    mix: str | None = None  # the engine's mixing recipe (mixing.setting), None: the model alone
     version: int | None = None  # as read from a file; None: COMPACT where a preset fits, else FULL
     fingerprint: int | None = None  # a compact header's joint_fingerprint, as read
 
@@ -173,18 +176,20 @@ class Header:
         for number, preset in PRESETS.items():
             if (preset.model, preset.flags, preset.chunk, preset.streams) != layout:
                 continue
-            if not preset.mixed and self.settings == Settings():
+            if self.settings != Settings():
+                continue
+            if not preset.mixed and self.mix is None:
                 return number << 4
             if preset.mixed:
                 for bits in range(MIN_TABLE_BITS, MIN_TABLE_BITS + 16):
-                    if self.settings == Settings(mix=_preset_mix(bits)):
+                    if self.mix == _preset_mix(bits):
                         return number << 4 | (bits - MIN_TABLE_BITS)
         return None
 
     def to_bytes(self) -> bytes:
         if self.version == COMPACT:
             return self._compact_bytes()
-        settings = self.settings.to_header()
+        settings = ";".join(filter(None, [self.settings.to_header(), self.mix and f"{MIX_KEY}={self.mix}"]))
         body = b"".join([
             MAGIC, bytes([self.version, self.flags]),
             _pack_text(self.model), self.weights_hash,
@@ -230,9 +235,9 @@ class Header:
             raise FormatError("damaged file (header checksum mismatch)")
         if chunk < 1 or streams < 1 or n_tokens > length:
             raise FormatError("damaged file (impossible header values)")
-        settings = Settings.from_header(settings_text)
-        return cls(model, weights, settings, versions_crc, chunk, streams, length, n_tokens, checksum, flags,
-                   version)
+        settings_text, mix = _split_mix(settings_text)
+        return cls(model, weights, Settings.from_header(settings_text), versions_crc, chunk, streams, length,
+                   n_tokens, checksum, flags, mix=mix, version=version)
 
     @classmethod
     def _read_compact(cls, r: _Reader, preset_byte: int) -> "Header":
@@ -252,9 +257,19 @@ class Header:
         bits = preset_byte & 15
         if not preset.mixed and bits:
             raise FormatError("damaged file (bad preset)")
-        settings = Settings(mix=_preset_mix(bits + MIN_TABLE_BITS)) if preset.mixed else Settings()
-        return cls(preset.model, None, settings, None, preset.chunk, preset.streams, length, n_tokens, checksum,
-                   preset.flags, COMPACT, fingerprint)
+        mix = _preset_mix(bits + MIN_TABLE_BITS) if preset.mixed else None
+        return cls(preset.model, None, Settings(), None, preset.chunk, preset.streams, length, n_tokens, checksum,
+                   preset.flags, mix=mix, version=COMPACT, fingerprint=fingerprint)
+
+
+def _split_mix(settings_text: str) -> tuple[str, str | None]:
+    """A full header's settings text as (the predictor's settings, the mixing recipe). Written last;
+    files up to 0.11.0 wrote it as a setting, also the last: the same bytes."""
+    items = [item for item in settings_text.split(";") if item]
+    mixes = [item.partition("=")[2] for item in items if item.partition("=")[0] == MIX_KEY]
+    if len(mixes) > 1:
+        raise FormatError("damaged file (bad settings)")
+    return ";".join(item for item in items if item.partition("=")[0] != MIX_KEY), (mixes or [None])[0]
 
 
 def _read_text(r: _Reader, what: str) -> str:

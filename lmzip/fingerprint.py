@@ -4,11 +4,9 @@ checks them against a header; workers check them against the driver's."""
 
 from __future__ import annotations
 
-import dataclasses
 from importlib.metadata import version
 
 from .models.base import Predictor
-from .settings import Settings
 
 
 def coded_versions(predictor: Predictor) -> str:
@@ -16,11 +14,6 @@ def coded_versions(predictor: Predictor) -> str:
     if predictor.capabilities.integer:  # the integer coder and an exact model: no library's arithmetic matters
         return predictor.versions()
     return f"{predictor.versions()} constriction {version('constriction')}"  # the coder's bytes too
-
-
-def model_settings(settings: Settings) -> Settings:
-    """A header's settings that are the model's own (the mixing is the engine's)."""
-    return dataclasses.replace(settings, mix=None)
 
 
 def fingerprint(predictor: Predictor) -> tuple:

@@ -6,7 +6,9 @@ of a probability row is a ``Settings`` field. A predictor reports its own
 reads them back with ``from_header()``, and a decoder ``adopt``s them or
 refuses. The text form is ``key=value`` pairs joined by ``;`` in field order,
 with short keys for the common ones (``d=bf16;t=2``); an absent field is the
-default (no device: the CPU). Files made by lmzip 0.2.0 use the same text.
+default (no device: the CPU). Files made by lmzip 0.2.0 use the same text. The
+mixing recipe is not a predictor's setting but the engine's: the container
+keeps it in its own header field (``Header.mix``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, fields
 from .errors import FormatError, ModelError
 
 # field name -> the key written in headers (short where a field is in most headers)
-HEADER_KEYS = {"dtype": "d", "threads": "t", "device": "v", "kernels": "k", "train": "train", "mix": "m"}
+HEADER_KEYS = {"dtype": "d", "threads": "t", "device": "v", "kernels": "k", "train": "train"}
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,6 @@ class Settings:
     device: str | None = None  # None: the CPU; "cuda" for a GPU
     kernels: str | None = None  # float models on a CPU: torch's kernel path (avx512, avx2, default)
     train: str | None = None  # learning models: the training recipe (see models/online.py)
-    mix: str | None = None  # integer models: the context mixing recipe and table size (mixing); None: the LM alone
 
     def to_header(self) -> str:
         return ";".join(f"{HEADER_KEYS[f.name]}={getattr(self, f.name)}"

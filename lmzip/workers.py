@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from .errors import FingerprintMismatch, InputOutputError, LmzipError, WorkerError
-from .fingerprint import fingerprint, model_settings
+from .fingerprint import fingerprint
 from .mixing import History
 from .models.base import Predictor
 
@@ -88,7 +88,7 @@ class BlockWorker:
             check_splittable(predictor)
             predictor.begin_file()
             if task.adopt is not None:
-                predictor.adopt(model_settings(Settings.from_header(task.adopt)))
+                predictor.adopt(Settings.from_header(task.adopt))
             else:
                 predictor.plan(task.plan)
             here = fingerprint(predictor)
@@ -306,7 +306,6 @@ def _connect(address: str | None, workers: int | None, threads: int) -> bool:
     """Join the cluster at ``address``, or start a local Ray runtime; True if this call started one."""
     import ray
 
-    _ray_messages_to_stderr()
     if ray.is_initialized():
         return False
     quiet = dict(logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
@@ -337,18 +336,3 @@ def _check_reachable(address: str) -> None:
     except OSError as exc:
         raise WorkerError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})") from None
 
-
-def _ray_messages_to_stderr() -> None:
-    """Ray's driver prints the errors it hears of (a worker that died) on stdout, where ``lmzip -c``
-    writes compressed data: they go to stderr instead."""
-    from ray._private import worker
-
-    printer = getattr(worker, "print_to_stdstream", None)
-    if printer is None or getattr(printer, "_lmzip_stderr", False):
-        return
-
-    def to_stderr(data, *args, **kwargs):
-        return printer({**data, "is_err": True}, *args, **kwargs)
-
-    to_stderr._lmzip_stderr = True
-    worker.print_to_stdstream = to_stderr

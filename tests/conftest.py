@@ -98,12 +98,36 @@ def _permute(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_tiny_gguf(path, seed: int = 0, config: dict = CONFIG) -> None:
-    """A 2-layer llama GGUF with Q4_1 matrices, a Q8_0 embedding and float32 norms, as SmolLM2's."""
+# byte-level BPE merges for a tiny vocabulary: 256 bytes, these 43 pairs and an end token (300)
+_MERGES = [tuple(pair) for pair in "th he in er an re on at en nd ti es or te of ed is it al ar st to nt ng se ha as ou "
+           "io le ve co me de hi ri ro ic ne ea ra ce".split()] + [("Ġ", "t")]
+
+
+def _k_quant_bytes(rows: int, cols: int, kind, rng) -> np.ndarray:
+    """Blocks of a K-quant type (the gguf package writes none): random codes, small f16 scales."""
     import gguf
 
-    c, rng = config, np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(str(path), "llama")
+    block, size = gguf.GGML_QUANT_SIZES[kind]
+    data = rng.integers(0, 256, size=(rows, cols // block, size), dtype=np.uint8)
+    scales = np.array([0.0005, 0.0002], dtype=np.float16).view(np.uint8)
+    if kind == gguf.GGMLQuantizationType.Q6_K:
+        data[..., -2:] = scales[:2]  # ql, qh, int8 scales, then d
+    else:
+        data[..., :4] = scales  # d, dmin, then scales and codes
+    return data.reshape(rows, -1)
+
+
+def write_tiny_gguf(path, seed: int = 0, config: dict = CONFIG, kinds: dict | None = None, tokenizer: str | None = None,
+                    architecture: str = "llama") -> None:
+    """A 2-layer llama GGUF with Q4_1 matrices, a Q8_0 embedding and float32 norms, as SmolLM2's;
+    ``kinds``: other weight types by tensor name suffix ("ffn_down" -> Q6_K); ``tokenizer``: the
+    vocabulary in the metadata ("gpt2": byte-level BPE, "llama": SentencePiece-style)."""
+    import gguf
+
+    from lmzip.tokenize import byte_to_unicode
+
+    c, rng, kinds = config, np.random.default_rng(seed), kinds or {}
+    writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_block_count(c["layers"])
     writer.add_context_length(c["context"])
     writer.add_embedding_length(c["hidden"])
@@ -113,12 +137,26 @@ def write_tiny_gguf(path, seed: int = 0, config: dict = CONFIG) -> None:
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_rope_freq_base(10000.0)
     writer.add_vocab_size(c["vocab"])
+    if tokenizer:
+        merges = _MERGES[: c["vocab"] - 257]
+        tokens = [byte_to_unicode()[b] for b in range(256)] + [a + b for a, b in merges] + ["<|endoftext|>"]
+        writer.add_tokenizer_model(tokenizer)
+        writer.add_tokenizer_pre("smollm")
+        writer.add_token_list(tokens)
+        writer.add_token_types([1] * (len(tokens) - 1) + [3])
+        writer.add_token_merges([f"{a} {b}" for a, b in merges])
+        writer.add_bos_token_id(len(tokens) - 1)
 
     def matrix(name, rows, cols, kind=gguf.GGMLQuantizationType.Q4_1, scale=0.25, transform=None):
+        part = name.split(".")[-2]  # blk.0.ffn_down.weight -> ffn_down
+        kind = gguf.GGMLQuantizationType[kinds[part]] if part in kinds else kind
+        if kind.name.endswith("_K"):
+            writer.add_tensor(name, _k_quant_bytes(rows, cols, kind, rng), raw_dtype=kind)
+            return
         w = (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
         if transform:
             w = transform(w)
-        writer.add_tensor(name, gguf.quants.quantize(w, kind), raw_dtype=kind)
+        writer.add_tensor(name, gguf.quants.quantize(w, kind), raw_dtype=None if kind.name == "F16" else kind)
 
     def vector(name, n):
         writer.add_tensor(name, (1 + 0.2 * rng.standard_normal(n)).astype(np.float32))

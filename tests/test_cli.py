@@ -208,6 +208,23 @@ def test_write_failure_removes_the_temporary_file(tmp_path):
     assert target.read_bytes() == b"keep me"
 
 
+def test_while_data_goes_to_stdout_other_prints_go_to_stderr(capfdbinary):
+    """What a library prints on stdout (Ray: a worker that died) must not land inside -c's data."""
+    import threading
+
+    from lmzip.cli.files import atomic_output
+
+    with atomic_output(None, force=True) as out:
+        out.write(b"DATA")
+        out.flush()
+        printer = threading.Thread(target=lambda: print("a worker died"))  # as Ray's listener thread prints
+        printer.start()
+        printer.join()
+    print("after")
+    captured = capfdbinary.readouterr()
+    assert captured.out == b"DATAafter\n" and captured.err == b"a worker died\n"
+
+
 def test_several_files_load_the_model_once_and_a_bad_one_does_not_stop_the_rest(tmp_path):
     a, b, missing = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "missing.txt"
     a.write_bytes(b"first file " * 50)
@@ -265,9 +282,9 @@ def test_levels_choose_model_and_chunk(sample, tmp_path):
     r = lmzip("compress", sample, "--level", "2", "--threads", "1", "-o", tmp_path / "two.lmz")
     assert r.returncode == 0, r.stderr
     assert (header("two.lmz").model, header("two.lmz").chunk) == ("fast", 128)
-    assert header("two.lmz").settings.mix.endswith("-c")  # mixing's history carried across blocks
+    assert header("two.lmz").mix.endswith("-c")  # mixing's history carried across blocks
     r = lmzip("compress", sample, "-2", "-i", "--threads", "1", "-o", tmp_path / "independent.lmz")
-    assert r.returncode == 0 and not header("independent.lmz").settings.mix.endswith("-c"), r.stderr
+    assert r.returncode == 0 and not header("independent.lmz").mix.endswith("-c"), r.stderr
     assert lmzip("decompress", tmp_path / "independent.lmz", "-c").stdout == DATA
     r = lmzip("compress", "-2", sample, "-m", "order0", "-o", tmp_path / "over.lmz")  # --model overrides a level
     assert header("over.lmz").model == "order0"

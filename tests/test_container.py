@@ -5,6 +5,8 @@ import io
 import json
 import os
 import random
+import struct
+import zlib
 
 import pytest
 
@@ -167,7 +169,7 @@ def test_settings_text_round_trips_as_0_2_0_wrote_it():
 # -- the compact header (version 3): what a default run writes -------------------------------------
 
 def _preset_header(**changes) -> container.Header:
-    fields = dict(model="smollm2", weights_hash=b"\x01\x02\x03\x04", settings=Settings(mix="cm2-t14-c"),
+    fields = dict(model="smollm2", weights_hash=b"\x01\x02\x03\x04", settings=Settings(), mix="cm2-t14-c",
                   versions_crc=7, chunk=2048, streams=32, original_length=32768, n_tokens=8193,
                   checksum=0xDEADBEEF, flags=container.FLAG_PORTABLE)
     return container.Header(**{**fields, **changes})
@@ -178,27 +180,41 @@ def test_a_presets_settings_get_the_compact_header_and_read_back():
     packed = header.to_bytes()
     assert header.version == container.COMPACT and len(packed) == 20  # 32 KB: the issue's aim, <= 20 B
     read = container.Header.read(io.BytesIO(packed))
-    assert (read.model, read.settings, read.chunk, read.streams, read.original_length, read.n_tokens,
-            read.checksum, read.flags) == ("smollm2", Settings(mix="cm2-t14-c"), 2048, 32, 32768, 8193,
+    assert (read.model, read.settings, read.mix, read.chunk, read.streams, read.original_length, read.n_tokens,
+            read.checksum, read.flags) == ("smollm2", Settings(), "cm2-t14-c", 2048, 32, 32768, 8193,
                                            0xDEADBEEF, container.FLAG_PORTABLE)
     assert read.weights_hash is None and read.versions_crc is None
     assert read.joint_fingerprint() == header.joint_fingerprint() == container.joint_fingerprint(b"\x01\x02\x03\x04", 7)
     assert read.to_bytes() == packed
     for bits in (8, 20, 23):  # every table size a preset names
-        assert container.Header.read(io.BytesIO(_preset_header(settings=Settings(mix=f"cm2-t{bits}-c")).to_bytes())
-                                     ).settings.mix == f"cm2-t{bits}-c"
+        assert container.Header.read(io.BytesIO(_preset_header(mix=f"cm2-t{bits}-c").to_bytes())
+                                     ).mix == f"cm2-t{bits}-c"
     unmixed = container.Header.read(io.BytesIO(_preset_header(model="fast", chunk=512, streams=128,
-                                                               settings=Settings()).to_bytes()))
-    assert (unmixed.model, unmixed.settings, unmixed.version) == ("fast", Settings(), container.COMPACT)
+                                                               mix=None).to_bytes()))
+    assert (unmixed.model, unmixed.settings, unmixed.mix, unmixed.version) == ("fast", Settings(), None,
+                                                                                 container.COMPACT)
 
 
 @pytest.mark.parametrize("changes", [dict(streams=4), dict(chunk=64), dict(model="other"), dict(flags=0),
-                                     dict(settings=Settings(mix="cm2-t14")), dict(settings=Settings(mix="cm2-t24-c")),
-                                     dict(settings=Settings(mix="cm2-t14-c", threads=2))])
+                                     dict(mix="cm2-t14"), dict(mix="cm2-t24-c"), dict(settings=Settings(threads=2))])
 def test_anything_but_a_presets_settings_gets_the_full_header(changes):
     header = _preset_header(**changes)
     assert header.version == container.FULL
     assert container.Header.read(io.BytesIO(header.to_bytes())) == header
+
+
+def test_a_full_header_writes_the_mix_last_among_the_settings_as_files_always_had_it():
+    header = _preset_header(settings=Settings(dtype="bf16", threads=2), mix="cm2-t14-c")
+    packed = header.to_bytes()
+    assert b"\x16d=bf16;t=2;m=cm2-t14-c" in packed  # the text (and its length) of 0.8.0-0.11.0's files
+    read = container.Header.read(io.BytesIO(packed))
+    assert (read.settings, read.mix) == (Settings(dtype="bf16", threads=2), "cm2-t14-c")
+    alone = container.Header.read(io.BytesIO(_preset_header(settings=Settings(), mix="cm2-t9", streams=4).to_bytes()))
+    assert (alone.settings, alone.mix) == (Settings(), "cm2-t9")
+    twice = packed.replace(b"\x16d=bf16;t=2;m=cm2-t14-c", b"\x16d=bf16;m=2;m=cm2-t14-c")
+    body = twice[:-4]
+    with pytest.raises(FormatError, match="bad settings"):
+        container.Header.read(io.BytesIO(body + struct.pack("<I", zlib.crc32(body))))
 
 
 def test_a_default_run_writes_a_compact_header_that_decodes(tmp_path):

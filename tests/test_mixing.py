@@ -42,7 +42,7 @@ def test_mixed_files_round_trip_and_whole_chunk_passes_write_the_stepped_bytes(m
     blob, stats = _compress(data, model)
     stepped, _ = _compress(data, model, record=lambda *step: None)  # record forces lockstep stepping
     assert stepped == blob
-    assert api.read_header(io.BytesIO(blob)).settings.mix == mix_setting(stats.tokens)  # carried: the file's tokens
+    assert api.read_header(io.BytesIO(blob)).mix == mix_setting(stats.tokens)  # carried: the file's tokens
     assert lmzip.decompress(blob) == data
     assert stats.nll_bits < stats.lm_nll_bits  # repeats beyond the chunk: the match model pays
 
@@ -50,7 +50,7 @@ def test_mixed_files_round_trip_and_whole_chunk_passes_write_the_stepped_bytes(m
 def test_repeats_cost_much_less_mixed_and_no_mix_is_the_model_alone():
     mixed, stats = _compress(REPEATS, "fast")
     alone, alone_stats = _compress(REPEATS, "fast", mix=False)
-    assert api.read_header(io.BytesIO(alone)).settings.mix is None
+    assert api.read_header(io.BytesIO(alone)).mix is None
     assert alone_stats.nll_bits == alone_stats.lm_nll_bits == stats.lm_nll_bits
     assert stats.nll_bits < 0.8 * stats.lm_nll_bits
     assert len(mixed) < 0.85 * len(alone)
@@ -114,17 +114,15 @@ def test_the_mixer_learns_a_good_candidate_and_unlearns_a_bad_one():
     states[0, 0] = [7 * 8 + 7] * ORDERS + [16]  # every order has seen it 16+ times, a long match
     f, total = np.array([[100, 0, 0]]), np.array([1 << 16])
     reached, hit = np.array([[True, False, False]]), np.array([[True, False, False]])
-    first = mixer.probabilities(states, f, total)[0, 0]
+    first = mixer.probabilities(states, f, total)[0][0, 0]
     assert abs(first - 100) <= 4  # nothing learned yet: the LM's probability (100 / 65536), up to the APM's nodes
     for _ in range(300):
-        mixer.probabilities(states, f, total)
-        mixer.update(reached, hit)
-    learned = mixer.probabilities(states, f, total)[0, 0]
+        mixer.update(mixer.probabilities(states, f, total)[1], reached, hit)
+    learned = mixer.probabilities(states, f, total)[0][0, 0]
     assert learned > 60000
     for _ in range(300):
-        mixer.probabilities(states, f, total)
-        mixer.update(reached, ~hit & reached)
-    assert mixer.probabilities(states, f, total)[0, 0] < 5000
+        mixer.update(mixer.probabilities(states, f, total)[1], reached, ~hit & reached)
+    assert mixer.probabilities(states, f, total)[0][0, 0] < 5000
     assert (np.abs(mixer.weights) <= WEIGHT_LIMIT).all()
 
 
@@ -133,7 +131,7 @@ def test_a_file_of_an_unknown_mixer_is_refused():
     header = api.read_header(io.BytesIO(blob))
     for mix, message in [("cm9-t20", "newer lmzip"), ("cm2-t99", "newer lmzip"), ("cm2-t20-x", "newer lmzip"),
                          ("match1", "lmzip 0.5"), ("cm1-t20-c", "lmzip 0.7")]:
-        forged = dataclasses.replace(header, settings=dataclasses.replace(header.settings, mix=mix))
+        forged = dataclasses.replace(header, mix=mix)
         with pytest.raises(ModelError, match=message):
             lmzip.decompress(forged.to_bytes() + blob[len(header.to_bytes()):])
 
@@ -163,8 +161,8 @@ def test_match_model_streams_that_end_early_are_never_followed():
 
 def test_float_models_are_not_mixed(tiny_gpt_dir):
     blob = lmzip.compress(REPEATS[:500], str(tiny_gpt_dir), threads=1)
-    assert api.read_header(io.BytesIO(blob)).settings.mix is None
-    assert container.Header.read(io.BytesIO(blob)).settings.mix is None
+    assert api.read_header(io.BytesIO(blob)).mix is None
+    assert container.Header.read(io.BytesIO(blob)).mix is None
 
 
 def test_the_mixing_curve_counts_what_compression_pays():
@@ -186,8 +184,8 @@ def test_a_carried_history_runs_across_blocks_and_independent_blocks_have_their_
     carried, stats = _compress(REPEATS, "fast")
     independent, alone = _compress(REPEATS, "fast", independent=True)
     assert stats.tokens > 3 * 48 * 8
-    assert api.read_header(io.BytesIO(carried)).settings.mix.endswith("-c")
-    assert api.read_header(io.BytesIO(independent)).settings.mix == mix_setting(48 * 8, carried=False)
+    assert api.read_header(io.BytesIO(carried)).mix.endswith("-c")
+    assert api.read_header(io.BytesIO(independent)).mix == mix_setting(48 * 8, carried=False)
     assert stats.nll_bits < 0.9 * alone.nll_bits and stats.lm_nll_bits == alone.lm_nll_bits
     assert lmzip.decompress(carried) == lmzip.decompress(independent) == REPEATS
 
@@ -200,5 +198,5 @@ def test_a_block_that_falls_back_leaves_a_carried_history_as_it_was():
     data = text[:1500] + random.Random(5).randbytes(3000) + text[1500:]
     blob, stats = _compress(data, "fast", fallback=True)
     assert stats.extra["fallback_blocks"] >= 2 and not stats.extra.get("whole_file_fallback")
-    assert container.Reader(io.BytesIO(blob)).header.settings.mix.endswith("-c")
+    assert container.Reader(io.BytesIO(blob)).header.mix.endswith("-c")
     assert lmzip.decompress(blob) == data

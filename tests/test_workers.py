@@ -67,13 +67,15 @@ def test_every_integer_model_writes_the_same_file_on_2_and_3_workers_as_in_one_p
     for model in ("fast", str(tiny_int_llama_dir)):  # both integer families (a classical one: the retry tests)
         one_process = _in_process(model, independent=True)  # workers code blocks with their own history
         for n, pool in pools.items():
+            if n == 3 and model != "fast":
+                continue  # the odd split is the pool's, whatever the model: once is enough
             assert _on_workers(pool, model) == one_process, (model, n)
         assert _decoded_on_workers(pools[2], one_process) == DATA, model
 
 
 def test_a_file_whose_blocks_share_a_history_decodes_in_order_here(pools):
     carried = _in_process("fast")
-    assert api.read_header(io.BytesIO(carried)).settings.mix.endswith("-c")
+    assert api.read_header(io.BytesIO(carried)).mix.endswith("-c")
     out = io.BytesIO()
     stats = api.decompress_stream(io.BytesIO(carried), out, workers=pools[2])
     assert out.getvalue() == DATA and stats.extra["blocks_in_order"]

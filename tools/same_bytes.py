@@ -5,7 +5,7 @@ fallback to xz and to stored bytes, levels) with this checkout and with a refere
 ``git worktree`` of lmzip 0.8.0), each in fresh processes of the same Python, and compares the bytes.
 A default run's header is compact since lmzip 0.11.0 (format version 3): where the two headers'
 versions differ, what must agree is what the headers say (read by this checkout: the model, its
-settings, the layout, the sizes, the checksum and the fingerprint of weights and versions) and
+settings and mixing, the layout, the sizes, the checksum and the fingerprint of weights and versions) and
 every byte after them.
 
     git worktree add /tmp/lmzip-0.8.0 <0.8.0's commit>
@@ -87,7 +87,7 @@ def version_of(python: str, checkout: Path) -> str:
 
 
 def _said(h) -> tuple:
-    return (h.model, h.settings, h.flags, h.chunk, h.streams, h.original_length, h.n_tokens, h.checksum,
+    return (h.model, h.settings, h.mix, h.flags, h.chunk, h.streams, h.original_length, h.n_tokens, h.checksum,
             h.joint_fingerprint())
 
 

@@ -72,8 +72,9 @@ def help_at_a_terminal(ctx: typer.Context, files: Optional[List[Path]]) -> None:
         raise typer.Exit(1)
 
 
-ModelOpt = typer.Option(None, "--model", "-m", help=f"{model_names()} (default {DEFAULT_MODEL}), or a model "
-                        "directory / Hugging Face id in the local cache")
+ModelOpt = typer.Option(None, "--model", "-m", help=f"{model_names()} (default {DEFAULT_MODEL}), a llama GGUF "
+                        "(PATH.gguf, or its name in a folder of $LMZIP_MODELS: integer-exact, converted once), or a "
+                        "model directory / Hugging Face id in the local cache")
 
 
 DeviceOpt = typer.Option(None, "--device", help="cpu (default) or cuda")

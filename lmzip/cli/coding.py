@@ -21,6 +21,21 @@ from .files import (SUFFIX, atomic_output, copy_metadata, list_inputs, open_inpu
                     target_of)
 from .running import ProgressBar, each_file, errors_as_messages, report, worker_pool
 
+OnlineOpt = typer.Option(False, "--online", help="learn while coding: from a seeded init (default) or, with "
+                         "--model fast, from the shipped fast model")
+PortableOpt = typer.Option(False, "--portable", help="insist on an integer-exact model (the default models are): "
+                           "the file decodes on any machine, library, thread count or device")
+NoFallbackOpt = typer.Option(False, "--no-fallback", help="code every block with the model, even where xz -9e or "
+                             "storing the bytes would be smaller")
+NoMixOpt = typer.Option(False, "--no-mix", help="the model alone: no context models (n-grams, match) mixed in "
+                        "(integer models mix by default; --json gives both costs as nll_bits and lm_nll_bits)")
+IndependentOpt = typer.Option(False, "--independent", "-i", help="blocks with their own history: they decode in "
+                              "parallel (with --workers) and a damaged block spoils no other, at some cost in "
+                              "ratio on long files (always so with --workers)")
+LevelOpt = typer.Option(None, "--level", "-l", min=1, max=9, help=f"preset, also -1 .. -9 (--model and --chunk "
+                        f"override it): {LEVEL_HELP}")
+
+
 @app.command()
 def compress(
     ctx: typer.Context,
@@ -36,20 +51,13 @@ def compress(
     threads: Optional[int] = ThreadsOpt,
     chunk: Optional[int] = ChunkOpt,
     streams: Optional[int] = StreamsOpt,
-    online: bool = typer.Option(False, "--online", help="learn while coding: from a seeded init "
-                                "(default) or, with --model fast, from the shipped fast model"),
-    portable: bool = typer.Option(False, "--portable", help="insist on an integer-exact model (the default "
-                                  "models are): the file decodes on any machine, library, thread count or device"),
+    online: bool = OnlineOpt,
+    portable: bool = PortableOpt,
     backend: Optional[str] = BackendOpt,
-    no_fallback: bool = typer.Option(False, "--no-fallback", help="code every block with the model, even "
-                                     "where xz -9e or storing the bytes would be smaller"),
-    no_mix: bool = typer.Option(False, "--no-mix", help="the model alone: no context models (n-grams, match) mixed in (integer "
-                                "models mix by default; --json gives both costs as nll_bits and lm_nll_bits)"),
-    independent: bool = typer.Option(False, "--independent", "-i", help="blocks with their own history: they "
-                                     "decode in parallel (with --workers) and a damaged block spoils no other, "
-                                     "at some cost in ratio on long files (always so with --workers)"),
-    level: Optional[int] = typer.Option(None, "--level", "-l", min=1, max=9, help=f"preset, also -1 .. -9 "
-                                        f"(--model and --chunk override it): {LEVEL_HELP}"),
+    no_fallback: bool = NoFallbackOpt,
+    no_mix: bool = NoMixOpt,
+    independent: bool = IndependentOpt,
+    level: Optional[int] = LevelOpt,
     recursive: bool = RecursiveOpt,
     workers: Optional[int] = WorkersOpt,
     cluster: Optional[str] = ClusterOpt,
@@ -225,6 +233,7 @@ def info(
             "model": header.model, "portable": header.portable,
             "weights_hash": None if header.weights_hash is None else header.weights_hash.hex(),
             "settings": {k: v for k, v in dataclasses.asdict(header.settings).items() if v is not None},
+            "mix": header.mix,
             "versions_crc": None if header.versions_crc is None else f"{header.versions_crc:08x}",
             "fingerprint": f"{header.joint_fingerprint():08x}", "chunk": header.chunk, "streams": header.streams,
             "original_bytes": header.original_length, "tokens": header.n_tokens,
@@ -249,6 +258,7 @@ def models(as_json: bool = JsonOpt):
     if as_json:
         print(json.dumps([dataclasses.asdict(m) for m in found]))
         return
+    width = max(15, *(len(m.name) for m in found))
     for m in found:
         size = f"{m.parameters / 1e6:,.1f}M" if m.parameters else "-"
-        print(f"{m.name:<15} {m.family:<32} {size:>7}  {m.arithmetic:<9} {m.state:<38} {m.where}")
+        print(f"{m.name:<{width}} {m.family:<32} {size:>7}  {m.arithmetic:<9} {m.state:<38} {m.where}")

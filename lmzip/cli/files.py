@@ -78,12 +78,16 @@ def open_input(path: Optional[Path]):
 
 @contextlib.contextmanager
 def atomic_output(target: Optional[Path], force: bool):
-    """Yield a binary stream; a file target appears only once it is complete."""
+    """Yield a binary stream; a file target appears only once it is complete. While data goes to
+    standard output, whatever else prints there (Ray tells its driver of a dead worker on stdout)
+    goes to stderr instead."""
     if target is None:
         if sys.stdout.isatty() and not force:
             raise InputOutputError("refusing to write compressed data to a terminal (use -o, or -f to force)")
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
+        data = sys.stdout.buffer
+        with contextlib.redirect_stdout(sys.stderr):
+            yield data
+        data.flush()
         return
     if target.exists() and not force:
         raise InputOutputError(f"{target} already exists (use -f to overwrite)")

@@ -21,12 +21,12 @@ def mixed_intervals(mixer: Mixer, tokens, low, size, total, f_candidates, candid
     whose LM intervals are given, with the candidates' decisions before them; and each token's bits."""
     tokens, low, size, total = (np.asarray(a, dtype=np.int64) for a in (tokens, low, size, total))
     f_candidates = np.where(candidates >= 0, f_candidates, 0)
-    p = mixer.probabilities(states, f_candidates, total)
+    p, mixed = mixer.probabilities(states, f_candidates, total)
     valid = candidates >= 0
     hits = valid & (candidates == tokens[:, None])
     hit_at = np.where(hits.any(axis=1), hits.argmax(axis=1), CANDIDATES)
     reached = valid & (np.arange(CANDIDATES) <= hit_at[:, None])
-    mixer.update(reached, hits)
+    mixer.update(mixed, reached, hits)
     n = len(tokens)
     lows = np.where(hits, 0, p)
     sizes = np.where(hits, p, PROB_ONE - p)
@@ -61,7 +61,7 @@ def decode_mixed(mixer: Mixer, decoder, freqs: np.ndarray, candidates: np.ndarra
     valid = candidates >= 0
     f_candidates = np.where(valid, freqs[rows, np.maximum(candidates, 0)], 0).astype(np.int64)
     totals = freqs.sum(axis=1, dtype=np.int64)
-    p = mixer.probabilities(states, f_candidates, totals)
+    p, mixed = mixer.probabilities(states, f_candidates, totals)
     reached, hits = np.zeros_like(valid), np.zeros_like(valid)
     out = np.empty(n, dtype=np.int64)
     for s, (row_p, row_candidates) in enumerate(zip(p.tolist(), candidates.tolist())):
@@ -75,7 +75,7 @@ def decode_mixed(mixer: Mixer, decoder, freqs: np.ndarray, candidates: np.ndarra
                 break
         if not hit:
             out[s] = _decode_rest(decoder, freqs[s], candidates[s])
-    mixer.update(reached, hits)
+    mixer.update(mixed, reached, hits)
     size = freqs[np.arange(n), out].astype(np.int64)
     return out, _mixed_bits(p, reached, hits, size, totals - f_candidates.sum(axis=1))
 

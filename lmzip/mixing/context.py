@@ -3,6 +3,8 @@ propose for each step (the decoder's, step by step; the encoder's, for a whole b
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..layout import active_streams, padded_grid
@@ -69,6 +71,13 @@ class MatchModel:
                         for s in range(len(tokens)) if t + 1 >= MIN_MATCH]
 
 
+class Contexts(NamedTuple):
+    """Each order's context of some streams at one step: (ORDERS, n) each."""
+    hashes: np.ndarray  # 64-bit hashes of the last 1..ORDERS tokens
+    slots: np.ndarray  # the hashes' table slots
+    tops: np.ndarray  # the contexts' most frequent next tokens (-1 where none)
+
+
 class NGrams:
     """Hashed token n-gram statistics of orders 1..ORDERS over the history.
 
@@ -102,16 +111,17 @@ class NGrams:
         mixed = (hashes[extra] ^ ((tokens.astype(np.uint64) + np.uint64(1)) * _PRIMES[1])) * _PRIMES[0]
         return (mixed >> self.shift).astype(np.int64)
 
-    def lookup(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each order's context slots (ORDERS, n) and top tokens (ORDERS, n; -1 where none)."""
-        self._current = hashes = self._hashes(n)
+    def lookup(self, n: int) -> Contexts:
+        """The first ``n`` streams' contexts now: hashes, slots and top tokens."""
+        hashes = self._hashes(n)
         slots = (hashes >> self.shift).astype(np.int64)
-        return slots, self.top[self.orders, slots].astype(np.int64) - 1
+        return Contexts(hashes, slots, self.top[self.orders, slots].astype(np.int64) - 1)
 
-    def states(self, slots: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """(n, K, ORDERS) states of candidates (n, K) after ``lookup``."""
-        pairs = self.pairs[self.orders[:, :, None], self._pair_slots(self._current, np.maximum(candidates, 0))]
-        seen = self.contexts[self.orders, slots][:, :, None]
+    def states(self, contexts: Contexts, candidates: np.ndarray) -> np.ndarray:
+        """(n, K, ORDERS) states of candidates (n, K) in ``contexts``."""
+        pair_slots = self._pair_slots(contexts.hashes, np.maximum(candidates, 0))
+        pairs = self.pairs[self.orders[:, :, None], pair_slots]
+        seen = self.contexts[self.orders, contexts.slots][:, :, None]
         states = _QUANTIZE[np.minimum(pairs, 16)] * 8 + _QUANTIZE[np.minimum(seen, 16)]
         return np.moveaxis(states, 0, -1)
 
@@ -120,9 +130,9 @@ class NGrams:
         self.recent = np.full((n_streams, ORDERS), _SENTINEL, dtype=np.uint64)
 
     def update(self, tokens: np.ndarray) -> None:
-        """Count the tokens that followed the contexts of the last ``lookup``, and move the contexts on."""
+        """Count the tokens that followed the first len(tokens) streams' contexts, and move those on."""
         n = len(tokens)
-        hashes = self._current[:, :n]
+        hashes = self._hashes(n)
         slots = (hashes >> self.shift).astype(np.int64)
         np.add.at(self.contexts, (self.orders, slots), 1)
         np.add.at(self.pairs, (self.orders, self._pair_slots(hashes, tokens)), 1)
@@ -155,11 +165,11 @@ class ContextModels:
 
     def predict(self, t: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         predicted, lengths = self.match.predict(t, n)
-        slots, tops = self.ngrams.lookup(n)
-        proposals = np.concatenate([predicted[:, None], tops[::-1].T], axis=1)  # match, order 4, ..., 1
+        contexts = self.ngrams.lookup(n)
+        proposals = np.concatenate([predicted[:, None], contexts.tops[::-1].T], axis=1)  # match, order 5, ..., 1
         candidates = _first_distinct(proposals, CANDIDATES)
         states = np.empty((n, CANDIDATES, CONTEXT_INPUTS), dtype=np.int64)
-        states[:, :, :ORDERS] = self.ngrams.states(slots, candidates)
+        states[:, :, :ORDERS] = self.ngrams.states(contexts, candidates)
         is_predicted = (candidates == predicted[:, None]) & (predicted[:, None] >= 0)
         states[:, :, ORDERS] = np.where(predicted[:, None] < 0, 0,
                                         np.where(is_predicted, 1 + lengths[:, None], MATCH_STATES - 1))

@@ -4,6 +4,7 @@ logistic domain (stretch/squash tables), two learned weight sets, state maps and
 from __future__ import annotations
 
 from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -68,6 +69,15 @@ SETS_BY_MATCH = CANDIDATES * 3 * (len(_LM_BUCKETS) + 1)
 WEIGHT_SETS = SETS_BY_MATCH + CANDIDATES * (ORDERS + 1)
 
 
+class Mixed(NamedTuple):
+    """A step's mixing as ``Mixer.update`` learns from it, (n, K, ...) each."""
+    inputs: np.ndarray  # the stretched inputs
+    sets: np.ndarray  # the two weight sets chosen
+    states: np.ndarray  # the context models' states
+    each_p: np.ndarray  # what each set alone said
+    nearer: np.ndarray  # the APM node trained
+
+
 class Mixer:
     """Each decision's probability from the LM and the models' states; online updates of the
     weights (gradient steps on the decision's log-loss), the state maps and the APM (running
@@ -83,9 +93,11 @@ class Mixer:
         nodes = self.squash[np.minimum(np.arange(APM_NODES) * APM_STEP, 2 * STRETCH_MAX)]  # node j: at j * APM_STEP
         self.apm = np.tile(nodes, (NGRAM_STATES * CANDIDATES, 1))  # starts as the identity
 
-    def probabilities(self, states: np.ndarray, f_candidates: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    def probabilities(self, states: np.ndarray, f_candidates: np.ndarray,
+                      totals: np.ndarray) -> tuple[np.ndarray, Mixed]:
         """P(token = candidate i | not an earlier one), (n, K) in 2^-16 units, from the LM's
-        frequencies of the candidates (n, K; 0 where none) and totals (n,)."""
+        frequencies of the candidates (n, K; 0 where none) and totals (n,); and what ``update``
+        learns from once the outcomes are known."""
         n, k = f_candidates.shape
         remaining = totals[:, None] - np.cumsum(f_candidates, axis=1) + f_candidates
         p_lm = np.clip(f_candidates * PROB_ONE // np.maximum(remaining, 1), 1, PROB_ONE - 1)
@@ -110,12 +122,12 @@ class Mixer:
         p = np.clip((squashed * (4 - APM_SHARE) + refined * APM_SHARE) >> 2, 1, PROB_ONE - 1)
         nearer = contexts * APM_NODES + node + (2 * offset >= APM_STEP)
         each_p = self.squash[outputs]  # what each set alone says: its error trains it
-        self._last = inputs, sets, states, each_p, nearer
-        return p
+        return p, Mixed(inputs, sets, states, each_p, nearer)
 
-    def update(self, reached: np.ndarray, hits: np.ndarray) -> None:
-        """Learn from the decisions taken (``reached``, (n, K)) and their outcomes (``hits``)."""
-        inputs, sets, states, each_p, nearer = (a[reached] for a in self._last)
+    def update(self, mixed: Mixed, reached: np.ndarray, hits: np.ndarray) -> None:
+        """Learn from the decisions taken (``reached``, (n, K)) of the step ``mixed`` came from, and
+        their outcomes (``hits``)."""
+        inputs, sets, states, each_p, nearer = (a[reached] for a in mixed)
         y = hits[reached].astype(np.int64)
         # each set learns from its own output's error, at its rate as the step began
         error = (y[:, None] << PROB_BITS) - each_p

@@ -77,6 +77,7 @@ def model_names() -> str:
 def load_predictor(spec: str = DEFAULT_MODEL, **options) -> Predictor:
     """The predictor a model name or directory names, ready to ``start``/``step``.
 
+    ``spec``: a registry name, a model directory, or a llama GGUF (gguf_file.py).
     ``options``: dtype, device, threads (float models), backend (torch or numpy,
     integer models, whose numbers are the same on either); ``None`` means the default.
     """
@@ -84,6 +85,10 @@ def load_predictor(spec: str = DEFAULT_MODEL, **options) -> Predictor:
     spec = ALIASES.get(spec, spec)
     if spec in MODELS:
         return MODELS[spec].load(**options)
+    from .gguf_file import is_gguf_spec, load_spec
+
+    if is_gguf_spec(spec):  # a .gguf file, a GGUF's name in $LMZIP_MODELS, or a header's record of one
+        return load_spec(spec, **options)
     return _load_directory(spec, options)
 
 

@@ -54,7 +54,8 @@ def resolve_hf_dir(spec: str, built_in: str) -> Path:
     except Exception:
         raise ModelNotAvailable(
             f"model {spec!r} is neither a built-in name ({built_in}), "
-            "a local directory, nor in the local Hugging Face cache (lmzip never downloads)") from None
+            "a local directory, a llama .gguf file or one by name in $LMZIP_MODELS, nor in the local Hugging Face "
+            "cache (lmzip never downloads)") from None
 
 
 class HFPredictor(TorchPredictor):

@@ -38,13 +38,19 @@ import hashlib
 import json
 from decimal import Decimal, localcontext
 from pathlib import Path
+from struct import error as struct_error
 
 import numpy as np
 
+from ..errors import ModelNotAvailable
 from .intgpt import EXP_STEPS_PER_NAT, INT8, IntegerArithmetic, exp_table
 
 LLAMA_TYPE = "lmzip-llama-int8"
 LLAMA_FORMAT = 1  # bump when the arithmetic below changes
+ARCHITECTURES = ("llama",)  # GGUF general.architecture values derived here (Llama 2/3, SmolLM, Mistral, TinyLlama)
+MAX_CONTEXT = 8192  # the longest chunk a level asks for
+LAYER_TENSORS = {f"{name}.weight" for name in ("attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+                                               "ffn_gate", "ffn_up", "ffn_down")}
 RESIDUAL_BITS = 10
 RESIDUAL_LIMIT = float(1 << (16 + RESIDUAL_BITS))  # +-65,536 in real units
 SQUARE_SHIFT = 10  # squares (< 2^52) floored to multiples of 2^10: a row of 576 sums below 2^53
@@ -82,9 +88,11 @@ def _cos_sin(angle: Decimal, one: int) -> tuple[int, int]:
     return int((cos * one).to_integral_value()), int((sin * one).to_integral_value())
 
 
-def rope_tables(theta: float, head_dim: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+def rope_tables(theta: float, head_dim: int, length: int,
+                factors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """cos and sin (length, head_dim) float32 in rotate-half layout, position p, frequency
-    theta^(-2i/d): exact integer rotations by each frequency's unit step."""
+    theta^(-2i/d) (divided by ``factors[i]`` where a GGUF gives them: Llama 3.1's long-context
+    scaling): exact integer rotations by each frequency's unit step."""
     bits = 100
     one = 1 << bits
     half = head_dim // 2
@@ -93,7 +101,10 @@ def rope_tables(theta: float, head_dim: int, length: int) -> tuple[np.ndarray, n
         ctx.prec = 50
         log_theta = Decimal(repr(theta)).ln()
         for i in range(half):
-            c, s = _cos_sin((-log_theta * 2 * i / head_dim).exp(), one)
+            angle = (-log_theta * 2 * i / head_dim).exp()
+            if factors is not None:
+                angle /= Decimal(repr(float(factors[i])))
+            c, s = _cos_sin(angle, one)
             x, y = one, 0
             for p in range(length):
                 cos[p, i], sin[p, i] = x / one, y / one  # int / int: correctly rounded
@@ -310,11 +321,15 @@ class IntLlamaStepper:
 # -- derivation from a GGUF -------------------------------------------------------------
 
 def dequantize(tensor) -> np.ndarray:
-    """A GGUF tensor (gguf.GGUFReader's) as float64 (rows, columns), exactly: Q4_1, Q8_0 or F32."""
+    """A GGUF tensor (gguf.GGUFReader's) as float64 (rows, columns): Q4_1, Q8_0 and F32 exactly
+    here; any other type by the gguf package's numpy dequantization (float32 arithmetic, the same
+    on every machine for one gguf version; the header's weights hash tells another one apart)."""
     kind, data = tensor.tensor_type.name, np.asarray(tensor.data)
     if kind == "F32":
         return data.astype(np.float64)
     rows = data.shape[0]
+    if kind not in ("Q4_1", "Q8_0"):
+        return _dequantized_by_gguf(tensor, data)
     if kind == "Q4_1":  # blocks of 32: f16 scale, f16 minimum, 16 bytes of 4-bit values (low nibbles first)
         blocks = data.reshape(rows, -1, 20)
         scale = blocks[..., 0:2].copy().view(np.float16).astype(np.float64)
@@ -327,7 +342,19 @@ def dequantize(tensor) -> np.ndarray:
         scale = blocks[..., 0:2].copy().view(np.float16).astype(np.float64)
         q = blocks[..., 2:].copy().view(np.int8).astype(np.float64)
         return (q * scale).reshape(rows, -1)
-    raise ValueError(f"GGUF tensor type {kind} is not supported")
+    raise AssertionError(kind)
+
+
+def _dequantized_by_gguf(tensor, data: np.ndarray) -> np.ndarray:
+    import gguf
+
+    try:
+        values = gguf.quants.dequantize(data, tensor.tensor_type)
+    except (NotImplementedError, ValueError, KeyError) as exc:
+        raise ModelNotAvailable(f"GGUF tensor {tensor.name}: weight type {tensor.tensor_type.name} is not "
+                                f"supported ({exc})") from None
+    return np.asarray(values, dtype=np.float64).reshape(data.shape[0], -1) if data.ndim > 1 else \
+        np.asarray(values, dtype=np.float64).reshape(-1)
 
 
 def unpermute_rope(w: np.ndarray, heads: int) -> np.ndarray:
@@ -351,16 +378,31 @@ def _field_value(field):
     return value[0]
 
 
-def convert_gguf(path: Path) -> tuple[dict[str, np.ndarray], dict]:
-    """Integer weights and config of a llama GGUF."""
+def read_gguf(path: Path):
+    """gguf.GGUFReader of ``path``, or one line on what is wrong with the file."""
     import gguf
 
-    reader = gguf.GGUFReader(str(path))
-    field = {name: _field_value(f) for name, f in reader.fields.items()
-             if not name.startswith("tokenizer.") and len(f.data) == 1}
+    try:
+        return gguf.GGUFReader(str(path))
+    except (ValueError, OSError, struct_error, IndexError) as exc:
+        raise ModelNotAvailable(f"{path}: not a readable GGUF file ({exc})") from None
+
+
+def gguf_fields(reader) -> dict:
+    """The GGUF's metadata scalars and strings (not its tokenizer's lists)."""
+    return {name: _field_value(f) for name, f in reader.fields.items()
+            if not name.startswith("tokenizer.") and len(f.data) == 1}
+
+
+def convert_gguf(path: Path, reader=None) -> tuple[dict[str, np.ndarray], dict]:
+    """Integer weights and config of a llama GGUF (``reader``: its gguf.GGUFReader, if read already)."""
+    reader = reader or read_gguf(path)
+    check_supported(path, reader)
+    field = gguf_fields(reader)
     arch = field["general.architecture"]
+    tensors = {t.name: t for t in reader.tensors}
     config = {
-        "model_type": LLAMA_TYPE, "format": LLAMA_FORMAT,
+        "model_type": LLAMA_TYPE, "format": LLAMA_FORMAT, "architecture": arch,
         "num_hidden_layers": int(field[f"{arch}.block_count"]),
         "hidden_size": int(field[f"{arch}.embedding_length"]),
         "intermediate_size": int(field[f"{arch}.feed_forward_length"]),
@@ -368,9 +410,9 @@ def convert_gguf(path: Path) -> tuple[dict[str, np.ndarray], dict]:
         "num_key_value_heads": int(field[f"{arch}.attention.head_count_kv"]),
         "rms_norm_eps": float(np.float32(field[f"{arch}.attention.layer_norm_rms_epsilon"])),
         "rope_theta": float(field[f"{arch}.rope.freq_base"]),
-        "max_position_embeddings": int(field[f"{arch}.context_length"]),
+        # RoPE tables as long as the longest chunk a level asks for (SmolLM2's own context: 8,192)
+        "max_position_embeddings": min(int(field[f"{arch}.context_length"]), MAX_CONTEXT),
     }
-    tensors = {t.name: t for t in reader.tensors}
     config["vocab_size"] = int(tensors["token_embd.weight"].data.shape[0])
     H, KV = config["num_attention_heads"], config["num_key_value_heads"]
     fixed, gain = float(1 << RESIDUAL_BITS), float(1 << GAIN_BITS)
@@ -401,11 +443,36 @@ def convert_gguf(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     out["norm_f.g"] = np.round(dequantize(tensors["output_norm.weight"]) * gain).astype(np.int32)
     head = matrix("output.weight") if "output.weight" in tensors else embedding.T
     layer("head", head)
-    cos, sin = rope_tables(config["rope_theta"], config["hidden_size"] // H, config["max_position_embeddings"])
+    factors = dequantize(tensors["rope_freqs.weight"]) if "rope_freqs.weight" in tensors else None
+    cos, sin = rope_tables(config["rope_theta"], config["hidden_size"] // H, config["max_position_embeddings"],
+                           factors)
     out["rope.cos"], out["rope.sin"] = cos, sin
     for name in [n for n in out if n.endswith((".s", ".sr"))]:
         out[name] = out[name].astype(np.float32)
     return {k: np.ascontiguousarray(v) for k, v in out.items()}, config
+
+
+def check_supported(path: Path, reader) -> None:
+    """One line, exit 3, for a GGUF this derivation would compute wrongly."""
+    field = gguf_fields(reader)
+    arch = field.get("general.architecture")
+    tensors = {t.name for t in reader.tensors}
+    if arch not in ARCHITECTURES:
+        raise ModelNotAvailable(f"{path.name}: architecture {arch!r} is not supported (lmzip reads "
+                                f"{', '.join(ARCHITECTURES)} GGUFs)")
+    heads = int(field[f"{arch}.attention.head_count"])
+    head_dim = int(field[f"{arch}.embedding_length"]) // heads
+    for key in (f"{arch}.rope.dimension_count", f"{arch}.attention.key_length", f"{arch}.attention.value_length"):
+        if key in field and int(field[key]) != head_dim:
+            raise ModelNotAvailable(f"{path.name}: {key} is {field[key]}, not the head size {head_dim}: "
+                                    "not supported")
+    scaling = field.get(f"{arch}.rope.scaling.type", "none")
+    if scaling not in ("none", "") and "rope_freqs.weight" not in tensors:
+        raise ModelNotAvailable(f"{path.name}: RoPE scaling {scaling!r} is not supported")
+    extra = sorted(name for name in tensors if name.startswith("blk.0.") and name.split(".", 2)[2] not in LAYER_TENSORS)
+    if extra:
+        raise ModelNotAvailable(f"{path.name}: tensors this llama derivation does not read ({', '.join(extra)}): "
+                                "not supported")
 
 
 def weights_digest(weights: dict[str, np.ndarray]) -> bytes:

@@ -35,29 +35,44 @@ def safetensors_parameters(path: Path) -> int:
 
 
 def gguf_parameters(path: Path) -> int:
-    """The number of values in a GGUF file's tensors, from its tensor table. Not gguf.GGUFReader: it
-    builds every metadata field first (4.6 s for SmolLM2's 49k-token vocabulary); this skips them."""
+    return gguf_summary(path)[0]
+
+
+def gguf_summary(path: Path, wanted: tuple[str, ...] = ()) -> tuple[int, dict[str, str]]:
+    """The number of values in a GGUF file's tensors, from its tensor table, and the ``wanted``
+    string fields. Not gguf.GGUFReader: it builds every metadata field first (4.6 s for SmolLM2's
+    49k-token vocabulary); this skips them."""
     try:
-        return _gguf_parameters(path)
-    except (struct.error, KeyError, OSError) as exc:
+        return _gguf_summary(path, wanted)
+    except (struct.error, KeyError, OSError, UnicodeDecodeError) as exc:
         raise ModelNotAvailable(f"{path}: not a readable GGUF file ({type(exc).__name__}: {exc})") from None
 
 
-def _gguf_parameters(path: Path) -> int:
+def _gguf_summary(path: Path, wanted: tuple[str, ...]) -> tuple[int, dict[str, str]]:
+    found = {}
     with open(path, "rb") as f:
         magic, _version, tensors, fields = struct.unpack("<4sIQQ", f.read(24))
         if magic != b"GGUF":
             raise ModelNotAvailable(f"{path} is not a GGUF file")
         for _ in range(fields):
-            _skip_string(f)
-            _skip_value(f, struct.unpack("<I", f.read(4))[0])
+            name = _read_string(f)
+            (kind,) = struct.unpack("<I", f.read(4))
+            if name in wanted and kind == STRING:
+                found[name] = _read_string(f)
+            else:
+                _skip_value(f, kind)
         total = 0
         for _ in range(tensors):
             _skip_string(f)
             (dims,) = struct.unpack("<I", f.read(4))
             total += _product(struct.unpack(f"<{dims}Q", f.read(8 * dims)))
             f.read(12)  # the type and the offset
-        return total
+        return total, found
+
+
+def _read_string(f) -> str:
+    (length,) = struct.unpack("<Q", f.read(8))
+    return f.read(length).decode("utf-8")
 
 
 def _skip_string(f) -> None:
@@ -88,8 +103,31 @@ def _product(shape) -> int:
 
 def listings() -> list[Listing]:
     from . import MODELS
+    from .gguf_file import named_ggufs
 
-    return [describe(name) for name in MODELS]
+    return [describe(name) for name in MODELS] + [describe_gguf(path) for path in named_ggufs()]
+
+
+def describe_gguf(path: Path) -> Listing:
+    """A GGUF of $LMZIP_MODELS: usable by its name (the file's, without .gguf) if lmzip derives it."""
+    from .gguf_file import BYTE_LEVEL_BPE, converted_for
+    from .intllama import ARCHITECTURES
+
+    keys = ("general.architecture", "tokenizer.ggml.model")
+    try:
+        parameters, found = gguf_summary(path, keys)
+    except ModelNotAvailable as exc:
+        return Listing(path.stem, "GGUF", None, "integer", str(path), str(exc))
+    arch, tokenizer = (found.get(key) for key in keys)
+    if arch not in ARCHITECTURES:
+        state = f"not supported: architecture {arch!r}"
+    elif tokenizer != BYTE_LEVEL_BPE:
+        state = f"not supported: tokenizer {tokenizer!r}"
+    else:
+        converted = converted_for(path)
+        return Listing(path.stem, f"{arch} (GGUF)", parameters, "integer", str(converted or path),
+                       "ready" if converted else "converted on first use")
+    return Listing(path.stem, f"{arch} (GGUF)", parameters, "integer", str(path), state)
 
 
 def describe(name: str) -> Listing:
@@ -118,7 +156,8 @@ def describe(name: str) -> Listing:
 
 
 def _smollm2(name: str) -> Listing:
-    from .smollm2 import converted_path, file_sha256, find_gguf
+    from .gguf_file import file_sha256
+    from .smollm2 import converted_path, find_gguf
 
     integer = name == "smollm2"
     try:

@@ -13,19 +13,15 @@ is converted once per machine into the lmzip cache, keyed by the GGUF's SHA-256:
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import importlib.util
 import json
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModelNotAvailable
-from ..tokenize import BPETokenizer
 from .base import cache_dir, hash_files
-from .intllama import LLAMA_FORMAT, convert_gguf, weights_digest
+from .gguf_file import announce, convert_integer, convert_once, file_sha256, integer_path, save_tokenizer
 from .integer import IntegerPredictor, load_directory
 
 if TYPE_CHECKING:
@@ -47,38 +43,15 @@ def find_gguf() -> Path:
     return path
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def converted_path(digest: str, integer: bool = False) -> Path:
     """Where the GGUF of this SHA-256 is converted to (float or integer); complete once it holds weights.hash."""
-    kind = f"int{LLAMA_FORMAT}-" if integer else ""
-    return cache_dir() / f"smollm2-{kind}{digest[:16]}"
+    return integer_path("smollm2", digest) if integer else cache_dir() / f"smollm2-{digest[:16]}"
 
 
 def converted_dir(gguf: Path, digest: str, integer: bool = False) -> Path:
-    """The converted model directory (float or integer), making it on first use."""
-    target = converted_path(digest, integer)
-    if (target / "weights.hash").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    print(f"lmzip: converting SmolLM2 once into {target} (about 30 s)", file=sys.stderr)
-    work = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
-    try:
-        (_convert_integer if integer else _convert)(gguf, work)
-        try:
-            work.rename(target)
-        except OSError:  # another process converted it meanwhile
-            if not (target / "weights.hash").exists():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+    """The converted model directory (float or integer), making it on first use (about 30 s)."""
+    convert = functools.partial(convert_integer, start_token=START_TOKEN) if integer else _convert
+    return convert_once(gguf, digest, "smollm2", convert, converted_path(digest, integer))
 
 
 def _convert(gguf: Path, out: Path) -> None:
@@ -88,6 +61,7 @@ def _convert(gguf: Path, out: Path) -> None:
 
     from .hf import quiet_transformers
 
+    announce(gguf)
     with quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
@@ -95,36 +69,11 @@ def _convert(gguf: Path, out: Path) -> None:
     config = model.config.to_dict()
     config.pop("quantization_config", None)  # the converted weights are plain float32
     (out / "config.json").write_text(json.dumps(config, indent=2))
-    _save_tokenizer(gguf, out)
+    save_tokenizer(gguf, out)
     # The header names the converted numbers, not only the GGUF: another transformers
     # version could dequantize differently. Hashed once here, read on every load.
     digest = hash_files([out / "model.safetensors", out / "tokenizer.json"])
     (out / "weights.hash").write_text(digest.hex())
-
-
-def _save_tokenizer(gguf: Path, out: Path) -> None:
-    from transformers import AutoTokenizer
-
-    from .hf import quiet_transformers
-
-    with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
-
-
-def _convert_integer(gguf: Path, out: Path) -> None:
-    from safetensors.numpy import save_file
-
-    weights, config = convert_gguf(gguf)
-    _save_tokenizer(gguf, out)
-    config["bos_id"] = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"][START_TOKEN]
-    config["converted_from"] = gguf.name
-    save_file(weights, str(out / "model.safetensors"))
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    # The header names what the model computes with: the integers (derived identically on every
-    # machine) and each token's bytes, not file formats or the tokenizer's JSON.
-    tokenizer = BPETokenizer.from_file(out / "tokenizer.json", bos_id=config["bos_id"], id_limit=config["vocab_size"])
-    (out / "weights.hash").write_text(hash_files([], weights_digest(weights) + tokenizer.table_digest()).hex())
 
 
 def load_smollm2(**options) -> IntegerPredictor:

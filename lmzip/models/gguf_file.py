@@ -1,0 +1,234 @@
+"""Bring your own model: a llama GGUF on disk as an integer-exact predictor.
+
+``--model PATH.gguf``, or a GGUF's file name (with or without ``.gguf``) in a folder of
+``$LMZIP_MODELS`` (folders separated by ``:``), is converted once into the lmzip cache, keyed by
+the GGUF's SHA-256, as the built-in ``smollm2`` is: integer weights derived by intllama.py, the
+tokenizer from the GGUF's own metadata. Its files decode on every machine that holds the same GGUF.
+
+A path is this machine's, so the header names the model by a record of the GGUF instead:
+
+    gguf:<architecture>:<recipe>:<SHA-256, 16 hex digits>:<size in bytes>:<file name>
+
+A decoder finds the GGUF by it -- converted already in the cache, given by ``--model``, or a file
+of that name and size in ``$LMZIP_MODELS`` -- or says which file it needs (exit 3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelNotAvailable
+from ..tokenize import BPETokenizer
+from .base import cache_dir, hash_files
+from .integer import IntegerPredictor, load_directory
+from .intllama import LLAMA_FORMAT, check_supported, convert_gguf, read_gguf, weights_digest
+
+RECORD_PREFIX = "gguf:"
+MODELS_PATH = "LMZIP_MODELS"
+BYTE_LEVEL_BPE = "gpt2"  # tokenizer.ggml.model of GPT-2-style vocabularies (Llama 3, Qwen, SmolLM)
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a header says of the GGUF that made a file."""
+    architecture: str
+    recipe: int  # intllama's LLAMA_FORMAT: how the integers were derived
+    sha256: str  # the first 16 hex digits (64 bits; the weights hash checks the derived numbers too)
+    size: int
+    name: str
+
+    def text(self) -> str:
+        return f"{RECORD_PREFIX}{self.architecture}:{self.recipe}:{self.sha256}:{self.size}:{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> Record:
+        parts = text.removeprefix(RECORD_PREFIX).split(":", 4)
+        if len(parts) != 5 or not parts[1].isdigit() or not parts[3].isdigit():
+            raise ModelNotAvailable(f"the file names a GGUF model this lmzip cannot read: {text!r}")
+        return cls(parts[0], int(parts[1]), parts[2], int(parts[3]), parts[4])
+
+    def needed(self) -> str:
+        return (f"{self.name} ({self.size:,} bytes, SHA-256 {self.sha256}...; {self.architecture}, "
+                f"derivation {self.recipe})")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_gguf_spec(spec: str) -> bool:
+    """Does ``--model spec`` name a GGUF (a record, a .gguf file, or a name in $LMZIP_MODELS)?"""
+    if spec.startswith(RECORD_PREFIX):
+        return True
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf") and path.is_file():
+        return True
+    return not path.exists() and find_named(spec) is not None
+
+
+def load_spec(spec: str, **options) -> IntegerPredictor:
+    if spec.startswith(RECORD_PREFIX):
+        return load_record(Record.parse(spec), **options)
+    path = Path(spec).expanduser()
+    return load_gguf(path if path.is_file() else find_named(spec), **options)
+
+
+def load_gguf(path: Path, **options) -> IntegerPredictor:
+    """The integer predictor of a GGUF file, converting it on first use."""
+    path = path.resolve()
+    digest = file_sha256(path)
+    directory = convert_once(path, digest, "gguf", convert_integer)
+    config = json.loads((directory / "config.json").read_text())
+    record = Record(config["architecture"], LLAMA_FORMAT, digest[:16], path.stat().st_size, path.name)
+    return _load_converted(directory, record, **options)
+
+
+def load_record(record: Record, **options) -> IntegerPredictor:
+    """A file's GGUF model: converted in the cache already, or found by name and size, or a refusal
+    that says which file it needs."""
+    for directory in sorted(cache_dir().glob(f"gguf-int{record.recipe}-{record.sha256[:16]}")):
+        if (directory / "weights.hash").exists():
+            return _load_converted(directory, record, **options)
+    if record.recipe != LLAMA_FORMAT:
+        raise ModelNotAvailable(f"the file was made from {record.needed()}, a derivation this lmzip does not "
+                                f"make (it makes {LLAMA_FORMAT}): decompress with the lmzip that made it")
+    for path in _candidates(record.name):
+        if path.stat().st_size == record.size and file_sha256(path).startswith(record.sha256):
+            return load_gguf(path, **options)
+    raise ModelNotAvailable(f"the file was made with the GGUF model {record.needed()}: pass it with "
+                            f"--model PATH, or put it in a folder of ${MODELS_PATH}")
+
+
+def _load_converted(directory: Path, record: Record, **options) -> IntegerPredictor:
+    weights_hash = bytes.fromhex((directory / "weights.hash").read_text().strip())
+    return load_directory(directory, record.text(), weights_hash=weights_hash, **options)
+
+
+def models_folders() -> list[Path]:
+    return [Path(p).expanduser() for p in os.environ.get(MODELS_PATH, "").split(os.pathsep) if p]
+
+
+def _candidates(name: str) -> list[Path]:
+    names = [name] if name.endswith(".gguf") else [name, f"{name}.gguf"]
+    return [folder / n for folder in models_folders() for n in names if (folder / n).is_file()]
+
+
+def find_named(name: str) -> Path | None:
+    """The GGUF ``name`` (or ``name``.gguf) in the first folder of $LMZIP_MODELS holding it."""
+    if os.sep in name:
+        return None
+    found = _candidates(name)
+    return found[0] if found else None
+
+
+def named_ggufs() -> list[Path]:
+    """Every GGUF in the folders of $LMZIP_MODELS (for ``lmzip models``)."""
+    return sorted({p for folder in models_folders() if folder.is_dir() for p in folder.glob("*.gguf")})
+
+
+def converted_for(path: Path) -> Path | None:
+    """The cache's conversion of the GGUF of this name and size, if any (for listings: no hashing)."""
+    for directory in sorted(cache_dir().glob(f"gguf-int{LLAMA_FORMAT}-*")):
+        try:
+            config = json.loads((directory / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if (config.get("converted_from"), config.get("gguf_size")) == (path.name, path.stat().st_size) and \
+                (directory / "weights.hash").exists():
+            return directory
+    return None
+
+
+# -- conversion, once per GGUF --------------------------------------------------------------
+
+def integer_path(prefix: str, digest: str) -> Path:
+    """Where the GGUF of this SHA-256 is converted to; complete once it holds weights.hash."""
+    return cache_dir() / f"{prefix}-int{LLAMA_FORMAT}-{digest[:16]}"
+
+
+def convert_once(gguf: Path, digest: str, prefix: str, convert, target: Path | None = None) -> Path:
+    """The converted model directory, made by ``convert(gguf, folder)`` on first use."""
+    target = target or integer_path(prefix, digest)
+    if (target / "weights.hash").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=target.parent))
+    try:
+        convert(gguf, work)
+        try:
+            work.rename(target)
+        except OSError:  # another process converted it meanwhile
+            if not (target / "weights.hash").exists():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def announce(gguf: Path) -> None:
+    print(f"lmzip: converting {gguf.name} once into {cache_dir()}", file=sys.stderr)
+
+
+def save_tokenizer(gguf: Path, out: Path) -> None:
+    """The GGUF's own vocabulary and merges as a tokenizer.json (transformers reads GGUF metadata)."""
+    from transformers import AutoTokenizer
+
+    from .hf import quiet_transformers
+
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+
+
+def convert_integer(gguf: Path, out: Path, start_token: str | None = None) -> None:
+    """Integer weights, tokenizer and config of a GGUF into ``out``. A chunk starts with
+    ``start_token`` where given, else with the GGUF's own beginning-of-sequence token."""
+    from safetensors.numpy import save_file
+
+    reader = read_gguf(gguf)  # once: it reads every metadata field (seconds for a 49k-token vocabulary)
+    _check_tokenizer(gguf, reader)
+    check_supported(gguf, reader)
+    announce(gguf)
+    weights, config = convert_gguf(gguf, reader)
+    save_tokenizer(gguf, out)
+    if start_token is not None:
+        config["bos_id"] = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"][start_token]
+        extra = b""  # smollm2's recipe since 0.4.0: its hash stays as it was
+    else:
+        config["bos_id"] = _start_id(gguf, reader)
+        extra = f"start={config['bos_id']}".encode()  # which token starts a chunk changes every row
+    config["converted_from"], config["gguf_size"] = gguf.name, gguf.stat().st_size
+    save_file(weights, str(out / "model.safetensors"))
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    # The header names what the model computes with: the integers (derived identically on every
+    # machine) and each token's bytes, not file formats or the tokenizer's JSON.
+    tokenizer = BPETokenizer.from_file(out / "tokenizer.json", bos_id=config["bos_id"], id_limit=config["vocab_size"])
+    (out / "weights.hash").write_text(hash_files([], weights_digest(weights) + tokenizer.table_digest() + extra).hex())
+
+
+def _check_tokenizer(gguf: Path, reader) -> None:
+    field = reader.fields.get("tokenizer.ggml.model")
+    kind = bytes(field.parts[field.data[0]]).decode() if field is not None else None
+    if kind != BYTE_LEVEL_BPE:
+        raise ModelNotAvailable(f"{gguf.name}: tokenizer {kind!r} is not supported yet (lmzip reads byte-level "
+                                f"BPE vocabularies, tokenizer.ggml.model = {BYTE_LEVEL_BPE!r})")
+
+
+def _start_id(gguf: Path, reader) -> int:
+    """The GGUF's beginning-of-sequence token (else its end-of-sequence one: a document separator)."""
+    for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
+        field = reader.fields.get(key)
+        if field is not None:
+            return int(field.parts[field.data[0]][0])
+    raise ModelNotAvailable(f"{gguf.name}: no beginning- or end-of-sequence token to start a chunk with")
