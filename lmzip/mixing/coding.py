@@ -57,9 +57,8 @@ def decode_mixed(mixer: Mixer, decoder, freqs: np.ndarray, candidates: np.ndarra
     """One step's tokens from the LM's frequency rows, decoding the decisions and tokens in the
     order ``mixed_intervals`` codes them; and each token's bits, as ``mixed_intervals`` counts them."""
     n = len(freqs)
-    rows = np.arange(n)[:, None]
     valid = candidates >= 0
-    f_candidates = np.where(valid, freqs[rows, np.maximum(candidates, 0)], 0).astype(np.int64)
+    f_candidates = candidate_frequencies(freqs, candidates)
     totals = freqs.sum(axis=1, dtype=np.int64)
     p, mixed = mixer.probabilities(states, f_candidates, totals)
     reached, hits = np.zeros_like(valid), np.zeros_like(valid)

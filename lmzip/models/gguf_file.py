@@ -28,7 +28,7 @@ from ..errors import ModelNotAvailable
 from ..tokenize import BPETokenizer
 from .base import cache_dir, hash_files
 from .integer import IntegerPredictor, load_directory
-from .intllama import LLAMA_FORMAT, check_supported, convert_gguf, read_gguf, weights_digest
+from .intllama import LLAMA_FORMAT, check_supported, convert_gguf, field_value, read_gguf, weights_digest
 
 RECORD_PREFIX = "gguf:"
 MODELS_PATH = "LMZIP_MODELS"
@@ -219,7 +219,7 @@ def convert_integer(gguf: Path, out: Path, start_token: str | None = None) -> No
 
 def _check_tokenizer(gguf: Path, reader) -> None:
     field = reader.fields.get("tokenizer.ggml.model")
-    kind = bytes(field.parts[field.data[0]]).decode() if field is not None else None
+    kind = field_value(field) if field is not None else None
     if kind != BYTE_LEVEL_BPE:
         raise ModelNotAvailable(f"{gguf.name}: tokenizer {kind!r} is not supported yet (lmzip reads byte-level "
                                 f"BPE vocabularies, tokenizer.ggml.model = {BYTE_LEVEL_BPE!r})")
@@ -230,5 +230,5 @@ def _start_id(gguf: Path, reader) -> int:
     for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
         field = reader.fields.get(key)
         if field is not None:
-            return int(field.parts[field.data[0]][0])
+            return int(field_value(field))
     raise ModelNotAvailable(f"{gguf.name}: no beginning- or end-of-sequence token to start a chunk with")

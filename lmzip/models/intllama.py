@@ -353,8 +353,8 @@ def _dequantized_by_gguf(tensor, data: np.ndarray) -> np.ndarray:
     except (NotImplementedError, ValueError, KeyError) as exc:
         raise ModelNotAvailable(f"GGUF tensor {tensor.name}: weight type {tensor.tensor_type.name} is not "
                                 f"supported ({exc})") from None
-    return np.asarray(values, dtype=np.float64).reshape(data.shape[0], -1) if data.ndim > 1 else \
-        np.asarray(values, dtype=np.float64).reshape(-1)
+    values = np.asarray(values, dtype=np.float64)
+    return values.reshape(data.shape[0], -1) if data.ndim > 1 else values.reshape(-1)
 
 
 def unpermute_rope(w: np.ndarray, heads: int) -> np.ndarray:
@@ -368,7 +368,7 @@ def int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
 
 
-def _field_value(field):
+def field_value(field):
     """A GGUF metadata scalar or string (the reader's parts/data layout, the same in every gguf version)."""
     import gguf
 
@@ -390,7 +390,7 @@ def read_gguf(path: Path):
 
 def gguf_fields(reader) -> dict:
     """The GGUF's metadata scalars and strings (not its tokenizer's lists)."""
-    return {name: _field_value(f) for name, f in reader.fields.items()
+    return {name: field_value(f) for name, f in reader.fields.items()
             if not name.startswith("tokenizer.") and len(f.data) == 1}
 
 
