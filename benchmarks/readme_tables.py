@@ -28,10 +28,10 @@ def models_table() -> str:
     for entry in MODELS.values():
         default = " (default)" if entry.name == DEFAULT_MODEL else ""
         lines.append(f"| `{entry.name}`{default} | {entry.summary} |")
-    lines.append("| `PATH.gguf`, or a GGUF's name in `$LMZIP_MODELS` | your own llama-architecture GGUF with a byte-level "
-                 "BPE vocabulary (Llama 3.x, SmolLM2 360M/1.7B, ...; any weight type from F32 to Q2_K), integer-exact: "
-                 "converted once, its files decode on every machine holding the same GGUF "
-                 "([docs/gguf.md](docs/gguf.md)) |")
+    lines.append("| `PATH.gguf`, or a GGUF's name in `$LMZIP_MODELS` | your own GGUF of architecture llama, qwen2, "
+                 "qwen3 or gemma3 (Llama 2/3.x, Mistral, SmolLM2 360M/1.7B, Qwen 2.5/3, Gemma 3, ...), byte-level or "
+                 "SentencePiece vocabulary, any weight type from F32 to Q2_K, integer-exact: converted once, its "
+                 "files decode on every machine holding the same GGUF ([docs/gguf.md](docs/gguf.md)) |")
     lines.append("| a directory or HF id | any Hugging Face causal LM with a byte-level `tokenizer.json` (local "
                  "directory or local HF cache), or a directory written by lmzip (`save_gpt`) |")
     lines += ["", "Levels (`-1` … `-9`, or `--level N`; `--model` and `--chunk` override them): "

@@ -85,7 +85,9 @@ class Preset:
 PRESETS = {1: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=True),
            2: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=False),
            3: Preset("fast", FLAG_PORTABLE, 512, 128, mixed=True),
-           4: Preset("fast", FLAG_PORTABLE, 512, 128, mixed=False)}
+           4: Preset("fast", FLAG_PORTABLE, 512, 128, mixed=False),
+           5: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=True),
+           6: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=False)}
 MIN_TABLE_BITS = 8  # a compact header's mixing tables: 2^8 .. 2^23 entries (4 bits)
 
 

@@ -7,8 +7,10 @@ Two tokenizers share one contract:
 - ``vocab_size`` counts every id the tokenizer can emit; ``bos_id`` is the id
   fed to the model before the first token of a chunk (it is never coded).
 
-``ByteTokenizer`` maps each byte to its own id. ``BPETokenizer`` wraps a
-byte-level BPE from Hugging Face ``tokenizers``: valid UTF-8 goes through the
+``ByteTokenizer`` maps each byte to its own id. ``BPETokenizer`` wraps a BPE
+from Hugging Face ``tokenizers``, spelled either byte-level (GPT-2's alphabet:
+SmolLM2, Llama 3, Qwen) or SentencePiece-style ("▁" for a space, ``<0xNN>``
+byte tokens: Llama 2, Mistral, Gemma): valid UTF-8 goes through the
 BPE; bytes that are not valid UTF-8, or any stretch whose BPE ids do not give
 the same bytes back, are coded as the BPE's single-byte tokens (byte fallback).
 Decoding never asks the BPE: it concatenates each id's bytes from a table.
@@ -20,6 +22,7 @@ most control bytes); those bytes get extra ids above the model's vocabulary
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import zlib
 from functools import lru_cache
@@ -28,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 _ESCAPED_RUN = re.compile("([\udc80-\udcff]+)")
+_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # a SentencePiece byte token
+SPACE_PIECE = "\u2581"  # "▁": a space in SentencePiece spelling
 
 
 @lru_cache(maxsize=1)
@@ -46,6 +51,12 @@ def byte_to_unicode() -> dict[int, str]:
             chars.append(256 + extra)
             extra += 1
     return {b: chr(c) for b, c in zip(printable, chars)}
+
+
+def spell_piece(token: str) -> bytes:
+    """A SentencePiece token's bytes: <0xNN> is that byte, "▁" a space, anything else its UTF-8."""
+    byte = _BYTE_PIECE.fullmatch(token)
+    return bytes([int(byte.group(1), 16)]) if byte else token.replace(SPACE_PIECE, " ").encode()
 
 
 class ByteTokenizer:
@@ -67,22 +78,26 @@ class ByteTokenizer:
 
 
 class BPETokenizer:
-    """A byte-level BPE (``tokenizers.Tokenizer``) with exact byte fallback."""
+    """A BPE (``tokenizers.Tokenizer``) with exact byte fallback, spelled byte-level or, where the
+    BPE falls back to ``<0xNN>`` tokens itself, SentencePiece-style."""
 
     name = "bpe"
 
     def __init__(self, tokenizer, bos_id: int | None = None, fingerprint: str | None = None,
                  id_limit: int = 0):
-        self._tok = tokenizer
+        pieces = bool(getattr(tokenizer.model, "byte_fallback", False))
+        self._tok = tokenizer = without_prefix_space(tokenizer) if pieces else tokenizer
         vocab = tokenizer.get_vocab(with_added_tokens=True)
         base = max(max(vocab.values()) + 1, id_limit)
-        self._token_bytes = self._build_token_bytes(vocab, base)
-        self.byte_ids, self.extra_ids = self._build_byte_ids(vocab, base)
+        self._token_bytes = (self._piece_token_bytes if pieces else self._build_token_bytes)(vocab, base)
+        self.byte_ids, self.extra_ids = self._build_byte_ids(vocab, base, pieces)
         self._token_bytes += [bytes([b]) for b in range(256) if self.byte_ids[b] >= base]
         # ASCII characters the vocabulary has no token for (SmolLM2: most control bytes): the BPE
         # cannot encode them, so they are cut out of the text and coded as byte ids, and the text
         # around them still goes through the BPE
         missing = "".join(re.escape(chr(b)) for b in range(128) if self.byte_ids[b] >= base)
+        # and in SentencePiece spelling "▁" itself: it would come back as a space
+        missing += SPACE_PIECE if pieces else ""
         self._untokenizable = re.compile(f"([{missing}]+)") if missing else None
         self.vocab_size = base + len(self.extra_ids)
         self.bos_id = bos_id if bos_id is not None else self._guess_bos(vocab)
@@ -114,18 +129,40 @@ class BPETokenizer:
         return table
 
     @staticmethod
-    def _build_byte_ids(vocab: dict[str, int], base: int) -> tuple[np.ndarray, list[int]]:
-        mapping = byte_to_unicode()
-        if sum(mapping[b] in vocab for b in range(256)) < 128:
-            raise ValueError("tokenizer is not a byte-level BPE")
+    def _piece_token_bytes(vocab: dict[str, int], size: int) -> list[bytes | None]:
+        """Every id's bytes in SentencePiece spelling."""
+        table: list[bytes | None] = [None] * size
+        for token, idx in vocab.items():
+            table[idx] = spell_piece(token)
+        return table
+
+    @staticmethod
+    def _build_byte_ids(vocab: dict[str, int], base: int, pieces: bool) -> tuple[np.ndarray, list[int]]:
+        """Each byte value's single-byte token, or an extra id from ``base`` on."""
+        found = BPETokenizer._piece_byte_ids(vocab) if pieces else {
+            b: vocab[c] for b, c in byte_to_unicode().items() if c in vocab}
+        if len(found) < 128:
+            raise ValueError("tokenizer is not a byte-level BPE and has no byte fallback")
         ids, extra = np.zeros(256, dtype=np.int32), []
         for b in range(256):
-            if mapping[b] in vocab:
-                ids[b] = vocab[mapping[b]]
+            if b in found:
+                ids[b] = found[b]
             else:
                 ids[b] = base + len(extra)
                 extra.append(int(ids[b]))
         return ids, extra
+
+    @staticmethod
+    def _piece_byte_ids(vocab: dict[str, int]) -> dict[int, int]:
+        """SentencePiece: the <0xNN> tokens, except where a piece spells the byte itself ("a", "▁"
+        for a space): the model saw those pieces, never <0x61>. The lowest id where two do."""
+        found: dict[int, int] = {}
+        pieces: dict[int, int] = {}
+        for token, idx in sorted(vocab.items(), key=lambda item: item[1]):
+            spelled = spell_piece(token)
+            if len(spelled) == 1:
+                (found if _BYTE_PIECE.fullmatch(token) else pieces).setdefault(spelled[0], idx)
+        return found | pieces
 
     @staticmethod
     def _guess_bos(vocab: dict[str, int]) -> int:
@@ -183,6 +220,30 @@ class BPETokenizer:
         for token in self._token_bytes:
             digest.update(b"-" if token is None else len(token).to_bytes(2, "little") + token)
         return digest.digest()
+
+
+def without_prefix_space(tokenizer):
+    """A SentencePiece-style tokenizer that adds no "▁" before a text (Metaspace's prepend, a
+    Prepend normalizer): lmzip codes the text's own bytes, and a piece that gained a space would
+    fall back to single bytes."""
+    from tokenizers import Tokenizer
+
+    spec = json.loads(tokenizer.to_str())
+    steps = {key: _no_prepend(spec[key]) for key in ("normalizer", "pre_tokenizer")}
+    if all(steps[key] == spec[key] for key in steps):
+        return tokenizer
+    return Tokenizer.from_str(json.dumps({**spec, **steps}))
+
+
+def _no_prepend(step: dict | None) -> dict | None:
+    if step is None or step["type"] == "Prepend":
+        return None
+    if step["type"] == "Metaspace":
+        return {**step, "prepend_scheme": "never"}
+    for key in ("normalizers", "pretokenizers"):
+        if key in step:  # a Sequence
+            return {**step, key: [s for s in map(_no_prepend, step[key]) if s is not None]}
+    return step
 
 
 def load_tokenizer(model_dir: Path, config: dict, id_limit: int = 0):

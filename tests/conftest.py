@@ -103,6 +103,25 @@ _MERGES = [tuple(pair) for pair in "th he in er an re on at en nd ti es or te of
            "io le ve co me de hi ri ro ic ne ea ra ce".split()] + [("Ġ", "t")]
 
 
+# a SentencePiece-style vocabulary: characters, then pieces made of two earlier ones ("▁" is a space)
+_PIECES = ("▁ e t a o i n s h r d l ▁t he in er an re on at en nd ▁a ▁s ▁w es or is ▁o ha ed "
+           "▁the ▁and ▁he ▁in ▁to ▁on ▁an ▁is her ers").split()
+
+
+def _add_sentencepiece_vocabulary(writer, size: int) -> None:
+    """<unk>, <s>, </s>, the 256 byte tokens <0xNN>, then pieces best first (llama.cpp's token types:
+    2 unknown, 3 control, 6 byte, 1 normal), with scores and no merges, as Llama 2's GGUFs."""
+    pieces = _PIECES[: size - 259]
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + pieces
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0] * 259 + [-float(i) for i in range(len(pieces))])
+    writer.add_token_types([2, 3, 3] + [6] * 256 + [1] * len(pieces))
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+
+
 def _k_quant_bytes(rows: int, cols: int, kind, rng) -> np.ndarray:
     """Blocks of a K-quant type (the gguf package writes none): random codes, small f16 scales."""
     import gguf
@@ -121,7 +140,10 @@ def write_tiny_gguf(path, seed: int = 0, config: dict = CONFIG, kinds: dict | No
                     architecture: str = "llama") -> None:
     """A 2-layer llama GGUF with Q4_1 matrices, a Q8_0 embedding and float32 norms, as SmolLM2's;
     ``kinds``: other weight types by tensor name suffix ("ffn_down" -> Q6_K); ``tokenizer``: the
-    vocabulary in the metadata ("gpt2": byte-level BPE, "llama": SentencePiece-style)."""
+    vocabulary in the metadata ("gpt2": byte-level BPE, "llama": SentencePiece-style);
+    ``architecture`` "qwen2" adds q/k/v biases, "qwen3" q/k norms and ``config["head_dim"]`` wide heads,
+    "gemma3" those and norms on each sublayer's output, and a ``config["window"]`` for its windowed
+    layers (all keep q/k rows unpermuted, as llama.cpp's converter writes them)."""
     import gguf
 
     from lmzip.tokenize import byte_to_unicode
@@ -135,9 +157,20 @@ def write_tiny_gguf(path, seed: int = 0, config: dict = CONFIG, kinds: dict | No
     writer.add_head_count(c["heads"])
     writer.add_head_count_kv(c["kv_heads"])
     writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_rope_freq_base(10000.0)
+    writer.add_rope_freq_base(1e6 if architecture == "gemma3" else 10000.0)  # gemma3's windows: 10,000
     writer.add_vocab_size(c["vocab"])
-    if tokenizer:
+    H, KV, C, F = c["heads"], c["kv_heads"], c["hidden"], c["ffn"]
+    D = c.get("head_dim") or C // H
+    if "head_dim" in c:
+        writer.add_key_length(D)
+        writer.add_value_length(D)
+    if architecture == "gemma3":
+        writer.add_sliding_window(c["window"])
+    if "softcap" in c:  # Gemma 2's final tanh cap, which lmzip refuses
+        writer.add_final_logit_softcapping(c["softcap"])
+    if tokenizer == "llama":
+        _add_sentencepiece_vocabulary(writer, c["vocab"])
+    elif tokenizer:
         merges = _MERGES[: c["vocab"] - 257]
         tokens = [byte_to_unicode()[b] for b in range(256)] + [a + b for a, b in merges] + ["<|endoftext|>"]
         writer.add_tokenizer_model(tokenizer)
@@ -159,16 +192,26 @@ def write_tiny_gguf(path, seed: int = 0, config: dict = CONFIG, kinds: dict | No
         writer.add_tensor(name, gguf.quants.quantize(w, kind), raw_dtype=None if kind.name == "F16" else kind)
 
     def vector(name, n):
-        writer.add_tensor(name, (1 + 0.2 * rng.standard_normal(n)).astype(np.float32))
+        if name.split(".")[-2] not in c.get("omit", ()):  # a tensor left out: an incomplete GGUF
+            writer.add_tensor(name, (1 + 0.2 * rng.standard_normal(n)).astype(np.float32))
 
-    H, KV, C, F = c["heads"], c["kv_heads"], c["hidden"], c["ffn"]
-    D = C // H
-    matrix("token_embd.weight", c["vocab"], C, gguf.GGMLQuantizationType.Q8_0, scale=1.0)
+    interleave = architecture == "llama"
+    # gemma3 scales its embeddings by sqrt(C): smaller ones, so that its normed sublayers still count
+    matrix("token_embd.weight", c["vocab"], C, gguf.GGMLQuantizationType.Q8_0, scale=0.1 if architecture == "gemma3" else 1.0)
     for i in range(c["layers"]):
         vector(f"blk.{i}.attn_norm.weight", C)
-        matrix(f"blk.{i}.attn_q.weight", H * D, C, transform=lambda w: _permute(w, H))
-        matrix(f"blk.{i}.attn_k.weight", KV * D, C, transform=lambda w: _permute(w, KV))
+        matrix(f"blk.{i}.attn_q.weight", H * D, C, transform=(lambda w: _permute(w, H)) if interleave else None)
+        matrix(f"blk.{i}.attn_k.weight", KV * D, C, transform=(lambda w: _permute(w, KV)) if interleave else None)
         matrix(f"blk.{i}.attn_v.weight", KV * D, C)
+        if architecture == "qwen2":
+            for name, n in (("q", H * D), ("k", KV * D), ("v", KV * D)):
+                writer.add_tensor(f"blk.{i}.attn_{name}.bias", (rng.standard_normal(n) * 2).astype(np.float32))
+        if architecture in ("qwen3", "gemma3"):
+            vector(f"blk.{i}.attn_q_norm.weight", D)
+            vector(f"blk.{i}.attn_k_norm.weight", D)
+        if architecture == "gemma3":
+            vector(f"blk.{i}.post_attention_norm.weight", C)
+            vector(f"blk.{i}.post_ffw_norm.weight", C)
         matrix(f"blk.{i}.attn_output.weight", C, H * D)
         vector(f"blk.{i}.ffn_norm.weight", C)
         matrix(f"blk.{i}.ffn_gate.weight", F, C)

@@ -193,6 +193,9 @@ def test_a_presets_settings_get_the_compact_header_and_read_back():
                                                                mix=None).to_bytes()))
     assert (unmixed.model, unmixed.settings, unmixed.mix, unmixed.version) == ("fast", Settings(), None,
                                                                                  container.COMPACT)
+    for mix in ("cm2-t18-c", None):  # gemma3-270m's default runs, mixed or not
+        gemma = container.Header.read(io.BytesIO(_preset_header(model="gemma3-270m", mix=mix).to_bytes()))
+        assert (gemma.model, gemma.mix, gemma.version) == ("gemma3-270m", mix, container.COMPACT)
 
 
 @pytest.mark.parametrize("changes", [dict(streams=4), dict(chunk=64), dict(model="other"), dict(flags=0),

@@ -14,7 +14,7 @@ import pytest
 import lmzip
 from lmzip import api
 from lmzip.errors import ModelNotAvailable
-from lmzip.models import load_predictor
+from lmzip.models import load_predictor, native
 from lmzip.models.gguf_file import Record
 
 from conftest import CONFIG, SAMPLE_TEXT, write_tiny_gguf
@@ -95,9 +95,30 @@ def test_the_integer_model_of_any_weight_type_predicts_like_transformers_float(b
     assert kl < 0.05 * kl_uniform, (kl, kl_uniform)
 
 
+@pytest.mark.parametrize("architecture, tokenizer", [("qwen3", "gpt2"), ("llama", "llama"), ("gemma3", "llama")])
+def test_other_architectures_and_sentencepiece_vocabularies_round_trip(tmp_path, cache, architecture, tokenizer):
+    """qwen3's head norms (heads wider than channels over heads) with a byte-level BPE; a llama and a
+    gemma3 (windows of 16 tokens, chunks of 64) with a SentencePiece-style vocabulary (▁, <0xNN>):
+    files named by the architecture, decoded exactly."""
+    path = tmp_path / f"tiny-{architecture}.gguf"
+    write_tiny_gguf(path, seed=8, config=dict(CONFIG, heads=2, kv_heads=1, head_dim=64, window=16),
+                    tokenizer=tokenizer, architecture=architecture)
+    blob = lmzip.compress(DATA, model=str(path), chunk=64, fallback=False)
+    assert api.read_header(io.BytesIO(blob)).model.startswith(f"gguf:{architecture}:")
+    assert lmzip.decompress(blob) == DATA
+    if native.available():  # the native step, with its head norms, writes the same file
+        assert lmzip.compress(DATA, model=load_predictor(str(path), backend="native"), chunk=64,
+                              fallback=False) == blob
+    assert lmzip.compress(DATA, model=load_predictor(str(path), backend="numpy"), chunk=64, fallback=False) == blob
+
+
 @pytest.mark.parametrize("change, message", [
-    (dict(architecture="qwen2"), "architecture 'qwen2' is not supported"),
-    (dict(tokenizer="llama"), "tokenizer 'llama' is not supported"),
+    (dict(architecture="phi3"), "architecture 'phi3' is not supported"),
+    (dict(tokenizer="t5"), "tokenizer 't5' is not supported"),
+    (dict(architecture="gemma3", config=dict(CONFIG, window=8, softcap=30.0)),
+     "gemma3.final_logit_softcapping is not supported"),
+    (dict(architecture="qwen3", config=dict(CONFIG, omit=("attn_k_norm",))),
+     "a qwen3 without attn_k_norm.weight: not supported"),
 ])
 def test_what_is_not_supported_is_one_line_and_exit_3(tmp_path, change, message, cache):
     from test_cli import run_in_process
@@ -119,7 +140,7 @@ def test_lmzip_models_lists_the_ggufs_of_lmzip_models_and_what_they_need(bpe_ggu
     folder = tmp_path / "models"
     folder.mkdir()
     (folder / "tiny-bpe.gguf").symlink_to(bpe_gguf)
-    write_tiny_gguf(folder / "other-arch.gguf", architecture="qwen2", tokenizer="gpt2")
+    write_tiny_gguf(folder / "other-arch.gguf", architecture="phi3", tokenizer="gpt2")
     (folder / "broken.gguf").write_bytes(b"GGUF not really")
     monkeypatch.setenv("LMZIP_MODELS", str(folder))
     load_predictor("tiny-bpe")  # converted (in this module's cache) by name
@@ -128,5 +149,46 @@ def test_lmzip_models_lists_the_ggufs_of_lmzip_models_and_what_they_need(bpe_ggu
     assert r.returncode == 0 and "smollm2" in listed
     assert listed["tiny-bpe"]["state"] == "ready" and listed["tiny-bpe"]["arithmetic"] == "integer"
     assert listed["tiny-bpe"]["parameters"] > 100_000
-    assert listed["other-arch"]["state"] == "not supported: architecture 'qwen2'"
+    assert listed["other-arch"]["state"] == "not supported: architecture 'phi3'"
     assert "not a readable GGUF" in listed["broken"]["state"]
+
+
+def _tiny_package(bpe_gguf, monkeypatch, module: str = "tiny_gguf_package"):
+    """The tiny GGUF as a registered, packaged model: "gemma3-270m" stands for it."""
+    import sys
+    import types
+
+    from lmzip.models import gguf_file
+
+    package = types.ModuleType("tiny_gguf_package")
+    package.assemble = lambda: bpe_gguf
+    monkeypatch.setitem(sys.modules, "tiny_gguf_package", package)
+    record = Record("llama", gguf_file.LLAMA_FORMAT, gguf_file.file_sha256(bpe_gguf)[:16], bpe_gguf.stat().st_size,
+                    bpe_gguf.name)
+    monkeypatch.setitem(gguf_file.PACKAGED, "gemma3-270m", gguf_file.Packaged(record, module, "pip install tiny"))
+
+
+def test_a_registered_gguf_names_files_by_its_registry_name_and_comes_from_its_package(bpe_gguf, tmp_path,
+                                                                                        monkeypatch):
+    """gemma3-270m's files name the registered model (a default run's gets the compact header); they
+    decode from the cache's conversion, or from the package's GGUF on a machine without one; a file
+    made from the same GGUF by path finds it in the package too."""
+    _tiny_package(bpe_gguf, monkeypatch)
+    blob = lmzip.compress(DATA[:700], model="gemma3-270m", chunk=64)
+    by_path = lmzip.compress(DATA[:500], model=str(bpe_gguf), chunk=64)
+    assert api.read_header(io.BytesIO(blob)).model == "gemma3-270m"
+    monkeypatch.setenv("LMZIP_CACHE", str(tmp_path / "empty-cache"))
+    assert lmzip.decompress(blob) == DATA[:700]  # converted again from the package's GGUF
+    monkeypatch.setenv("LMZIP_CACHE", str(tmp_path / "another-empty-cache"))
+    assert lmzip.decompress(by_path) == DATA[:500]
+
+
+def test_without_its_package_a_registered_gguf_says_what_to_install(bpe_gguf, tmp_path, monkeypatch):
+    blob = lmzip.compress(DATA[:500], model=str(bpe_gguf), chunk=64)
+    _tiny_package(bpe_gguf, monkeypatch, module="no_such_package_here")
+    monkeypatch.setenv("LMZIP_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ModelNotAvailable, match=r"tiny-bpe.gguf \([\d,]+ bytes, .*\(or pip install tiny\)"):
+        lmzip.decompress(blob)
+    with pytest.raises(ModelNotAvailable, match=r"gemma3-270m needs tiny-bpe.gguf \(.*\): install it with: "
+                                                r"pip install tiny"):
+        load_predictor("gemma3-270m")

