@@ -107,11 +107,11 @@ class GGUFNotFound(ModelNotAvailable):
     """No conversion in the cache and no file of a record's name, size and hash here."""
 
 
-def load_gguf(path: Path, name: str | None = None, **options) -> IntegerPredictor:
-    """The integer predictor of a GGUF file, converting it on first use; named by the GGUF's record
-    (or by ``name``: a registered model's)."""
+def load_gguf(path: Path, name: str | None = None, digest: str | None = None, **options) -> IntegerPredictor:
+    """The integer predictor of a GGUF file (``digest``: its SHA-256, if hashed already), converting it
+    on first use; named by the GGUF's record (or by ``name``: a registered model's)."""
     path = path.resolve()
-    digest = file_sha256(path)
+    digest = digest or file_sha256(path)
     directory = convert_once(path, digest, "gguf", convert_integer)
     config = json.loads((directory / "config.json").read_text())
     record = Record(config["architecture"], LLAMA_FORMAT, digest[:16], path.stat().st_size, path.name)
@@ -128,11 +128,11 @@ def load_record(record: Record, name: str | None = None, **options) -> IntegerPr
         raise ModelNotAvailable(f"the file was made from {record.needed()}, a derivation this lmzip does not "
                                 f"make (it makes {LLAMA_FORMAT}): decompress with the lmzip that made it")
     for path in _candidates(record.name) + _packaged_candidates(record.name):
-        if path.stat().st_size == record.size and file_sha256(path).startswith(record.sha256):
-            return load_gguf(path, name, **options)
+        if path.stat().st_size == record.size and (digest := file_sha256(path)).startswith(record.sha256):
+            return load_gguf(path, name, digest, **options)
     hint = "".join(f" (or {p.install})" for p in PACKAGED.values() if p.record.name == record.name)
     raise GGUFNotFound(f"the file was made with the GGUF model {record.needed()}: pass it with "
-                            f"--model PATH, or put it in a folder of ${MODELS_PATH}{hint}")
+                       f"--model PATH, or put it in a folder of ${MODELS_PATH}{hint}")
 
 
 def load_packaged(name: str, **options) -> IntegerPredictor:
