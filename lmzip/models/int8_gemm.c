@@ -26,6 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define LMZ_X86 1
@@ -207,20 +214,36 @@ static int to_int8(const float *x, int64_t count, int8_t *out) {
     return 0;
 }
 
+/* Columns [n0, n1) in blocks of COLUMN_BLOCK, each block's rows ROW_TILE * 16 at a time (64 rows of
+   a stay in L1/L2 across the block's columns). */
+static void column_range(tile_fn tile, const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N,
+                         const int32_t *colsum, float *out, int64_t n0, int64_t n1) {
+    for (int64_t b = n0; b < n1; b += COLUMN_BLOCK) {
+        int64_t cols = n1 - b < COLUMN_BLOCK ? n1 - b : COLUMN_BLOCK;
+        for (int64_t m = 0; m < M; m += ROW_TILE * 16) {
+            int64_t rows = M - m < ROW_TILE * 16 ? M - m : ROW_TILE * 16;
+            tile(a + m * K, rows, w + b * K, cols, K, colsum + b, out + m * N + b, N);
+        }
+    }
+}
+
 /* out (M, N) = a (M, K) @ w (N, K)^T as float32, a already int8; colsum (N) = each row of w summed
    (used by the VNNI kernel). K <= 65536 (127 * 127 * 65536 < 2^31). */
 void lmz_gemm_i8(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
                  float *out, int kernel, int threads) {
     tile_fn tile = kernel_fn(kernel);
-    int64_t blocks = (N + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
-    /* threads over output columns: every output is one whole dot product, whoever computes it */
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && M * N * K > (1 << 18))
-    for (int64_t b = 0; b < blocks; b++) {
-        int64_t n0 = b * COLUMN_BLOCK, cols = N - n0 < COLUMN_BLOCK ? N - n0 : COLUMN_BLOCK;
-        for (int64_t m = 0; m < M; m += ROW_TILE * 16) { /* 64 rows of a stay in L1/L2 across the columns */
-            int64_t rows = M - m < ROW_TILE * 16 ? M - m : ROW_TILE * 16;
-            tile(a + m * K, rows, w + n0 * K, cols, K, colsum + n0, out + m * N + n0, N);
-        }
+    if (threads <= 1 || M * N * K <= (1 << 18)) {
+        column_range(tile, a, M, K, w, N, colsum, out, 0, N);
+        return;
+    }
+    /* threads over output columns, an equal share each (multiples of 4, the tiles' width): blocks of
+       64 handed out in turn left one thread a whole block more on SmolLM2's 576 and 960 columns.
+       Every output is one whole dot product, whoever computes it. */
+#pragma omp parallel num_threads(threads)
+    {
+        int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+        int64_t n0 = (N * t / T) / 4 * 4, n1 = t == T - 1 ? N : (N * (t + 1) / T) / 4 * 4;
+        column_range(tile, a, M, K, w, N, colsum, out, n0, n1);
     }
 }
 
