@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE ?= demo/sample.txt
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-native bench-models bench-tokenizers bench-requantized bench-speculate bench-peer bench-scale bench-mix readme demo-teach demo-online train-fast notebook bench-english clean
+.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-native bench-models bench-tokenizers bench-requantized bench-ablation bench-speculate bench-peer bench-scale bench-mix readme demo-teach demo-online train-fast notebook bench-english clean
 
 $(BIN)/lmzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,9 @@ bench-tokenizers: install  # lmzip's GGUF tokenizers against transformers' on th
 
 bench-requantized: install  # smollm2 against its own GGUF rewritten to Q8_0 and F16 (bits within 0.5 %?)
 	$(BIN)/python benchmarks/requantized.py
+
+bench-ablation: install  # the float SmolLM2 with one of the integer model's roundings at a time: where its extra bits come from
+	$(BIN)/python benchmarks/integer_ablation.py
 
 bench-native: install  # the integer SmolLM2 on each backend (native, numpy, torch): steps, passes, memory
 	$(BIN)/python benchmarks/native_speed.py

@@ -1,12 +1,13 @@
 """Teaching demo: a ladder of models, and the bits each one needs.
 
-uniform -> order0 -> order2 -> fast -> smollm2 on one text. For each model the
+uniform -> order0 -> order2 -> fast -> smollm2 -> gemma3-270m (where installed) on one text. For each model the
 text is really compressed and decompressed (exactly), and the table shows the
 model's NLL (the sum of -log2 p over the tokens) next to the real compressed
 size: the better the prediction, the smaller the file, and the two agree to a
 fraction of a percent. Writes a table (Markdown) and a plot (PNG); then, where both models are
 installed, the text under fast and smollm2 side by side (explain --compare, HTML), and one sample
-of each decoded from the same random bits (generate).
+of each decoded from the same random bits (generate); last, bits against parameters beside the
+published LM compressors (models.png, redrawn from what `make bench-models` measured).
 
     python benchmarks/prediction_is_compression.py [FILE] [--bytes 8192]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -27,9 +29,10 @@ from lmzip.errors import ModelNotAvailable  # noqa: E402
 from lmzip.explain import compare, explain, render_compare_html  # noqa: E402
 from lmzip.generate import generate  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
+from lmzip.models.inventory import describe  # noqa: E402
 
 DEFAULT_FILE = ROOT.parent / "shared" / "corpus" / "eval" / "canterbury" / "alice29.txt"
-LADDER = ["uniform", "order0", "order2", "fast", "smollm2"]
+LADDER = ["uniform", "order0", "order2", "fast", "smollm2", "gemma3-270m"]
 OUT = ROOT / "benchmarks" / "results"
 
 
@@ -60,6 +63,14 @@ def table(rows: list[dict], name: str, size: int) -> str:
     return "\n".join(lines)
 
 
+def millions(model: str) -> str:
+    """a model's size as a bar's second label line: counts only, or its parameters"""
+    listing = describe(model)
+    if listing.arithmetic == "classical":
+        return "counts"
+    return f"{listing.parameters / 1e6:,.0f}M" if listing.parameters else ""
+
+
 def plot(rows: list[dict], path: Path, name: str) -> None:
     import matplotlib
 
@@ -69,15 +80,19 @@ def plot(rows: list[dict], path: Path, name: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     top = max(r["compressed_bits"] for r in rows) * 1.05
     left.plot([0, top], [0, top], color="grey", lw=1, ls="--", label="y = x")
-    for r in rows:
+    for i, r in enumerate(rows):
         left.scatter(r["nll_bits"], r["compressed_bits"], s=40)
+        below = i % 2 == 0  # neighbours' labels on opposite sides: the strongest models lie close together
         left.annotate(r["model"], (r["nll_bits"], r["compressed_bits"]), textcoords="offset points",
-                      xytext=(5, -10), fontsize=9)
+                      xytext=(6, -12) if below else (-6, 6), ha="left" if below else "right", fontsize=9)
     left.set_xlabel("model NLL, bits  (sum of -log2 p)")
     left.set_ylabel("compressed file, bits")
     left.set_title("prediction = compression")
     left.legend()
-    right.bar([r["model"] for r in rows], [r["bits_per_byte"] for r in rows], color="tab:blue")
+    labels = [f"{r['model']}\n{millions(r['model'])}" for r in rows]
+    right.bar(labels, [r["bits_per_byte"] for r in rows], color="tab:blue")
+    right.tick_params(axis="x", labelsize=8)
+    right.set_xlabel("model (parameters)")
     for i, r in enumerate(rows):
         right.text(i, r["bits_per_byte"], f"{r['bits_per_byte']:.2f}", ha="center", va="bottom", fontsize=9)
     right.set_ylabel("bits per byte")
@@ -103,6 +118,7 @@ def main():
     print(f"\nwrote {OUT / 'ladder.md'} and {OUT / 'ladder.png'}")
     write_comparison(data[:4096], "fast", "smollm2")
     write_samples(["fast", "smollm2"], prompt=b"Alice was beginning", seed=1, tokens=80)
+    write_size_figure()
 
 
 def write_comparison(data: bytes, first: str, second: str) -> None:
@@ -133,6 +149,18 @@ def write_samples(models: list[str], prompt: bytes, seed: int, tokens: int) -> N
                   "```text", text, "```", ""]
     (OUT / "generated.md").write_text("\n".join(lines))
     print(f"wrote {OUT / 'generated.md'}")
+
+
+def write_size_figure() -> None:
+    """Bits against parameters on whole files, lmzip's models beside the published points: the
+    seed's point at scale. Redrawn from benchmarks/results/models.json (`make bench-models`
+    measures it: whole files take a while)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import models  # benchmarks/models.py
+
+    rows = json.loads((OUT / "models.json").read_text())
+    models.figure(rows, OUT / "models.png")
+    print(f"wrote {OUT / 'models.png'} (bits against parameters, from {OUT / 'models.json'})")
 
 
 if __name__ == "__main__":

@@ -251,6 +251,27 @@ def test_version():
     assert "smollm2" in out and lmzip("-V").stdout == r.stdout
 
 
+def test_version_lists_the_choices_for_the_kernels_in_use(tmp_path, monkeypatch):
+    """Choices measured under an emulated CPU (another ATEN_CPU_CAPABILITY) are counted, not listed."""
+    import json
+    import time
+
+    import importlib
+
+    app = importlib.import_module("lmzip.cli.app")  # the module, not the Typer app lmzip.cli exports
+
+    now = time.time()
+    (tmp_path / "kernels.json").write_text(json.dumps({
+        "int8 GEMM, AVX2, torch 2.13.0+cpu, 2 threads": {"value": True, "measured": now, "margin": 3.0},
+        "extra row cost of 1 streams, model ab, native AVX2, 2 threads": {"value": 0.3, "measured": now},
+        "int8 GEMM, DEFAULT, torch 2.13.0+cpu, 2 threads": {"value": False, "measured": now, "margin": 9.0}}))
+    monkeypatch.setenv("LMZIP_CACHE", str(tmp_path))
+    monkeypatch.setattr("lmzip.models.base.torch_dispatch", lambda: "avx2, torch 2.13.0+cpu")
+    lines = app._measured_lines()
+    assert lines[0].endswith(": 2") and len(lines) == 4
+    assert "AVX2, torch" in lines[1] and "native AVX2" in lines[2] and "and 1 measured under other" in lines[3]
+
+
 @pytest.mark.parametrize("args", [["compress", "--bogus"], ["frobnicate"], ["compress", "--level", "12"]])
 def test_usage_errors_exit_1_in_one_line(args):
     r = lmzip(*args)

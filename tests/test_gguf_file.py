@@ -192,3 +192,15 @@ def test_without_its_package_a_registered_gguf_says_what_to_install(bpe_gguf, tm
     with pytest.raises(ModelNotAvailable, match=r"gemma3-270m needs tiny-bpe.gguf \(.*\): install it with: "
                                                 r"pip install tiny"):
         load_predictor("gemma3-270m")
+
+
+def test_a_registered_gguf_converted_already_is_listed_ready_without_its_package(bpe_gguf, tmp_path, monkeypatch):
+    """It loads from the cache's conversion whether or not its package is installed: so says `lmzip models`."""
+    from lmzip.models.inventory import describe
+
+    monkeypatch.setenv("LMZIP_CACHE", str(tmp_path / "cache"))
+    _tiny_package(bpe_gguf, monkeypatch, module="no_such_package_here")
+    assert describe("gemma3-270m").state.startswith("not installed: pip install tiny")
+    load_predictor(str(bpe_gguf))  # converted into the cache, as a first use by path does
+    listing = describe("gemma3-270m")
+    assert listing.state == "ready (its package is not installed)" and "gguf-int" in listing.where

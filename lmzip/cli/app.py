@@ -39,18 +39,29 @@ def _version_text() -> str:
 
 
 def _measured_lines() -> list[str]:
-    """The speed choices measured on this machine and in force, with when and by how much."""
+    """The speed choices measured on this machine for the kernels in use here, with when and by how
+    much; those measured under other kernel paths (an emulated CPU) are only counted."""
     import time
 
-    from ..models.base import cache_dir, measured_choices
+    from ..models.base import cache_dir, measured_choices, torch_dispatch
 
+    here = torch_dispatch().split(",")[0].lower()  # "avx2": the kernel path every key names
     choices = measured_choices()
-    lines = [f"measured choices in force ({cache_dir() / 'kernels.json'}): {len(choices) or 'none yet'}"]
-    for key, entry in choices.items():
+    in_force = {key: entry for key, entry in choices.items() if _names_path(key, here)}
+    lines = [f"measured choices in force ({cache_dir() / 'kernels.json'}): {len(in_force) or 'none yet'}"]
+    for key, entry in in_force.items():
         margin = f", by {entry['margin']:.2f}x" if entry.get("margin") else ""
         when = time.strftime("%Y-%m-%d", time.localtime(entry["measured"]))
         lines.append(f"  {key}: {entry['value']} (measured {when}{margin})")
+    if len(choices) > len(in_force):
+        lines.append(f"  and {len(choices) - len(in_force)} measured under other kernel paths "
+                     "(ATEN_CPU_CAPABILITY), used when those run")
     return lines
+
+
+def _names_path(key: str, path: str) -> bool:
+    """Whether a measured choice's key ("int8 GEMM, AVX2, torch ..., 2 threads") is for kernel path ``path``."""
+    return any(part.strip().lower().removeprefix("native ") == path for part in key.split(","))
 
 
 def _show_version(value: bool) -> None:

@@ -118,12 +118,20 @@ def load_gguf(path: Path, name: str | None = None, digest: str | None = None, **
     return _load_converted(directory, name or record.text(), **options)
 
 
+def converted_record(record: Record) -> Path | None:
+    """The cache's complete conversion of a file's GGUF, if any."""
+    for directory in sorted(cache_dir().glob(f"gguf-int{record.recipe}-{record.sha256[:16]}")):
+        if (directory / "weights.hash").exists():
+            return directory
+    return None
+
+
 def load_record(record: Record, name: str | None = None, **options) -> IntegerPredictor:
     """A file's GGUF model: converted in the cache already, or found by name and size, or a refusal
     that says which file it needs."""
-    for directory in sorted(cache_dir().glob(f"gguf-int{record.recipe}-{record.sha256[:16]}")):
-        if (directory / "weights.hash").exists():
-            return _load_converted(directory, name or record.text(), **options)
+    directory = converted_record(record)
+    if directory:
+        return _load_converted(directory, name or record.text(), **options)
     if record.recipe != LLAMA_FORMAT:
         raise ModelNotAvailable(f"the file was made from {record.needed()}, a derivation this lmzip does not "
                                 f"make (it makes {LLAMA_FORMAT}): decompress with the lmzip that made it")

@@ -134,7 +134,7 @@ def describe_gguf(path: Path) -> Listing:
 
 def describe(name: str) -> Listing:
     """One registry model, as it stands on this machine."""
-    from .gguf_file import PACKAGED
+    from .gguf_file import PACKAGED, converted_record
     from .gpt_predictor import FAST_DIR
     from .integer import PORTABLE_DIR
 
@@ -162,11 +162,14 @@ def describe(name: str) -> Listing:
 
 def _packaged(name: str) -> Listing:
     """A registered GGUF that a pip package ships (gemma3-270m), listed as describe_gguf lists GGUFs."""
-    from .gguf_file import PACKAGED
+    from .gguf_file import PACKAGED, converted_record
 
     packaged = PACKAGED[name]
     family = f"{packaged.record.architecture} (GGUF)"
     if importlib.util.find_spec(packaged.module) is None:
+        converted = converted_record(packaged.record)
+        if converted:  # it loads from the cache all the same (as a decoder does)
+            return Listing(name, family, None, "integer", str(converted), "ready (its package is not installed)")
         return Listing(name, family, None, "integer", "-", f"not installed: {packaged.install}")
     path = importlib.import_module(packaged.module).default_output_path()  # where the package assembles it
     if not path.exists():
