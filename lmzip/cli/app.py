@@ -40,28 +40,37 @@ def _version_text() -> str:
 
 def _measured_lines() -> list[str]:
     """The speed choices measured on this machine for the kernels in use here, with when and by how
-    much; those measured under other kernel paths (an emulated CPU) are only counted."""
+    much; those measured under other kernels (an emulated CPU) are only counted."""
     import time
 
+    from ..models import native
     from ..models.base import cache_dir, measured_choices, torch_dispatch
 
-    here = torch_dispatch().split(",")[0].lower()  # "avx2": the kernel path every key names
+    torch_path = torch_dispatch().split(",")[0].lower()  # "avx2"
+    try:  # the native kernel follows the CPU's features, whatever torch's path
+        native_kernel = native.load().kernel_name.lower()
+    except native.NativeUnavailable:
+        native_kernel = None
     choices = measured_choices()
-    in_force = {key: entry for key, entry in choices.items() if _names_path(key, here)}
+    in_force = {key: entry for key, entry in choices.items() if _in_force(key, torch_path, native_kernel)}
     lines = [f"measured choices in force ({cache_dir() / 'kernels.json'}): {len(in_force) or 'none yet'}"]
     for key, entry in in_force.items():
         margin = f", by {entry['margin']:.2f}x" if entry.get("margin") else ""
         when = time.strftime("%Y-%m-%d", time.localtime(entry["measured"]))
         lines.append(f"  {key}: {entry['value']} (measured {when}{margin})")
     if len(choices) > len(in_force):
-        lines.append(f"  and {len(choices) - len(in_force)} measured under other kernel paths "
-                     "(ATEN_CPU_CAPABILITY), used when those run")
+        lines.append(f"  and {len(choices) - len(in_force)} measured under other kernels (an emulated CPU: "
+                     "ATEN_CPU_CAPABILITY), used when those run")
     return lines
 
 
-def _names_path(key: str, path: str) -> bool:
-    """Whether a measured choice's key ("int8 GEMM, AVX2, torch ..., 2 threads") is for kernel path ``path``."""
-    return any(part.strip().lower().removeprefix("native ") == path for part in key.split(","))
+def _in_force(key: str, torch_path: str, native_kernel: str | None) -> bool:
+    """Whether a measured choice's key names the kernels in use: torch's path ("int8 GEMM, AVX2, torch
+    ..., 2 threads") or, for a native measurement, the native kernel ("..., native AVX2, 2 threads")."""
+    parts = [part.strip().lower() for part in key.split(",")]
+    if any(part.startswith("native ") for part in parts):
+        return f"native {native_kernel}" in parts
+    return torch_path in parts
 
 
 def _show_version(value: bool) -> None:

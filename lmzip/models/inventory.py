@@ -134,7 +134,7 @@ def describe_gguf(path: Path) -> Listing:
 
 def describe(name: str) -> Listing:
     """One registry model, as it stands on this machine."""
-    from .gguf_file import PACKAGED, converted_record
+    from .gguf_file import PACKAGED
     from .gpt_predictor import FAST_DIR
     from .integer import PORTABLE_DIR
 
