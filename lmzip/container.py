@@ -79,15 +79,21 @@ class Preset:
     chunk: int
     streams: int
     mixed: bool  # mixing with the carried history (``cm2-t<bits>-c``), else none
+    settings: Settings = Settings()  # the predictor's (an integer llama's recipe)
 
 
 # Numbered forever: a compact header names its preset by number (new ones take new numbers).
+_RECIPE2 = Settings(recipe=2)
 PRESETS = {1: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=True),
            2: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=False),
            3: Preset("fast", FLAG_PORTABLE, 512, 128, mixed=True),
            4: Preset("fast", FLAG_PORTABLE, 512, 128, mixed=False),
            5: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=True),
-           6: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=False)}
+           6: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=False),
+           7: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=True, settings=_RECIPE2),
+           8: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=False, settings=_RECIPE2),
+           9: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=True, settings=_RECIPE2),
+           10: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=False, settings=_RECIPE2)}
 MIN_TABLE_BITS = 8  # a compact header's mixing tables: 2^8 .. 2^23 entries (4 bits)
 
 
@@ -178,7 +184,7 @@ class Header:
         for number, preset in PRESETS.items():
             if (preset.model, preset.flags, preset.chunk, preset.streams) != layout:
                 continue
-            if self.settings != Settings():
+            if self.settings != preset.settings:
                 continue
             if not preset.mixed and self.mix is None:
                 return number << 4
@@ -260,7 +266,7 @@ class Header:
         if not preset.mixed and bits:
             raise FormatError("damaged file (bad preset)")
         mix = _preset_mix(bits + MIN_TABLE_BITS) if preset.mixed else None
-        return cls(preset.model, None, Settings(), None, preset.chunk, preset.streams, length, n_tokens, checksum,
+        return cls(preset.model, None, preset.settings, None, preset.chunk, preset.streams, length, n_tokens, checksum,
                    preset.flags, mix=mix, version=COMPACT, fingerprint=fingerprint)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from .errors import FormatError, ModelError
 
 # field name -> the key written in headers (short where a field is in most headers)
-HEADER_KEYS = {"dtype": "d", "threads": "t", "device": "v", "kernels": "k", "train": "train"}
+HEADER_KEYS = {"dtype": "d", "threads": "t", "device": "v", "kernels": "k", "train": "train", "recipe": "r"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Settings:
     device: str | None = None  # None: the CPU; "cuda" for a GPU
     kernels: str | None = None  # float models on a CPU: torch's kernel path (avx512, avx2, default)
     train: str | None = None  # learning models: the training recipe (see models/online.py)
+    recipe: int | None = None  # integer llamas: the arithmetic recipe (intllama.RECIPES); None: the first
 
     def to_header(self) -> str:
         return ";".join(f"{HEADER_KEYS[f.name]}={getattr(self, f.name)}"
@@ -45,10 +46,11 @@ class Settings:
                 raise ModelError(f"the file records a setting this lmzip does not know ({key!r}): "
                                  "it was made by a newer lmzip")
             values[names[key]] = value
-        if "threads" in values:
-            if not str(values["threads"]).isdigit():
-                raise FormatError("damaged file (bad thread count)")
-            values["threads"] = int(values["threads"])
+        for name in ("threads", "recipe"):
+            if name in values:
+                if not str(values[name]).isdigit():
+                    raise FormatError(f"damaged file (bad {name})")
+                values[name] = int(values[name])
         return cls(**values)
 
     def differences(self, other: "Settings") -> list[str]:

@@ -198,8 +198,25 @@ def test_a_presets_settings_get_the_compact_header_and_read_back():
         assert (gemma.model, gemma.mix, gemma.version) == ("gemma3-270m", mix, container.COMPACT)
 
 
+@pytest.mark.parametrize("model", ["smollm2", "gemma3-270m"])
+@pytest.mark.parametrize("mix", ["cm2-t14-c", None])
+def test_the_newest_recipe_s_default_runs_get_presets_of_their_own(model, mix):
+    """A llama's recipe 2 is a setting its presets carry: the same 20 bytes, another preset number,
+    and the recipe read back (presets 1, 2, 5, 6 stay the first recipe's, as 0.8.0-0.13 wrote them)."""
+    first, newest = (_preset_header(model=model, mix=mix, settings=settings) for settings in (Settings(),
+                                                                                             Settings(recipe=2)))
+    assert first.preset_byte() >> 4 in (1, 2, 5, 6) and newest.preset_byte() >> 4 in (7, 8, 9, 10)
+    packed = newest.to_bytes()
+    assert newest.version == container.COMPACT and len(packed) == len(first.to_bytes())
+    read = container.Header.read(io.BytesIO(packed))
+    assert (read.model, read.settings, read.mix) == (model, Settings(recipe=2), mix)
+    assert container.Header.read(io.BytesIO(first.to_bytes())).settings == Settings()
+
+
 @pytest.mark.parametrize("changes", [dict(streams=4), dict(chunk=64), dict(model="other"), dict(flags=0),
-                                     dict(mix="cm2-t14"), dict(mix="cm2-t24-c"), dict(settings=Settings(threads=2))])
+                                     dict(mix="cm2-t14"), dict(mix="cm2-t24-c"), dict(settings=Settings(threads=2)),
+                                     dict(settings=Settings(recipe=3)), dict(model="fast", chunk=512, streams=128,
+                                                                             settings=Settings(recipe=2))])
 def test_anything_but_a_presets_settings_gets_the_full_header(changes):
     header = _preset_header(**changes)
     assert header.version == container.FULL

@@ -4,6 +4,8 @@ bit-exactness across backends, stepping and whole-chunk passes."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import math
 import os
@@ -14,9 +16,11 @@ import numpy as np
 import pytest
 
 import lmzip
+from lmzip.errors import ModelError
 from lmzip.models import intllama, native
 from lmzip.models.intgpt import exp_table
-from lmzip.models.intllama import IntLlama, IntLlamaStepper, convert_gguf, runtime_arrays, weights_digest
+from lmzip.models.intgpt import WIDE_ROWS
+from lmzip.models.intllama import RECIPES, IntLlama, IntLlamaStepper, convert_gguf, runtime_arrays, weights_digest
 from lmzip.models.intops import NumpyOps, TorchOps, int8_gemm_is_exact
 
 from conftest import CONFIG, write_tiny_gguf
@@ -94,9 +98,10 @@ def test_integer_llama_predicts_like_transformers_float_llama(architecture_gguf)
     assert kl < KL_SHARE.get(architecture, 0.05) * kl_uniform, (kl, kl_uniform)
 
 
-def test_backends_steps_and_chunks_agree_bit_for_bit(architecture_gguf, monkeypatch):
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_backends_steps_and_chunks_agree_bit_for_bit(architecture_gguf, recipe, monkeypatch):
     """torch = numpy = stepping = whole-chunk passes, with the down projection split for exact
-    float32 sums and the query rows cut into blocks, as at SmolLM2's size."""
+    float32 sums and the query rows cut into blocks, as at SmolLM2's size, by every recipe."""
     monkeypatch.setattr(IntLlama, "max_exact_inner", 64)  # 160 inner -> three exact pieces
     monkeypatch.setattr(intllama, "QUERY_BLOCK", 16)
     _, _, (weights, config) = architecture_gguf
@@ -110,6 +115,8 @@ def test_backends_steps_and_chunks_agree_bit_for_bit(architecture_gguf, monkeypa
         int8_gemm = TorchOps()
         int8_gemm.integer_gemm = True
         models.append(IntLlama(runtime, config, int8_gemm))
+    for model in models:
+        model.use_recipe(recipe)
     whole = [m.forward(idx) for m in models]
     for other in whole[1:]:
         np.testing.assert_array_equal(whole[0], other)
@@ -119,6 +126,66 @@ def test_backends_steps_and_chunks_agree_bit_for_bit(architecture_gguf, monkeypa
         for t in range(40):
             active = 3 if t < 25 else 2  # a stream that has finished is dropped from the batch
             np.testing.assert_array_equal(stepper.step(idx[:active, t]), whole[0][:active, t])
+
+
+def _wide_ops():
+    """Every backend as it computes a wide row's product: numpy's and torch's float32 GEMMs (whole,
+    and split at 1,024 for exact sums), torch's int8 GEMM where it is exact, native's."""
+    float32_gemm = TorchOps()
+    float32_gemm.integer_gemm = False
+    ops = [NumpyOps(), float32_gemm]
+    if int8_gemm_is_exact():
+        int8_gemm = TorchOps()
+        int8_gemm.integer_gemm = True
+        ops.append(int8_gemm)
+    if native.available():
+        ops.append(native.NativeOps())
+    return ops
+
+
+@pytest.mark.parametrize("K", [64, 576, 1536])
+def test_wide_rows_give_the_exact_sums_rounded_once(tiny_int_llama, K):
+    """Rows of integers to +-127*128 (recipe 2) times int8 weights: the exact integer sums rounded once
+    to float32, on every backend, at the extremes (every product the largest: sums far beyond
+    float32's exact 2^24) and on random values, with the inner dimension whole and split."""
+    rng = np.random.default_rng(K)
+    M, N = 5, 40
+    signs = rng.choice([-1, 1], (M, 1)), rng.choice([-1, 1], (1, N))
+    cases = [(np.full((M, K), WIDE_ROWS) * signs[0], np.full((K, N), 127) * signs[1]),
+             (rng.integers(-int(WIDE_ROWS), int(WIDE_ROWS) + 1, (M, K)), rng.integers(-127, 128, (K, N)))]
+    for rows, w in cases:
+        exact = rows.astype(np.int64) @ w.astype(np.int64)
+        expected = exact.astype(np.float64).astype(np.float32)
+        assert K < 1024 or np.abs(exact).max() > 1 << 24  # beyond float32's exact range
+        for ops in _wide_ops():
+            model = IntLlama(*tiny_int_llama, ops)
+            weight = model.split_weight(w.astype(np.int8))
+            got = ops.to_numpy(model.wide_products(ops.array(rows, "f32"), weight))
+            np.testing.assert_array_equal(got, expected, err_msg=type(ops).__name__)
+
+
+def test_the_recipes_differ_and_a_file_records_its_own(tiny_int_llama_dir):
+    """New files take the newest recipe and say so in their settings; a file of the first recipe
+    (no recipe recorded, as 0.8.0's) decodes by it on a predictor that would write the newest."""
+    from lmzip import api
+    from lmzip.models import load_predictor
+    from lmzip.settings import Settings
+
+    data = "Wider rows before the widest products cut the integer cost. ".encode() * 10
+    predictor = load_predictor(str(tiny_int_llama_dir))
+    assert predictor.recipe == max(RECIPES)
+    newest = lmzip.compress(data, model=predictor, chunk=64, fallback=False)
+    predictor.use_recipe(1)
+    first = lmzip.compress(data, model=predictor, chunk=64, fallback=False)
+    assert newest != first
+    assert api.read_header(io.BytesIO(newest)).settings.recipe == max(RECIPES)
+    assert api.read_header(io.BytesIO(first)).settings == Settings()
+    for blob in (newest, first):
+        assert lmzip.decompress(blob, model=load_predictor(str(tiny_int_llama_dir))) == data
+    header = api.read_header(io.BytesIO(newest))
+    later = dataclasses.replace(header, settings=Settings(recipe=max(RECIPES) + 1), version=None)
+    with pytest.raises(ModelError, match="newer lmzip"):  # a later lmzip's recipe: refused, never guessed
+        lmzip.decompress(later.to_bytes() + newest[len(header.to_bytes()):], model=load_predictor(str(tiny_int_llama_dir)))
 
 
 def test_thread_counts_give_the_same_integers(tiny_int_llama):

@@ -17,7 +17,7 @@ import pytest
 import lmzip
 from lmzip.models import load_predictor, native
 from lmzip.models.intgpt import IntGPT, IntStepper, load_portable
-from lmzip.models.intllama import IntLlama, IntLlamaStepper, runtime_arrays
+from lmzip.models.intllama import RECIPES, IntLlama, IntLlamaStepper, runtime_arrays
 from lmzip.models.intops import NumpyOps
 
 from conftest import CONFIG
@@ -47,6 +47,9 @@ def test_every_kernel_gives_numpys_integers(M, K, N):
             for threads in (1, 2):
                 got = LIBRARY.gemm(a.astype(np.float32), weight, kernel, threads)
                 np.testing.assert_array_equal(got, expected, err_msg=f"{native.KERNELS[kernel]}, {threads} threads")
+                sums = LIBRARY.gemm(a.astype(np.float32), weight, kernel, threads, sums=True)  # wide rows' halves
+                assert sums.dtype == np.int32
+                np.testing.assert_array_equal(sums, a.astype(np.int64) @ w.astype(np.int64))
 
 
 def test_a_kernel_that_disagrees_with_numpy_is_not_used(monkeypatch):
@@ -122,14 +125,18 @@ def tiny_llamas(request, tiny_int_llama, tmp_path_factory):
     return IntLlama(runtime, config, NumpyOps()), native.NativeLlama(IntLlama(runtime, config, native.NativeOps()))
 
 
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
 @pytest.mark.parametrize("threads,kernel", [(1, "best"), (2, "best"), (2, "portable")])
-def test_the_native_llama_is_the_numpy_llama_bit_for_bit(tiny_llamas, threads, kernel, monkeypatch):
+def test_the_native_llama_is_the_numpy_llama_bit_for_bit(tiny_llamas, threads, kernel, recipe, monkeypatch):
     """Whole-chunk passes, and one native call a step = numpy's ~30 operations a layer, as streams
-    finish and drop out of the batch, at 1 and 2 threads, with this CPU's kernels and the portable C."""
+    finish and drop out of the batch, at 1 and 2 threads, with this CPU's kernels and the portable C,
+    by every recipe (the first's int8 rows, the second's wide ones)."""
     monkeypatch.setattr(LIBRARY, "threads", threads)
     if kernel == "portable":
         monkeypatch.setattr(LIBRARY, "kernel", 0)
     on_numpy, on_native = tiny_llamas
+    on_numpy.use_recipe(recipe)
+    on_native.model.use_recipe(recipe)
     idx = np.random.default_rng(3).integers(0, CONFIG["vocab"], size=(3, 40))
     whole = on_numpy.forward(idx)
     assert len(np.unique(whole[0, -1])) > 3  # a model that predicts: not a flat row

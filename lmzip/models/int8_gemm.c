@@ -19,6 +19,9 @@
    and adds four products straight into int32: a + 128 is unsigned, and the
    extra 128 * sum(w) of each column is subtracted at the end.
 
+   The same products can come out as the int32 sums themselves (``lmz_gemm_i8_sums``): wide
+   rows are two int8 products whose sums are combined exactly before one rounding (llama_step.c).
+
    Built without -ffast-math and with -ffp-contract=off (native.py); the only
    floating-point operation here is the int32 -> float32 conversion. */
 
@@ -41,16 +44,33 @@ static int omp_get_num_threads(void) { return 1; }
 #define COLUMN_BLOCK 64 /* output columns a thread takes at a time: 64 * K bytes of weights stay in L2 */
 #define ROW_TILE 4
 
+/* Where the sums go: float32 (rounded once) or, where `sums` is set, the int32 sums themselves. */
+typedef struct {
+    float *out;
+    int32_t *sums;
+} Sink;
+
+static inline void put(Sink sink, int64_t at, int32_t s) {
+    if (sink.sums)
+        sink.sums[at] = s;
+    else
+        sink.out[at] = (float)s;
+}
+
+static inline Sink shifted(Sink sink, int64_t by) {
+    return (Sink){sink.out ? sink.out + by : NULL, sink.sums ? sink.sums + by : NULL};
+}
+
 /* -- the portable reference ------------------------------------------------------- */
 
 static void tile_scalar(const int8_t *a, int64_t rows, const int8_t *w, int64_t cols, int64_t K,
-                        const int32_t *colsum, float *out, int64_t N) {
+                        const int32_t *colsum, Sink out, int64_t N) {
     (void)colsum;
     for (int64_t m = 0; m < rows; m++)
         for (int64_t n = 0; n < cols; n++) {
             int32_t s = 0;
             for (int64_t k = 0; k < K; k++) s += (int32_t)a[m * K + k] * (int32_t)w[n * K + k];
-            out[m * N + n] = (float)s;
+            put(out, m * N + n, s);
         }
 }
 
@@ -106,30 +126,30 @@ typedef void (*avx2_kernel)(const int8_t *, const int8_t *, int64_t, int64_t, in
 
 /* MR rows x cols outputs: tiles of MR x NR, then the last columns one at a time */
 __attribute__((target("avx2"))) static void avx2_band(avx2_kernel kernel, int MR, int NR, const int8_t *a,
-                                                      const int8_t *w, int64_t cols, int64_t K, float *out,
+                                                      const int8_t *w, int64_t cols, int64_t K, Sink out,
                                                       int64_t N) {
     int64_t K32 = K / 32 * 32, n = 0;
     int32_t sums[8];
     for (; n + NR <= cols; n += NR) {
         kernel(a, w + n * K, K, K32, sums);
         for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++) out[i * N + n + j] = (float)sums[i * NR + j];
+            for (int j = 0; j < NR; j++) put(out, i * N + n + j, sums[i * NR + j]);
     }
     for (; n < cols; n++)
         for (int i = 0; i < MR; i++) {
             avx2_1x1(a + i * K, w + n * K, K, K32, sums);
-            out[i * N + n] = (float)sums[0];
+            put(out, i * N + n, sums[0]);
         }
 }
 
 __attribute__((target("avx2"))) static void tile_avx2(const int8_t *a, int64_t rows, const int8_t *w,
                                                       int64_t cols, int64_t K, const int32_t *colsum,
-                                                      float *out, int64_t N) {
+                                                      Sink out, int64_t N) {
     (void)colsum;
     int64_t m = 0;
-    for (; m + 4 <= rows; m += 4) avx2_band(avx2_4x2, 4, 2, a + m * K, w, cols, K, out + m * N, N);
-    for (; m + 2 <= rows; m += 2) avx2_band(avx2_2x4, 2, 4, a + m * K, w, cols, K, out + m * N, N);
-    for (; m < rows; m++) avx2_band(avx2_1x4, 1, 4, a + m * K, w, cols, K, out + m * N, N);
+    for (; m + 4 <= rows; m += 4) avx2_band(avx2_4x2, 4, 2, a + m * K, w, cols, K, shifted(out, m * N), N);
+    for (; m + 2 <= rows; m += 2) avx2_band(avx2_2x4, 2, 4, a + m * K, w, cols, K, shifted(out, m * N), N);
+    for (; m < rows; m++) avx2_band(avx2_1x4, 1, 4, a + m * K, w, cols, K, shifted(out, m * N), N);
 }
 
 /* -- AVX-512 VNNI: unsigned a + 128, then subtract 128 * column sums -------------------- */
@@ -159,7 +179,7 @@ VNNI_TARGET static void vnni_tile(const int8_t *a, int rows, const int8_t *w, in
 }
 
 VNNI_TARGET static void tile_vnni(const int8_t *a, int64_t rows, const int8_t *w, int64_t cols, int64_t K,
-                                  const int32_t *colsum, float *out, int64_t N) {
+                                  const int32_t *colsum, Sink out, int64_t N) {
     int32_t sums[16];
     for (int64_t m = 0; m < rows; m += 4) {
         int mr = rows - m < 4 ? (int)(rows - m) : 4;
@@ -168,7 +188,7 @@ VNNI_TARGET static void tile_vnni(const int8_t *a, int64_t rows, const int8_t *w
             vnni_tile(a + m * K, mr, w + n * K, nr, K, sums);
             for (int i = 0; i < mr; i++)
                 for (int j = 0; j < nr; j++)
-                    out[(m + i) * N + n + j] = (float)(sums[i * 4 + j] - 128 * colsum[n + j]);
+                    put(out, (m + i) * N + n + j, sums[i * 4 + j] - 128 * colsum[n + j]);
         }
     }
 }
@@ -177,7 +197,7 @@ VNNI_TARGET static void tile_vnni(const int8_t *a, int64_t rows, const int8_t *w
 
 /* -- dispatch ------------------------------------------------------------------------ */
 
-typedef void (*tile_fn)(const int8_t *, int64_t, const int8_t *, int64_t, int64_t, const int32_t *, float *,
+typedef void (*tile_fn)(const int8_t *, int64_t, const int8_t *, int64_t, int64_t, const int32_t *, Sink,
                         int64_t);
 
 enum { KERNEL_SCALAR = 0, KERNEL_AVX2 = 1, KERNEL_VNNI = 2 };
@@ -217,20 +237,20 @@ static int to_int8(const float *x, int64_t count, int8_t *out) {
 /* Columns [n0, n1) in blocks of COLUMN_BLOCK, each block's rows ROW_TILE * 16 at a time (64 rows of
    a stay in L1/L2 across the block's columns). */
 static void column_range(tile_fn tile, const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N,
-                         const int32_t *colsum, float *out, int64_t n0, int64_t n1) {
+                         const int32_t *colsum, Sink out, int64_t n0, int64_t n1) {
     for (int64_t b = n0; b < n1; b += COLUMN_BLOCK) {
         int64_t cols = n1 - b < COLUMN_BLOCK ? n1 - b : COLUMN_BLOCK;
         for (int64_t m = 0; m < M; m += ROW_TILE * 16) {
             int64_t rows = M - m < ROW_TILE * 16 ? M - m : ROW_TILE * 16;
-            tile(a + m * K, rows, w + b * K, cols, K, colsum + b, out + m * N + b, N);
+            tile(a + m * K, rows, w + b * K, cols, K, colsum + b, shifted(out, m * N + b), N);
         }
     }
 }
 
-/* out (M, N) = a (M, K) @ w (N, K)^T as float32, a already int8; colsum (N) = each row of w summed
+/* out (M, N) = a (M, K) @ w (N, K)^T, a already int8, into a Sink; colsum (N) = each row of w summed
    (used by the VNNI kernel). K <= 65536 (127 * 127 * 65536 < 2^31). */
-void lmz_gemm_i8(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
-                 float *out, int kernel, int threads) {
+static void gemm_into(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
+                      Sink out, int kernel, int threads) {
     tile_fn tile = kernel_fn(kernel);
     if (threads <= 1 || M * N * K <= (1 << 18)) {
         column_range(tile, a, M, K, w, N, colsum, out, 0, N);
@@ -247,10 +267,23 @@ void lmz_gemm_i8(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t
     }
 }
 
-/* The same with float32 activations holding int8 integers. Returns 0, -1 for activations that are
-   not integers in [-127, 127], -2 for K too wide or no memory. */
+/* gemm_into as float32 (each int32 sum rounded once) */
+void lmz_gemm_i8(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
+                 float *out, int kernel, int threads) {
+    gemm_into(a, M, K, w, N, colsum, (Sink){out, NULL}, kernel, threads);
+}
+
+/* gemm_into as the int32 sums themselves */
+void lmz_gemm_i8_sums(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
+                      int32_t *sums, int kernel, int threads) {
+    gemm_into(a, M, K, w, N, colsum, (Sink){NULL, sums}, kernel, threads);
+}
+
+/* The same with float32 activations holding int8 integers, as float32 (`sums` NULL) or as the int32
+   sums (`out` NULL). Returns 0, -1 for activations that are not integers in [-127, 127], -2 for K
+   too wide or no memory. */
 int lmz_int8_gemm(const float *a_f32, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
-                  float *out, int kernel, int threads) {
+                  float *out, int32_t *sums, int kernel, int threads) {
     if (K > 65536) return -2;
     int8_t *a = malloc((size_t)(M * K > 0 ? M * K : 1));
     if (!a) return -2;
@@ -258,7 +291,7 @@ int lmz_int8_gemm(const float *a_f32, int64_t M, int64_t K, const int8_t *w, int
         free(a);
         return -1;
     }
-    lmz_gemm_i8(a, M, K, w, N, colsum, out, kernel, threads);
+    gemm_into(a, M, K, w, N, colsum, (Sink){out, sums}, kernel, threads);
     free(a);
     return 0;
 }

@@ -15,11 +15,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import ModelNotAvailable
+from ..errors import ModelError, ModelNotAvailable
+from ..settings import Settings
 from ..tokenize import load_tokenizer
 from .base import Capabilities, Measured, Predictor, hash_files
 from .intgpt import INTEGER_FORMAT, IntGPT, IntStepper, load_portable
-from .intllama import LLAMA_FORMAT, LLAMA_TYPE, IntLlama, IntLlamaStepper, runtime_arrays
+from .intllama import LLAMA_FORMAT, LLAMA_TYPE, NEWEST_RECIPE, RECIPES, IntLlama, IntLlamaStepper, runtime_arrays
 from .intops import BACKENDS, NumpyOps, make_ops
 from .speculate import MAX_DRAFT, Acceptance, MatchDrafter, SpeculativeStepper, extra_row_cost
 
@@ -102,6 +103,8 @@ class IntegerPredictor(Predictor):
         # every backend builds from one copy of the stored arrays (a float backend adds its float32 weights)
         self._weights, self._config = self.family.runtime_arrays(weights), config
         self.backend = backend
+        # a llama's arithmetic recipe: the newest for new files, a file's own for decoding (adopt)
+        self.recipe = NEWEST_RECIPE if self.family is LLAMA else None
         self._models: dict = {}  # backend -> IntGPT, IntLlama or NativeLlama
         self.model = self.model_on(backend if backend != "auto" else self.candidates()[0])
         if backend != "auto":
@@ -127,7 +130,32 @@ class IntegerPredictor(Predictor):
         if backend not in self._models:
             self._models[backend] = self.family.build(self._stored_arrays(), self._config,
                                                       make_ops(backend, self.device), backend)
+            self._apply_recipe(self._models[backend])
         return self._models[backend]
+
+    def settings(self) -> Settings:
+        """A llama's recipe where it is not the first (files before it name none)."""
+        return Settings(recipe=self.recipe) if self.recipe not in (None, 1) else Settings()
+
+    def adopt(self, settings: Settings) -> None:
+        """Compute by the file's recipe (none recorded: the first), or refuse one this lmzip lacks."""
+        if self.family is LLAMA:
+            recipe = settings.recipe or 1
+            if recipe not in RECIPES:
+                raise ModelError(f"the file was made with integer llama recipe {recipe}, which this lmzip does "
+                                 "not know: it was made by a newer lmzip")
+            self.use_recipe(recipe)
+        super().adopt(settings)
+
+    def use_recipe(self, recipe: int) -> None:
+        """Compute by ``recipe`` of intllama.RECIPES from now on (a llama's; the weights stay)."""
+        self.recipe = recipe
+        for model in self._models.values():
+            self._apply_recipe(model)
+
+    def _apply_recipe(self, model) -> None:
+        if self.recipe is not None:
+            getattr(model, "model", model).use_recipe(self.recipe)  # a NativeLlama wraps its IntLlama
 
     def _stored_arrays(self) -> dict:
         """The arrays every backend builds from. Kept only until the backend in use is settled: a

@@ -60,7 +60,13 @@ from ..errors import ModelNotAvailable
 from .intgpt import EXP_STEPS_PER_NAT, INT8, IntegerArithmetic, exp_table
 
 LLAMA_TYPE = "lmzip-llama-int8"
-LLAMA_FORMAT = 1  # bump when the arithmetic below changes
+LLAMA_FORMAT = 1  # bump when the derived weights change
+# The forward pass's recipes over the same derived weights. A file records the recipe that made it
+# (Settings.recipe; none: 1) and decodes with it forever; new files take the newest.
+RECIPES = {1: "int8 rows before every product",
+           2: "wide rows (integers to 127 * 128) after each norm and in the MLP's hidden row, before the "
+              "q/k/v, gate/up, down and head products: a third of the integer cost over float"}
+NEWEST_RECIPE = 2
 MAX_CONTEXT = 8192  # the longest chunk a level asks for
 _LLAMA_LAYER = {f"{name}.weight" for name in ("attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
                                               "ffn_gate", "ffn_up", "ffn_down")}
@@ -219,6 +225,13 @@ class IntLlama(IntegerArithmetic):
         self.attention_last = float(len(weights["attention_exp"]) - 1)
         self.attention_scale = float(np.float32(1.0 / np.sqrt(self.head_dim)))
         self.gate_table = self.w["gelu_tanh"] if "gelu_tanh" in self.w else self.w["sigmoid"]
+        self.use_recipe(NEWEST_RECIPE)
+
+    def use_recipe(self, recipe: int) -> None:
+        """Compute by ``recipe`` of RECIPES from now on (the weights are the same for all)."""
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown integer llama recipe {recipe}")
+        self.recipe, self.wide_rows = recipe, recipe >= 2
 
     def mean_square(self, x):
         ops = self.ops
@@ -238,8 +251,8 @@ class IntLlama(IntegerArithmetic):
     def embed(self, tokens):
         return self.ops.f64(self.w["embed.e"][tokens])
 
-    def add_clipped(self, x, values, scale, name):
-        return self.ops.clip_(self.add_residual(x, values, scale, name), -RESIDUAL_LIMIT, RESIDUAL_LIMIT)
+    def add_clipped(self, x, values, scale, name, wide: bool = False):
+        return self.ops.clip_(self.add_residual(x, values, scale, name, wide), -RESIDUAL_LIMIT, RESIDUAL_LIMIT)
 
     def float_norm(self, x, gain):
         """RMSNorm of float32 rows, times their gain (qwen3's and gemma3's q/k heads, gemma3's
@@ -255,13 +268,13 @@ class IntLlama(IntegerArithmetic):
         out *= gain
         return out
 
-    def add_output(self, x, values, scale, name, post_norm):
+    def add_output(self, x, values, scale, name, post_norm, wide: bool = False):
         """x + a sublayer's output in residual units, clipped; normed first where the model norms it
         (gemma3's post-attention and post-feed-forward norms)."""
         if post_norm not in self.w:
-            return self.add_clipped(x, values, scale, name)
+            return self.add_clipped(x, values, scale, name, wide)
         ops = self.ops
-        out = self.float_norm(self.linear(values, scale, name), self.w[post_norm])
+        out = self.float_norm(self.linear(values, scale, name, wide=wide), self.w[post_norm])
         out *= float(1 << self.residual_bits)  # exact: a power of two
         return ops.clip_(x + ops.f64(ops.round_(out)), -RESIDUAL_LIMIT, RESIDUAL_LIMIT)
 
@@ -283,8 +296,8 @@ class IntLlama(IntegerArithmetic):
         prefix = f"layers.{layer}"
         B, T, _ = x.shape
         H, KV, D = self.n_head, self.n_kv, self.head_dim
-        values, scale = self.norm_quantized(x, self.w[f"{prefix}.norm1.g"])
-        out = self.linear(values, scale, f"{prefix}.qkv")
+        values, scale = self.norm_quantized(x, self.w[f"{prefix}.norm1.g"], self.row_levels)
+        out = self.linear(values, scale, f"{prefix}.qkv", wide=self.wide_rows)
         if f"{prefix}.qkv.b" in self.w:
             out += self.w[f"{prefix}.qkv.b"]
         q = out[..., : H * D].reshape(B, T, H, D)
@@ -331,8 +344,8 @@ class IntLlama(IntegerArithmetic):
         ops, prefix = self.ops, f"layers.{layer}"
         values, scale = self.quantize_rows(attention)
         x = self.add_output(x, values, scale, f"{prefix}.o", f"{prefix}.post_attention.hg")
-        values, scale = self.norm_quantized(x, self.w[f"{prefix}.norm2.g"])
-        gate_up = self.linear(values, scale, f"{prefix}.gate_up")
+        values, scale = self.norm_quantized(x, self.w[f"{prefix}.norm2.g"], self.row_levels)
+        gate_up = self.linear(values, scale, f"{prefix}.gate_up", wide=self.wide_rows)
         width = gate_up.shape[-1] // 2
         gate, up = gate_up[..., :width], gate_up[..., width:]
         index = gate * float(SIGMOID_STEPS)  # exact: a power of two
@@ -340,8 +353,8 @@ class IntLlama(IntegerArithmetic):
                                     float(SIGMOID_RANGE * SIGMOID_STEPS)) + float(SIGMOID_RANGE * SIGMOID_STEPS))
         hidden = gate * ops.take(self.gate_table, index)  # silu(gate), or gemma3's gelu(gate)
         hidden *= up
-        values, scale = self.quantize_rows(hidden)
-        return self.add_output(x, values, scale, f"{prefix}.down", f"{prefix}.post_ffw.hg")
+        values, scale = self.quantize_rows(hidden, self.row_levels)
+        return self.add_output(x, values, scale, f"{prefix}.down", f"{prefix}.post_ffw.hg", self.wide_rows)
 
     # -- whole sequences (teacher-forced) ------------------------------------
     def hidden(self, idx: np.ndarray):

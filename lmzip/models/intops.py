@@ -82,6 +82,11 @@ class NumpyOps:
         return values @ weight
 
     @staticmethod
+    def exact_int8_matmul(values, weight):
+        """The same as float64 (a whole weight here is narrow enough for exact float32 sums)."""
+        return (values @ weight).astype(np.float64)
+
+    @staticmethod
     def take(table, index):
         return np.take(table, index)
 
@@ -169,6 +174,13 @@ class TorchOps:
         if self.integer_gemm:
             return self.torch._int_mm(values.to(self.torch.int8), weight).float()
         return values @ weight
+
+    def exact_int8_matmul(self, values, weight):
+        """The same as float64: the int8 GEMM's int32 sums (a whole weight of any width), or the
+        float32 GEMM's (whole only where narrow enough for exact sums)."""
+        if self.integer_gemm:
+            return self.torch._int_mm(values.to(self.torch.int8), weight).double()
+        return (values @ weight).double()
 
     @staticmethod
     def take(table, index):

@@ -21,6 +21,8 @@
 
 void lmz_gemm_i8(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
                  float *out, int kernel, int threads);
+void lmz_gemm_i8_sums(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
+                      int32_t *sums, int kernel, int threads);
 
 typedef struct {
     const int8_t *w;     /* (out, in) int8 */
@@ -64,6 +66,8 @@ typedef struct {
     double exp_steps;        /* EXP_STEPS_PER_NAT: table steps per nat */
     const Layer *layers;
     int kernel, threads;
+    double wide_levels; /* recipe 2: the rows before q/k/v, gate/up, down and the head reach +-this
+                           (intgpt.WIDE_ROWS); 0: int8 rows (recipe 1) */
 } Model;
 
 #define INT8 127.0
@@ -86,22 +90,37 @@ typedef struct {
 
 /* -- the pieces, each as intgpt.py / intllama.py compute them ----------------------------- */
 
-/* IntLlama.mean_square then IntegerArithmetic.norm_quantized, one row: int8 values and the scale */
-static float norm_quantized(const Model *m, const double *x, const double *gain, double *scaled, int8_t *values) {
+/* IntLlama.mean_square and IntegerArithmetic.norm_quantized's gains, one row: the scaled row, its
+   RMS, and its largest magnitude (at least 1) */
+static double norm_parts(const Model *m, const double *x, const double *gain, double *scaled, double *rms) {
     int64_t C = m->C;
     double unit = 1.0 / (double)(1 << m->square_shift), sum = 0.0, amax = 0.0;
     for (int64_t c = 0; c < C; c++) sum += floor(x[c] * x[c] * unit); /* integers below 2^53: exact */
     double ms = sum * (double)(1 << m->square_shift) / (double)C;
-    double rms = sqrt(ms + m->norm_eps);
+    *rms = sqrt(ms + m->norm_eps);
     for (int64_t c = 0; c < C; c++) {
         scaled[c] = x[c] * gain[c];
         double a = fabs(scaled[c]);
         if (a > amax) amax = a;
     }
-    if (amax < 1.0) amax = 1.0;
+    return amax < 1.0 ? 1.0 : amax;
+}
+
+/* IntegerArithmetic.norm_quantized, one row: int8 values and the scale */
+static float norm_quantized(const Model *m, const double *x, const double *gain, double *scaled, int8_t *values) {
+    double rms, amax = norm_parts(m, x, gain, scaled, &rms);
     double r = INT8 / amax;
-    for (int64_t c = 0; c < C; c++) values[c] = (int8_t)rint(scaled[c] * r);
+    for (int64_t c = 0; c < m->C; c++) values[c] = (int8_t)rint(scaled[c] * r);
     return (float)(amax / (rms * (INT8 * (double)(1 << m->gain_bits))));
+}
+
+/* the same with wide rows (recipe 2): integers to +-wide_levels */
+static float norm_quantized_wide(const Model *m, const double *x, const double *gain, double *scaled,
+                                 int16_t *values) {
+    double rms, amax = norm_parts(m, x, gain, scaled, &rms), levels = m->wide_levels;
+    double r = levels / amax;
+    for (int64_t c = 0; c < m->C; c++) values[c] = (int16_t)rint(scaled[c] * r);
+    return (float)(amax / (rms * (levels * (double)(1 << m->gain_bits))));
 }
 
 /* a float32 row's largest magnitude, at least 1e-30 (numpy's clip(amax(abs(x)), 1e-30, None)) */
@@ -122,6 +141,14 @@ static float quantize_row(const float *x, int64_t n, int8_t *values) {
     return amax * (float)(1.0 / INT8);
 }
 
+/* the same with wide rows (recipe 2): integers to +-levels */
+static float quantize_row_wide(const float *x, int64_t n, int16_t *values, double levels) {
+    float amax = row_amax(x, n);
+    float r = (float)levels / amax;
+    for (int64_t i = 0; i < n; i++) values[i] = (int16_t)rintf(x[i] * r);
+    return amax * (float)(1.0 / levels);
+}
+
 static void scale_row(float *out, float row_scale, const float *column_scale, int64_t N) {
     for (int64_t j = 0; j < N; j++) {
         float v = out[j] * row_scale;
@@ -134,6 +161,47 @@ static void linear(const Model *m, const int8_t *values, const float *row_scale,
                    const Linear *layer, int64_t N, float *out) {
     lmz_gemm_i8(values, n, K, layer->w, N, layer->sums, out, m->kernel, m->threads);
     ROW_BY_ROW(m, n, b, scale_row(out + b * N, row_scale[b], layer->scale, N));
+}
+
+/* floor(v / 128) of v + 64: the high int8 part of a wide integer (the low one is v - 128 * it) */
+static inline int8_t high_part(int32_t v) {
+    int32_t t = v + 64;
+    return (int8_t)(t >= 0 ? t / 128 : -((-t + 127) / 128));
+}
+
+/* IntegerArithmetic.wide_products then linear's scales: n wide rows as n high int8 rows and n low
+   ones, one int8 GEMM of 2n rows, each output's exact 128 * high + low sum rounded once to float32.
+   Returns 0, or -2 without memory. */
+static int linear_wide(const Model *m, const int16_t *values, const float *row_scale, int64_t n, int64_t K,
+                       const Linear *layer, int64_t N, float *out) {
+    int8_t *parts = malloc((size_t)(2 * n * K));
+    int32_t *sums = malloc(sizeof(int32_t) * (size_t)(2 * n * N));
+    if (!parts || !sums) return free(parts), free(sums), -2;
+    for (int64_t i = 0; i < n * K; i++) {
+        int8_t high = high_part(values[i]);
+        parts[i] = high;
+        parts[n * K + i] = (int8_t)(values[i] - 128 * high);
+    }
+    lmz_gemm_i8_sums(parts, 2 * n, K, layer->w, N, layer->sums, sums, m->kernel, m->threads);
+    for (int64_t i = 0; i < n * N; i++) out[i] = (float)((double)sums[i] * 128.0 + (double)sums[n * N + i]);
+    ROW_BY_ROW(m, n, b, scale_row(out + b * N, row_scale[b], layer->scale, N));
+    free(parts), free(sums);
+    return 0;
+}
+
+/* linear of the rows after a norm: int8 values, or wide ones where the recipe has them */
+static int linear_of(const Model *m, const int8_t *values, const int16_t *wide, const float *row_scale, int64_t n,
+                     int64_t K, const Linear *layer, int64_t N, float *out) {
+    if (m->wide_levels > 0) return linear_wide(m, wide, row_scale, n, K, layer, N, out);
+    linear(m, values, row_scale, n, K, layer, N, out);
+    return 0;
+}
+
+/* norm_quantized into int8 values, or wide ones where the recipe has them */
+static float norm_row(const Model *m, const double *x, const double *gain, double *scaled, int8_t *values,
+                      int16_t *wide) {
+    if (m->wide_levels > 0) return norm_quantized_wide(m, x, gain, scaled, wide);
+    return norm_quantized(m, x, gain, scaled, values);
 }
 
 /* IntLlama.qkv's bias: one float32 addition an output */
@@ -454,31 +522,37 @@ int lmz_llama_hidden(const Model *m, int64_t n, const int64_t *streams, const in
     if (n <= 0) return 0;
     double *scaled = malloc(sizeof(double) * (size_t)(n * C));
     int8_t *values = malloc((size_t)(n * narrow));
+    int16_t *wide_values = malloc(sizeof(int16_t) * (size_t)(n * MAX(F, C)));
     float *row_scale = malloc(sizeof(float) * (size_t)n), *out = malloc(sizeof(float) * (size_t)(n * wide));
     float *attn = malloc(sizeof(float) * (size_t)(n * A)), *hidden = malloc(sizeof(float) * (size_t)(n * F));
-    int status = scaled && values && row_scale && out && attn && hidden ? 0 : -2;
+    int status = scaled && values && wide_values && row_scale && out && attn && hidden ? 0 : -2;
     for (int64_t r = 0; r < n && !status; r++)
         for (int64_t c = 0; c < C; c++)
             x[r * C + c] = m->embed16 ? (double)m->embed16[tokens[r] * C + c] : (double)m->embed32[tokens[r] * C + c];
     for (int64_t l = 0; l < m->n_layer && !status; l++) {
         const Layer *L = &m->layers[l];
-        ROW_BY_ROW(m, n, r, row_scale[r] = norm_quantized(m, x + r * C, L->norm1, scaled + r * C, values + r * C));
-        linear(m, values, row_scale, n, C, &L->qkv, NQKV, out);
+        ROW_BY_ROW(m, n, r, row_scale[r] = norm_row(m, x + r * C, L->norm1, scaled + r * C, values + r * C,
+                                                    wide_values + r * C));
+        if ((status = linear_of(m, values, wide_values, row_scale, n, C, &L->qkv, NQKV, out))) break;
         if (L->qkv_bias) ROW_BY_ROW(m, n, r, add_bias(out + r * NQKV, L->qkv_bias, NQKV));
         if ((status = attention(m, L, n, streams, positions, out, attn))) break;
         ROW_BY_ROW(m, n, r, row_scale[r] = quantize_row(attn + r * A, A, values + r * A));
         linear(m, values, row_scale, n, A, &L->o, C, out);
         if (L->post_attention) ROW_BY_ROW(m, n, r, post_norm(m, out + r * C, L->post_attention));
         add_clipped(m, x, out, n);
-        ROW_BY_ROW(m, n, r, row_scale[r] = norm_quantized(m, x + r * C, L->norm2, scaled + r * C, values + r * C));
-        linear(m, values, row_scale, n, C, &L->gate_up, 2 * F, out);
+        ROW_BY_ROW(m, n, r, row_scale[r] = norm_row(m, x + r * C, L->norm2, scaled + r * C, values + r * C,
+                                                    wide_values + r * C));
+        if ((status = linear_of(m, values, wide_values, row_scale, n, C, &L->gate_up, 2 * F, out))) break;
         gated(m, out, n, hidden);
-        ROW_BY_ROW(m, n, r, row_scale[r] = quantize_row(hidden + r * F, F, values + r * F));
-        linear(m, values, row_scale, n, F, &L->down, C, out);
+        if (m->wide_levels > 0)
+            ROW_BY_ROW(m, n, r, row_scale[r] = quantize_row_wide(hidden + r * F, F, wide_values + r * F, m->wide_levels));
+        else
+            ROW_BY_ROW(m, n, r, row_scale[r] = quantize_row(hidden + r * F, F, values + r * F));
+        if ((status = linear_of(m, values, wide_values, row_scale, n, F, &L->down, C, out))) break;
         if (L->post_ffw) ROW_BY_ROW(m, n, r, post_norm(m, out + r * C, L->post_ffw));
         add_clipped(m, x, out, n);
     }
-    free(scaled), free(values), free(row_scale), free(out), free(attn), free(hidden);
+    free(scaled), free(values), free(wide_values), free(row_scale), free(out), free(attn), free(hidden);
     return status;
 }
 
@@ -501,11 +575,15 @@ int lmz_llama_frequencies(const Model *m, int64_t n, const double *x, int32_t *f
     if (n <= 0) return 0;
     double *scaled = malloc(sizeof(double) * (size_t)(n * C));
     int8_t *values = malloc((size_t)(n * C));
+    int16_t *wide_values = malloc(sizeof(int16_t) * (size_t)(n * C));
     float *row_scale = malloc(sizeof(float) * (size_t)n), *logits = malloc(sizeof(float) * (size_t)(n * V));
-    if (!scaled || !values || !row_scale || !logits) return free(scaled), free(values), free(row_scale), free(logits), -2;
-    ROW_BY_ROW(m, n, r, row_scale[r] = norm_quantized(m, x + r * C, m->norm_f, scaled + r * C, values + r * C));
-    linear(m, values, row_scale, n, C, &m->head, V, logits);
-    ROW_BY_ROW(m, n, r, frequencies_row(m, logits + r * V, freqs + r * V));
-    free(scaled), free(values), free(row_scale), free(logits);
-    return 0;
+    int status = scaled && values && wide_values && row_scale && logits ? 0 : -2;
+    if (!status) {
+        ROW_BY_ROW(m, n, r, row_scale[r] = norm_row(m, x + r * C, m->norm_f, scaled + r * C, values + r * C,
+                                                    wide_values + r * C));
+        status = linear_of(m, values, wide_values, row_scale, n, C, &m->head, V, logits);
+    }
+    if (!status) ROW_BY_ROW(m, n, r, frequencies_row(m, logits + r * V, freqs + r * V));
+    free(scaled), free(values), free(wide_values), free(row_scale), free(logits);
+    return status;
 }

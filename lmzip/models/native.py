@@ -65,7 +65,7 @@ class NativeLibrary:
         self.lib.lmz_best_kernel.restype = ctypes.c_int
         self.lib.lmz_int8_gemm.restype = ctypes.c_int
         self.lib.lmz_int8_gemm.argtypes = [_POINTER, ctypes.c_int64, ctypes.c_int64, _POINTER, ctypes.c_int64,
-                                           _POINTER, _POINTER, ctypes.c_int, ctypes.c_int]
+                                           _POINTER, _POINTER, _POINTER, ctypes.c_int, ctypes.c_int]
         self.lib.lmz_llama_hidden.restype = ctypes.c_int
         self.lib.lmz_llama_hidden.argtypes = [_POINTER, ctypes.c_int64, _POINTER, _POINTER, _POINTER, _POINTER]
         self.lib.lmz_llama_frequencies.restype = ctypes.c_int
@@ -73,17 +73,19 @@ class NativeLibrary:
         self.kernel = self.lib.lmz_best_kernel()
 
     def gemm(self, values: np.ndarray, weight: Int8Weight, kernel: int | None = None,
-             threads: int | None = None) -> np.ndarray:
-        """(M, K) float32 integers in [-127, 127] @ an (K, N) int8 weight -> (M, N) float32, exact."""
+             threads: int | None = None, sums: bool = False) -> np.ndarray:
+        """(M, K) float32 integers in [-127, 127] @ an (K, N) int8 weight -> (M, N) float32, exact
+        (each int32 sum rounded once), or with ``sums`` the int32 sums themselves."""
         values = np.ascontiguousarray(values, dtype=np.float32)
         (M, K), N = values.shape, weight.rows.shape[0]
         if K != weight.rows.shape[1]:
             raise ValueError(f"inner dimensions differ: {K} and {weight.rows.shape[1]}")
         if K > MAX_INNER:
             raise ValueError(f"an inner dimension over {MAX_INNER} could overflow the int32 sums")
-        out = np.empty((M, N), dtype=np.float32)
+        out = np.empty((M, N), dtype=np.int32 if sums else np.float32)
         status = self.lib.lmz_int8_gemm(values.ctypes.data, M, K, weight.rows.ctypes.data, N,
-                                        weight.sums.ctypes.data, out.ctypes.data,
+                                        weight.sums.ctypes.data, None if sums else out.ctypes.data,
+                                        out.ctypes.data if sums else None,
                                         self.kernel if kernel is None else kernel, threads or self.threads)
         if status == -1:
             raise ValueError("int8 GEMM activations must be integers in [-127, 127]")
@@ -129,7 +131,7 @@ class NativeLibrary:
 def _tiny_llama_agrees(library: NativeLibrary) -> bool:
     """A random one-layer llama with SmolLM2's head shape (64 wide, 3 query heads a KV head): its
     native pass and steps against numpy's, on the library's current kernel."""
-    from .intllama import IntLlama, IntLlamaStepper
+    from .intllama import RECIPES, IntLlama, IntLlamaStepper
 
     rng = np.random.default_rng(1)
     C, F, V, T = 192, 64, 40, 12
@@ -151,11 +153,15 @@ def _tiny_llama_agrees(library: NativeLibrary) -> bool:
     idx = rng.integers(0, V, (2, T))
     reference = IntLlama(w, config, NumpyOps())
     on_native = NativeLlama(IntLlama(w, config, NativeOps(library)))
-    whole = reference.forward(idx)
-    if not np.array_equal(on_native.forward(idx), whole):
-        return False
-    steps, reference_steps = on_native.stepper(2, T), IntLlamaStepper(reference, 2, T)
-    return all(np.array_equal(steps.step(idx[:, t]), reference_steps.step(idx[:, t])) for t in range(T))
+    for recipe in RECIPES:
+        reference.use_recipe(recipe)
+        on_native.model.use_recipe(recipe)
+        if not np.array_equal(on_native.forward(idx), reference.forward(idx)):
+            return False
+        steps, reference_steps = on_native.stepper(2, T), IntLlamaStepper(reference, 2, T)
+        if not all(np.array_equal(steps.step(idx[:, t]), reference_steps.step(idx[:, t])) for t in range(T)):
+            return False
+    return True
 
 
 def _compiler() -> str | None:
@@ -239,6 +245,10 @@ class NativeOps(NumpyOps):
         """(M, K) integer-valued float32 @ an Int8Weight: float32, exact."""
         return self.library.gemm(values, weight)
 
+    def exact_int8_matmul(self, values, weight):
+        """The same as float64: the int32 sums, whatever the inner dimension."""
+        return self.library.gemm(values, weight, sums=True).astype(np.float64)
+
 
 # -- the integer llama's step in one call (llama_step.c) ---------------------------------------
 
@@ -265,7 +275,7 @@ class _Model(ctypes.Structure):
         ("embed16", _POINTER), ("embed32", _POINTER), ("gate", _POINTER),
         ("attention_exp", _POINTER), ("attention_last", _F64), ("norm_f", _POINTER), ("head", _Linear),
         ("table_plus_one", _POINTER), ("table_last", _F64), ("exp_steps", _F64), ("layers", _POINTER),
-        ("kernel", ctypes.c_int), ("threads", ctypes.c_int)]
+        ("kernel", ctypes.c_int), ("threads", ctypes.c_int), ("wide_levels", _F64)]
 
 
 def _pointer(array: np.ndarray, dtype) -> int:
@@ -350,6 +360,7 @@ class NativeLlamaRows:
         streams, positions, tokens = (np.ascontiguousarray(a, dtype=np.int64) for a in (streams, positions, tokens))
         self._check(streams, positions, tokens)
         x = np.empty((len(tokens), self.width), dtype=np.float64)
+        self._struct.wide_levels = self.model.row_levels if self.model.wide_rows else 0.0  # the recipe in use
         if self._lib.lmz_llama_hidden(ctypes.byref(self._struct), len(tokens), streams.ctypes.data,
                                       positions.ctypes.data, tokens.ctypes.data, x.ctypes.data):
             raise MemoryError("the native llama ran out of memory")
@@ -361,6 +372,7 @@ class NativeLlamaRows:
         """(n, C) final residual -> (n, V) int32 frequencies."""
         x = np.ascontiguousarray(x, dtype=np.float64)
         freqs = np.empty((len(x), self.vocab), dtype=np.int32)
+        self._struct.wide_levels = self.model.row_levels if self.model.wide_rows else 0.0
         if self._lib.lmz_llama_frequencies(ctypes.byref(self._struct), len(x), x.ctypes.data, freqs.ctypes.data):
             raise MemoryError("the native llama ran out of memory")
         return freqs

@@ -27,7 +27,12 @@ GOLDEN = [("portable-fast.alice29-2k.lmz", ["--model", "fast"], "canterbury/alic
            "calgary/book2", 4096),  # mixing's history (cm2) carried across its blocks of 4 x 64 tokens
           # default runs, with lmzip 0.11.0's compact header (format version 3)
           ("fast.compact.asyoulik-2k.lmz", ["--model", "fast"], "canterbury/asyoulik.txt", 2048),
-          ("smollm2.compact.alice29-600.lmz", ["--model", "smollm2"], "canterbury/alice29.txt", 600)]
+          ("smollm2.compact.alice29-600.lmz", ["--model", "smollm2"], "canterbury/alice29.txt", 600),
+          # the integer llamas' recipe 2 (wide rows, lmzip 0.14.0): a default run (compact header,
+          # preset 7) and a mixed one of short chunks (full header, "r=2")
+          ("smollm2.recipe2.compact.alice29-600.lmz", ["--model", "smollm2"], "canterbury/alice29.txt", 600),
+          ("smollm2.recipe2.mixed.paper1-1k.lmz", ["--model", "smollm2", "--chunk", "64", "--streams", "4"],
+           "calgary/paper1", 1024)]
 
 
 def main() -> None:
