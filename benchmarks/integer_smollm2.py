@@ -1,4 +1,5 @@
-"""The integer SmolLM2 against the float one: bits and speed on this machine.
+"""The integer SmolLM2 against the float one: bits and speed on this machine, by each of the
+integer llama's recipes (intllama.RECIPES; new files take the newest).
 
     python benchmarks/integer_smollm2.py [--texts alice29.txt,asyoulik.txt] [--bytes 32768]
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from lmzip.coder import token_intervals  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
+from lmzip.models.intllama import RECIPES  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "corpus" / "eval"
 CHUNK = 2048
@@ -104,29 +106,45 @@ def main() -> None:
         kernels = torch.backends.cpu.get_cpu_capability().lower()
         args.out = ROOT / "benchmarks" / "results" / f"smollm2-integer-{kernels}.md"
     integer, floating = load_predictor("smollm2"), load_predictor("smollm2-float")
+    recipes = sorted(RECIPES)
     lines = [f"# Integer vs float SmolLM2 on {cpu_name()} (`make bench-smollm2`)", "",
-             f"Bits per byte, first {args.bytes // 1024} KB, {CHUNK}-token chunks:", "",
-             "| text | float smollm2 | integer smollm2 | change |", "|---|---|---|---|"]
-    whole_seconds, whole_tokens = 0.0, 0
+             f"Bits per byte, first {args.bytes // 1024} KB, {CHUNK}-token chunks; the integer model by each "
+             "recipe (intllama.RECIPES: " + "; ".join(f"{r}: {RECIPES[r]}" for r in recipes) + "):", "",
+             "| text | float smollm2 | " + " | ".join(f"integer, recipe {r} | change" for r in recipes) + " |",
+             "|---|---|" + "---|---|" * len(recipes)]
+    whole_seconds, whole_tokens = dict.fromkeys(recipes, 0.0), 0
+    changes = {r: [] for r in recipes}
     for name in args.texts.split(","):
         data = (EVAL / name).read_bytes()[: args.bytes]
         ids = np.asarray(integer.tokenizer.encode(data), dtype=np.int64)
-        int_bits, seconds = integer_nll_bits(integer, ids)
-        whole_seconds, whole_tokens = whole_seconds + seconds, whole_tokens + len(ids)
         float_bits = float_nll_bits(floating.directory, floating.bos_id, ids)
-        lines.append(f"| {Path(name).name} | {float_bits / len(data):.4f} | {int_bits / len(data):.4f} | "
-                     f"{100 * (int_bits / float_bits - 1):+.2f} % |")
+        cells = [f"{float_bits / len(data):.4f}"]
+        for r in recipes:
+            integer.use_recipe(r)
+            int_bits, seconds = integer_nll_bits(integer, ids)
+            whole_seconds[r] += seconds
+            changes[r].append(100 * (int_bits / float_bits - 1))
+            cells += [f"{int_bits / len(data):.4f}", f"{changes[r][-1]:+.2f} %"]
+        whole_tokens += len(ids)
+        lines.append(f"| {Path(name).name} | {' | '.join(cells)} |")
         print(lines[-1], flush=True)
+    lines.append("| mean change | | " + " | ".join(f"| {np.mean(changes[r]):+.2f} %" for r in recipes) + " |")
     lines += ["", "Speed, tokens/s (decompression steps; the float model compresses by stepping too, the integer "
-              "model by whole-chunk passes):", "",
-              "| | float smollm2 | integer smollm2 | ratio |", "|---|---|---|---|"]
+              "model by whole-chunk passes), each recipe measured in the same run:", "",
+              "| | float smollm2 | " + " | ".join(f"integer, recipe {r}" for r in recipes) + " |",
+              "|---|---|" + "---|" * len(recipes)]
     lines.append(f"| compress: whole-chunk passes of {CHUNK} tokens | (steps, below) | "
-                 f"{whole_tokens / whole_seconds:.1f} | |")
+                 + " | ".join(f"{whole_tokens / whole_seconds[r]:.1f}" for r in recipes) + " |")
     for n in map(int, args.streams.split(",")):
-        f_ms, i_ms = step_ms(floating, n), step_ms(integer, n)
+        f_ms = step_ms(floating, n)
+        cells = []
+        for r in recipes:
+            integer.use_recipe(r)
+            i_ms = step_ms(integer, n)
+            cells.append(f"{1000 * n / i_ms:.1f} ({i_ms:.0f} ms)")
         dtype = floating.settings().dtype
-        lines.append(f"| step of {n} stream{'s' if n > 1 else ''} (float: {dtype}) | {1000 * n / f_ms:.1f} ({f_ms:.0f} ms) | "
-                     f"{1000 * n / i_ms:.1f} ({i_ms:.0f} ms) | {f_ms / i_ms:.2f} |")
+        lines.append(f"| step of {n} stream{'s' if n > 1 else ''} (float: {dtype}) | {1000 * n / f_ms:.1f} "
+                     f"({f_ms:.0f} ms) | {' | '.join(cells)} |")
         print(lines[-1], flush=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

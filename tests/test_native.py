@@ -52,6 +52,30 @@ def test_every_kernel_gives_numpys_integers(M, K, N):
                 np.testing.assert_array_equal(sums, a.astype(np.int64) @ w.astype(np.int64))
 
 
+@pytest.mark.parametrize("M,K,N", [(1, 576, 70), (2, 1536, 9), (5, 33, 66), (9, 100, 130)])
+def test_the_wide_gemm_gives_the_exact_sums_rounded_once(M, K, N):
+    """Recipe 2's rows (to +-127*128) times int8 weights, where the kernel has a wide GEMM (AVX2):
+    tiles of 4, 2 and 1 rows, K tails, the extremes (sums beyond 2^31) and random values."""
+    from lmzip.models.intgpt import WIDE_ROWS
+
+    limit = int(WIDE_ROWS)
+    rng = np.random.default_rng(M + K + N)
+    cases = [(np.full((M, K), limit) * rng.choice([-1, 1], (M, 1)), np.full((K, N), 127) * rng.choice([-1, 1], (1, N))),
+             (rng.integers(-limit, limit + 1, (M, K)), rng.integers(-127, 128, (K, N)))]
+    ran = False
+    for a, w in cases:
+        expected = (a.astype(np.int64) @ w.astype(np.int64)).astype(np.float64).astype(np.float32)
+        weight = native.Int8Weight.from_columns(w.astype(np.int8))
+        for kernel in range(LIBRARY.kernel + 1):
+            for threads in (1, 2):
+                got = LIBRARY.gemm_wide(a, weight, kernel, threads)
+                if got is not None:
+                    ran = True
+                    np.testing.assert_array_equal(got, expected, err_msg=f"{native.KERNELS[kernel]}, {threads} threads")
+    assert ran or LIBRARY.kernel != 1  # an AVX2 machine has the wide GEMM
+    assert LIBRARY.gemm_wide(cases[1][0], native.Int8Weight.from_columns(cases[1][1].astype(np.int8)), 0) is None
+
+
 def test_a_kernel_that_disagrees_with_numpy_is_not_used(monkeypatch):
     library = native.NativeLibrary(LIBRARY.path, threads=2)
     real = library.gemm

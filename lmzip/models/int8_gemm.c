@@ -193,6 +193,91 @@ VNNI_TARGET static void tile_vnni(const int8_t *a, int64_t rows, const int8_t *w
     }
 }
 
+/* -- wide rows on AVX2: int16 activations times int8 weights ---------------------------- */
+
+/* Recipe 2's rows (intgpt.WIDE_ROWS: |a| <= 127 * 128) times int8 weights, exact. vpmaddwd
+   multiplies 16-bit pairs and adds each pair into an int32 lane; a lane takes K/8 products of at
+   most 16,256 * 127, so the inner dimension goes in blocks of WIDE_BLOCK (8,192: a lane stays
+   below 2^31) and each block's lanes are summed in 64 bits. Each weight vector is widened to 16
+   bits once for all the rows of a tile. */
+#define WIDE_BLOCK 8192
+
+/* rows x cols outputs (rows <= 4, cols <= 2, or rows <= 2 and cols <= 4): 64-bit sums */
+#define WIDE_TILE(NAME, MR, NR)                                                                        \
+    __attribute__((target("avx2"))) static void NAME(const int16_t *a, const int8_t *w, int64_t K,     \
+                                                     int64_t *sums) {                                  \
+        for (int i = 0; i < MR * NR; i++) sums[i] = 0;                                                 \
+        int64_t K16 = K / 16 * 16;                                                                     \
+        for (int64_t k0 = 0; k0 < K16; k0 += WIDE_BLOCK) {                                             \
+            int64_t k1 = K16 - k0 < WIDE_BLOCK ? K16 : k0 + WIDE_BLOCK;                                \
+            __m256i acc[MR][NR];                                                                       \
+            for (int i = 0; i < MR; i++)                                                               \
+                for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_si256();                       \
+            for (int64_t k = k0; k < k1; k += 16) {                                                    \
+                __m256i wv[NR];                                                                        \
+                for (int j = 0; j < NR; j++) {                                                         \
+                    wv[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + j * K + k)));   \
+                    if (MR == 1) _mm_prefetch((const char *)(w + (j + 2 * NR) * K + k), _MM_HINT_T0);  \
+                }                                                                                      \
+                for (int i = 0; i < MR; i++) {                                                         \
+                    __m256i av = _mm256_loadu_si256((const __m256i *)(a + i * K + k));                 \
+                    for (int j = 0; j < NR; j++)                                                       \
+                        acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(av, wv[j]));         \
+                }                                                                                      \
+            }                                                                                          \
+            for (int i = 0; i < MR; i++)                                                               \
+                for (int j = 0; j < NR; j++) sums[i * NR + j] += lanes_sum64(acc[i][j]);               \
+        }                                                                                              \
+        for (int i = 0; i < MR; i++)                                                                   \
+            for (int j = 0; j < NR; j++)                                                               \
+                for (int64_t k = K16; k < K; k++) sums[i * NR + j] += (int64_t)a[i * K + k] * w[j * K + k]; \
+    }
+
+/* an int32 vector's eight lanes summed in 64 bits (each lane below 2^31; the sum may not be) */
+__attribute__((target("avx2"))) static inline int64_t lanes_sum64(__m256i v) {
+    int32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, v);
+    int64_t s = 0;
+    for (int i = 0; i < 8; i++) s += lanes[i];
+    return s;
+}
+
+WIDE_TILE(wide_4x2, 4, 2)
+WIDE_TILE(wide_2x4, 2, 4)
+WIDE_TILE(wide_1x4, 1, 4)
+WIDE_TILE(wide_1x1, 1, 1)
+
+typedef void (*wide_kernel)(const int16_t *, const int8_t *, int64_t, int64_t *);
+
+/* MR rows x columns [n0, n1): tiles of MR x NR, then the last columns one at a time; each exact
+   sum (below 2^53) rounded once to float32 */
+__attribute__((target("avx2"))) static void wide_band(wide_kernel kernel, int MR, int NR, const int16_t *a,
+                                                      const int8_t *w, int64_t n0, int64_t n1, int64_t K,
+                                                      float *out, int64_t N) {
+    int64_t sums[8], n = n0;
+    for (; n + NR <= n1; n += NR) {
+        kernel(a, w + n * K, K, sums);
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) out[i * N + n + j] = (float)(double)sums[i * NR + j];
+    }
+    for (; n < n1; n++)
+        for (int i = 0; i < MR; i++) {
+            wide_1x1(a + i * K, w + n * K, K, sums);
+            out[i * N + n] = (float)(double)sums[0];
+        }
+}
+
+/* all M rows for columns [n0, n1), in column blocks that stay in L2 across the rows */
+__attribute__((target("avx2"))) static void wide_columns(const int16_t *a, int64_t M, int64_t K, const int8_t *w,
+                                                         int64_t N, float *out, int64_t n0, int64_t n1) {
+    for (int64_t b = n0; b < n1; b += COLUMN_BLOCK) {
+        int64_t e = n1 - b < COLUMN_BLOCK ? n1 : b + COLUMN_BLOCK, m = 0;
+        for (; m + 4 <= M; m += 4) wide_band(wide_4x2, 4, 2, a + m * K, w, b, e, K, out + m * N, N);
+        for (; m + 2 <= M; m += 2) wide_band(wide_2x4, 2, 4, a + m * K, w, b, e, K, out + m * N, N);
+        for (; m < M; m++) wide_band(wide_1x4, 1, 4, a + m * K, w, b, e, K, out + m * N, N);
+    }
+}
+
 #endif /* LMZ_X86 */
 
 /* -- dispatch ------------------------------------------------------------------------ */
@@ -294,4 +379,28 @@ int lmz_int8_gemm(const float *a_f32, int64_t M, int64_t K, const int8_t *w, int
     gemm_into(a, M, K, w, N, colsum, (Sink){out, sums}, kernel, threads);
     free(a);
     return 0;
+}
+
+/* out (M, N) float32 = wide rows a (M, K) int16, |a| <= 127 * 128, @ w (N, K)^T: each exact sum
+   rounded once. Returns 0, or -1 where this kernel has no wide GEMM (the caller splits each row
+   into two int8 rows for lmz_gemm_i8_sums instead: the same sums). */
+int lmz_gemm_wide(const int16_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, float *out, int kernel,
+                  int threads) {
+#ifdef LMZ_X86
+    if (kernel != KERNEL_AVX2) return -1; /* VNNI: two int8 products run faster than one of int16s */
+    if (threads <= 1 || M * N * K <= (1 << 18)) {
+        wide_columns(a, M, K, w, N, out, 0, N);
+        return 0;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+        int64_t n0 = (N * t / T) / 4 * 4, n1 = t == T - 1 ? N : (N * (t + 1) / T) / 4 * 4;
+        wide_columns(a, M, K, w, N, out, n0, n1);
+    }
+    return 0;
+#else
+    (void)a, (void)M, (void)K, (void)w, (void)N, (void)out, (void)kernel, (void)threads;
+    return -1;
+#endif
 }

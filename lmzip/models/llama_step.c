@@ -23,6 +23,8 @@ void lmz_gemm_i8(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t
                  float *out, int kernel, int threads);
 void lmz_gemm_i8_sums(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
                       int32_t *sums, int kernel, int threads);
+int lmz_gemm_wide(const int16_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, float *out, int kernel,
+                  int threads);
 
 typedef struct {
     const int8_t *w;     /* (out, in) int8 */
@@ -174,6 +176,10 @@ static inline int8_t high_part(int32_t v) {
    Returns 0, or -2 without memory. */
 static int linear_wide(const Model *m, const int16_t *values, const float *row_scale, int64_t n, int64_t K,
                        const Linear *layer, int64_t N, float *out) {
+    if (lmz_gemm_wide(values, n, K, layer->w, N, out, m->kernel, m->threads) == 0) { /* AVX2: int16 x int8 */
+        ROW_BY_ROW(m, n, b, scale_row(out + b * N, row_scale[b], layer->scale, N));
+        return 0;
+    }
     int8_t *parts = malloc((size_t)(2 * n * K));
     int32_t *sums = malloc(sizeof(int32_t) * (size_t)(2 * n * N));
     if (!parts || !sums) return free(parts), free(sums), -2;

@@ -66,6 +66,9 @@ class NativeLibrary:
         self.lib.lmz_int8_gemm.restype = ctypes.c_int
         self.lib.lmz_int8_gemm.argtypes = [_POINTER, ctypes.c_int64, ctypes.c_int64, _POINTER, ctypes.c_int64,
                                            _POINTER, _POINTER, _POINTER, ctypes.c_int, ctypes.c_int]
+        self.lib.lmz_gemm_wide.restype = ctypes.c_int
+        self.lib.lmz_gemm_wide.argtypes = [_POINTER, ctypes.c_int64, ctypes.c_int64, _POINTER, ctypes.c_int64,
+                                           _POINTER, ctypes.c_int, ctypes.c_int]
         self.lib.lmz_llama_hidden.restype = ctypes.c_int
         self.lib.lmz_llama_hidden.argtypes = [_POINTER, ctypes.c_int64, _POINTER, _POINTER, _POINTER, _POINTER]
         self.lib.lmz_llama_frequencies.restype = ctypes.c_int
@@ -93,6 +96,20 @@ class NativeLibrary:
             raise MemoryError("int8 GEMM: inner dimension too wide or out of memory")
         return out
 
+    def gemm_wide(self, values: np.ndarray, weight: Int8Weight, kernel: int | None = None,
+                  threads: int | None = None) -> np.ndarray | None:
+        """(M, K) integers to +-127*128 @ an (K, N) int8 weight -> (M, N) float32, each exact sum
+        rounded once; None where the kernel has no wide GEMM (llama_step.c then makes two int8
+        products of each row: the same numbers)."""
+        values = np.ascontiguousarray(values, dtype=np.int16)
+        (M, K), N = values.shape, weight.rows.shape[0]
+        if K != weight.rows.shape[1]:
+            raise ValueError(f"inner dimensions differ: {K} and {weight.rows.shape[1]}")
+        out = np.empty((M, N), dtype=np.float32)
+        status = self.lib.lmz_gemm_wide(values.ctypes.data, M, K, weight.rows.ctypes.data, N, out.ctypes.data,
+                                        self.kernel if kernel is None else kernel, threads or self.threads)
+        return None if status else out
+
     @property
     def kernel_name(self) -> str:
         return KERNELS[self.kernel]
@@ -110,7 +127,7 @@ class NativeLibrary:
     def _agrees_with_numpy(self, kernel: int) -> bool:
         saved, self.kernel = self.kernel, kernel
         try:
-            return self._gemm_agrees(kernel) and _tiny_llama_agrees(self)
+            return self._gemm_agrees(kernel) and self._wide_gemm_agrees(kernel) and _tiny_llama_agrees(self)
         finally:
             self.kernel = saved
 
@@ -124,6 +141,26 @@ class NativeLibrary:
                 weight = Int8Weight.from_columns(w.astype(np.int8))
                 for threads in (1, 2):
                     if not np.array_equal(self.gemm(a.astype(np.float32), weight, kernel, threads), expected):
+                        return False
+        return True
+
+
+    def _wide_gemm_agrees(self, kernel: int) -> bool:
+        """The wide GEMM (where the kernel has one) on the extremes (sums beyond 2^31 with K = 1,536)
+        and random values, rounded as float64's exact sum rounded to float32."""
+        from .intgpt import WIDE_ROWS
+
+        rng = np.random.default_rng(2)
+        limit = int(WIDE_ROWS)
+        for M, K, N in ((1, 576, 70), (5, 1536, 9), (6, 100, 13)):
+            for a, w in ((np.full((M, K), limit) * rng.choice([-1, 1], (M, 1)),
+                          np.full((K, N), 127) * rng.choice([-1, 1], (1, N))),
+                         (rng.integers(-limit, limit + 1, (M, K)), rng.integers(-127, 128, (K, N)))):
+                expected = (a.astype(np.int64) @ w.astype(np.int64)).astype(np.float64).astype(np.float32)
+                weight = Int8Weight.from_columns(w.astype(np.int8))
+                for threads in (1, 2):
+                    got = self.gemm_wide(a, weight, kernel, threads)
+                    if got is not None and not np.array_equal(got, expected):
                         return False
         return True
 
