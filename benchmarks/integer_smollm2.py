@@ -59,8 +59,8 @@ def integer_nll_bits(predictor, ids: np.ndarray) -> tuple[float, float]:
     start = time.perf_counter()
     with predictor.running():
         bits = 0.0
-        for i, start, freqs in predictor.teacher_forced_rows(chunks):
-            _, size, total = token_intervals(freqs, chunks[i][start : start + len(freqs)])
+        for i, first, freqs in predictor.teacher_forced_rows(chunks):
+            _, size, total = token_intervals(freqs, chunks[i][first : first + len(freqs)])
             bits += float(-np.log2(size / total).sum())
     return bits, time.perf_counter() - start
 

@@ -7,7 +7,8 @@ llama-zip is not a dependency of lmzip: install llama-cpp-python (it builds llam
 llama_zip.py from its repository (AlexBuz/llama-zip). Both tools get the first ``--bytes`` of
 alice29.txt, compress and decompress it in fresh processes (wall clock, start-up included), and
 each round trip is checked. llama-zip runs with ``--n-ctx 2048`` (SmolLM2's context, lmzip's
-chunk) and SmolLM2-135M-Instruct Q4_1, the GGUF lmzip's default is derived from. Writes
+chunk) and SmolLM2-135M-Instruct Q4_1, the GGUF lmzip's default is derived from; lmzip runs at
+its default level and at levels 8 and 9 (4,096- and 8,192-token chunks). Writes
 benchmarks/results/peer-<torch's CPU kernel path>.md.
 """
 
@@ -23,10 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lmzip.models import LEVELS  # noqa: E402
 from lmzip.models.base import torch_dispatch  # noqa: E402
 from lmzip.models.smollm2 import find_gguf  # noqa: E402
 
 ALICE = ROOT.parent / "shared" / "corpus" / "eval" / "canterbury" / "alice29.txt"
+STRONGER = (8, 9)  # lmzip's stronger levels too: longer chunks, fewer streams
 
 
 def timed(command: list[str], stdin: Path, stdout: Path) -> float:
@@ -63,6 +66,9 @@ def main() -> int:
         rows = [round_trip("lmzip (smollm2, default)", lmzip_cli + ["compress", "-c", "-"],
                            lmzip_cli + ["decompress", "-c", "-"], original, work),
                 round_trip("llama-zip (llama.cpp)", peer + ["-c"], peer + ["-d"], original, work)]
+        rows += [round_trip(f"lmzip -{level} (smollm2, {LEVELS[level][1]}-token chunks)",
+                            lmzip_cli + ["compress", "-c", f"-{level}", "-"], lmzip_cli + ["decompress", "-c", "-"],
+                            original, work) for level in STRONGER]
     kernel_path = torch_dispatch().split(",")[0].lower()
     lines = [f"# lmzip against llama-zip: {cpu_name()}, torch kernels {kernel_path}", "",
              f"`benchmarks/peer.py`: the first {args.bytes:,} bytes of alice29.txt, the same GGUF "
@@ -71,10 +77,12 @@ def main() -> int:
              "| tool | compressed bytes | bits/byte | compress s | decompress s |", "|---|---|---|---|---|"]
     lines += [f"| {r['tool']} | {r['bytes']:,} | {8 * r['bytes'] / args.bytes:.3f} | {r['compress_s']:.1f} | "
               f"{r['decompress_s']:.1f} |" for r in rows]
-    ours, theirs = rows
+    ours, theirs = rows[:2]
     lines += ["", f"lmzip decompresses in {ours['decompress_s'] / theirs['decompress_s']:.2f} of llama-zip's time "
               f"and compresses in {ours['compress_s'] / theirs['compress_s']:.2f}; its file is "
               f"{ours['bytes'] / theirs['bytes']:.3f} of llama-zip's size."]
+    lines += [f"At -{level}: {row['decompress_s'] / theirs['decompress_s']:.2f} of llama-zip's decompression time, "
+              f"{row['bytes'] / theirs['bytes']:.3f} of its size." for level, row in zip(STRONGER, rows[2:])]
     out = ROOT / "benchmarks" / "results" / f"peer-{kernel_path}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

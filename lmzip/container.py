@@ -93,7 +93,12 @@ PRESETS = {1: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=True),
            7: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=True, settings=_RECIPE2),
            8: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=False, settings=_RECIPE2),
            9: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=True, settings=_RECIPE2),
-           10: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=False, settings=_RECIPE2)}
+           10: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=False, settings=_RECIPE2),
+           # levels 7-9 (models.LEVELS: smollm2's longer chunks), mixed as every level is by default
+           11: Preset("smollm2", FLAG_PORTABLE, 3072, 32, mixed=True, settings=_RECIPE2),
+           12: Preset("smollm2", FLAG_PORTABLE, 4096, 32, mixed=True, settings=_RECIPE2),
+           13: Preset("smollm2", FLAG_PORTABLE, 8192, 32, mixed=True, settings=_RECIPE2)}
+# the preset byte keeps 4 bits for the number: 14 and 15 are what is left
 MIN_TABLE_BITS = 8  # a compact header's mixing tables: 2^8 .. 2^23 entries (4 bits)
 
 

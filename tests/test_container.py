@@ -213,6 +213,20 @@ def test_the_newest_recipe_s_default_runs_get_presets_of_their_own(model, mix):
     assert container.Header.read(io.BytesIO(first.to_bytes())).settings == Settings()
 
 
+@pytest.mark.parametrize("level", [7, 8, 9])
+def test_the_stronger_levels_default_runs_get_the_compact_header(level):
+    """smollm2's levels 7-9 (longer chunks) with the newest recipe: 20 bytes, not the full 53."""
+    from lmzip.models import LEVELS
+
+    model, chunk = LEVELS[level]
+    header = _preset_header(model=model, chunk=chunk, settings=Settings(recipe=2))
+    assert header.version == container.COMPACT and len(header.to_bytes()) == 20
+    read = container.Header.read(io.BytesIO(header.to_bytes()))
+    assert (read.model, read.chunk, read.streams, read.settings, read.mix) == (model, chunk, 32, Settings(recipe=2),
+                                                                               "cm2-t14-c")
+    assert all(number < 16 for number in container.PRESETS)  # 4 bits of the preset byte
+
+
 @pytest.mark.parametrize("changes", [dict(streams=4), dict(chunk=64), dict(model="other"), dict(flags=0),
                                      dict(mix="cm2-t14"), dict(mix="cm2-t24-c"), dict(settings=Settings(threads=2)),
                                      dict(settings=Settings(recipe=3)), dict(model="fast", chunk=512, streams=128,
