@@ -182,6 +182,10 @@ def test_the_recipes_differ_and_a_file_records_its_own(tiny_int_llama_dir):
     assert api.read_header(io.BytesIO(first)).settings == Settings()
     for blob in (newest, first):
         assert lmzip.decompress(blob, model=load_predictor(str(tiny_int_llama_dir))) == data
+    # a predictor that decoded a first-recipe file writes the newest again
+    shared = load_predictor(str(tiny_int_llama_dir))
+    assert lmzip.decompress(first, model=shared) == data and shared.recipe == 1
+    assert lmzip.compress(data, model=shared, chunk=64, fallback=False) == newest
     header = api.read_header(io.BytesIO(newest))
     later = dataclasses.replace(header, settings=Settings(recipe=max(RECIPES) + 1), version=None)
     with pytest.raises(ModelError, match="newer lmzip"):  # a later lmzip's recipe: refused, never guessed

@@ -103,8 +103,9 @@ class IntegerPredictor(Predictor):
         # every backend builds from one copy of the stored arrays (a float backend adds its float32 weights)
         self._weights, self._config = self.family.runtime_arrays(weights), config
         self.backend = backend
-        # a llama's arithmetic recipe: the newest for new files, a file's own for decoding (adopt)
-        self.recipe = NEWEST_RECIPE if self.family is LLAMA else None
+        # a llama's arithmetic recipe: the one new files take (``use_recipe``; the newest unless
+        # asked), a file's own while it is decoded (``adopt``), then new files' again (``plan``)
+        self.recipe = self.new_files_recipe = NEWEST_RECIPE if self.family is LLAMA else None
         self._models: dict = {}  # backend -> IntGPT, IntLlama or NativeLlama
         self.model = self.model_on(backend if backend != "auto" else self.candidates()[0])
         if backend != "auto":
@@ -144,11 +145,23 @@ class IntegerPredictor(Predictor):
             if recipe not in RECIPES:
                 raise ModelError(f"the file was made with integer llama recipe {recipe}, which this lmzip does "
                                  "not know: it was made by a newer lmzip")
-            self.use_recipe(recipe)
+            self._compute_by(recipe)
         super().adopt(settings)
 
+    def plan(self, n_streams: int) -> None:
+        """A file to encode: new files' recipe again, whatever file this predictor decoded last."""
+        if self.family is LLAMA:
+            self._compute_by(self.new_files_recipe)
+
     def use_recipe(self, recipe: int) -> None:
-        """Compute by ``recipe`` of intllama.RECIPES from now on (a llama's; the weights stay)."""
+        """Write new files by ``recipe`` of intllama.RECIPES (a llama's; the weights stay): the
+        first one makes files that lmzip 0.8.0-0.13 decode too."""
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown integer llama recipe {recipe}")
+        self.new_files_recipe = recipe
+        self._compute_by(recipe)
+
+    def _compute_by(self, recipe: int) -> None:
         self.recipe = recipe
         for model in self._models.values():
             self._apply_recipe(model)
