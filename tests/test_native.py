@@ -161,7 +161,7 @@ def test_the_native_llama_is_the_numpy_llama_bit_for_bit(tiny_llamas, threads, k
         monkeypatch.setattr(LIBRARY, "kernel", 0)
     on_numpy, on_native = tiny_llamas
     on_numpy.use_recipe(recipe)
-    on_native.model.use_recipe(recipe)
+    on_native.use_recipe(recipe)
     idx = np.random.default_rng(3).integers(0, CONFIG["vocab"], size=(3, 40))
     whole = on_numpy.forward(idx)
     assert len(np.unique(whole[0, -1])) > 3  # a model that predicts: not a flat row

@@ -168,7 +168,7 @@ class IntegerPredictor(Predictor):
 
     def _apply_recipe(self, model) -> None:
         if self.recipe is not None:
-            getattr(model, "model", model).use_recipe(self.recipe)  # a NativeLlama wraps its IntLlama
+            model.use_recipe(self.recipe)
 
     def _stored_arrays(self) -> dict:
         """The arrays every backend builds from. Kept only until the backend in use is settled: a

@@ -210,6 +210,12 @@ static float norm_row(const Model *m, const double *x, const double *gain, doubl
     return norm_quantized(m, x, gain, scaled, values);
 }
 
+/* quantize_row of the MLP's hidden row into int8 values, or wide ones where the recipe has them */
+static float hidden_row(const Model *m, const float *x, int8_t *values, int16_t *wide) {
+    if (m->wide_levels > 0) return quantize_row_wide(x, m->F, wide, m->wide_levels);
+    return quantize_row(x, m->F, values);
+}
+
 /* IntLlama.qkv's bias: one float32 addition an output */
 static void add_bias(float *out, const float *bias, int64_t N) {
     for (int64_t j = 0; j < N; j++) out[j] += bias[j];
@@ -550,10 +556,7 @@ int lmz_llama_hidden(const Model *m, int64_t n, const int64_t *streams, const in
                                                     wide_values + r * C));
         if ((status = linear_of(m, values, wide_values, row_scale, n, C, &L->gate_up, 2 * F, out))) break;
         gated(m, out, n, hidden);
-        if (m->wide_levels > 0)
-            ROW_BY_ROW(m, n, r, row_scale[r] = quantize_row_wide(hidden + r * F, F, wide_values + r * F, m->wide_levels));
-        else
-            ROW_BY_ROW(m, n, r, row_scale[r] = quantize_row(hidden + r * F, F, values + r * F));
+        ROW_BY_ROW(m, n, r, row_scale[r] = hidden_row(m, hidden + r * F, values + r * F, wide_values + r * F));
         if ((status = linear_of(m, values, wide_values, row_scale, n, F, &L->down, C, out))) break;
         if (L->post_ffw) ROW_BY_ROW(m, n, r, post_norm(m, out + r * C, L->post_ffw));
         add_clipped(m, x, out, n);

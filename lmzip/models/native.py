@@ -144,7 +144,6 @@ class NativeLibrary:
                         return False
         return True
 
-
     def _wide_gemm_agrees(self, kernel: int) -> bool:
         """The wide GEMM (where the kernel has one) on the extremes (sums beyond 2^31 with K = 1,536)
         and random values, rounded as float64's exact sum rounded to float32."""
@@ -192,7 +191,7 @@ def _tiny_llama_agrees(library: NativeLibrary) -> bool:
     on_native = NativeLlama(IntLlama(w, config, NativeOps(library)))
     for recipe in RECIPES:
         reference.use_recipe(recipe)
-        on_native.model.use_recipe(recipe)
+        on_native.use_recipe(recipe)
         if not np.array_equal(on_native.forward(idx), reference.forward(idx)):
             return False
         steps, reference_steps = on_native.stepper(2, T), IntLlamaStepper(reference, 2, T)
@@ -397,7 +396,7 @@ class NativeLlamaRows:
         streams, positions, tokens = (np.ascontiguousarray(a, dtype=np.int64) for a in (streams, positions, tokens))
         self._check(streams, positions, tokens)
         x = np.empty((len(tokens), self.width), dtype=np.float64)
-        self._struct.wide_levels = self.model.row_levels if self.model.wide_rows else 0.0  # the recipe in use
+        self._follow_recipe()
         if self._lib.lmz_llama_hidden(ctypes.byref(self._struct), len(tokens), streams.ctypes.data,
                                       positions.ctypes.data, tokens.ctypes.data, x.ctypes.data):
             raise MemoryError("the native llama ran out of memory")
@@ -409,10 +408,14 @@ class NativeLlamaRows:
         """(n, C) final residual -> (n, V) int32 frequencies."""
         x = np.ascontiguousarray(x, dtype=np.float64)
         freqs = np.empty((len(x), self.vocab), dtype=np.int32)
-        self._struct.wide_levels = self.model.row_levels if self.model.wide_rows else 0.0
+        self._follow_recipe()
         if self._lib.lmz_llama_frequencies(ctypes.byref(self._struct), len(x), x.ctypes.data, freqs.ctypes.data):
             raise MemoryError("the native llama ran out of memory")
         return freqs
+
+    def _follow_recipe(self) -> None:
+        """The model's recipe as it is now (a decoder adopts each file's): wide rows' largest value, or 0."""
+        self._struct.wide_levels = self.model.row_levels if self.model.wide_rows else 0.0
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         """The first len(tokens) streams (finished streams are dropped from the end) -> frequencies."""
@@ -464,6 +467,9 @@ class NativeLlama:
 
     def frequencies(self, x: np.ndarray) -> np.ndarray:
         return self._head.frequencies(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+    def use_recipe(self, recipe: int) -> None:
+        self.model.use_recipe(recipe)  # its rows read the model's recipe at each call
 
     def forward(self, idx: np.ndarray) -> np.ndarray:
         return self.frequencies(self.hidden(idx))
