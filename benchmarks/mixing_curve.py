@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lmzip import engine  # noqa: E402
-from lmzip.layout import active_streams  # noqa: E402
+from lmzip.layout import Schedule  # noqa: E402
 from lmzip.mixing import Mixer, mixed_intervals  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
 from lmzip.tokenize import read_tokens  # noqa: E402
@@ -42,15 +42,16 @@ BINS = 16  # bins of steps along the chunk
 def block_bits(predictor, chunks: list[np.ndarray], history: engine.History, adaptive: Mixer) -> dict[str, np.ndarray]:
     """(B, T) bits of every token of one block: LM alone, context models alone (their own mixer,
     ``adaptive``, carried like the history's), mixed. ``history``: the file's, as compression's."""
-    candidates, states = engine.propose(chunks, history)
-    pass_ = engine.whole_chunk_pass(predictor, chunks, candidates)  # what compression computes
-    tokens, lengths, grid, f_candidates = pass_.tokens, pass_.lengths, pass_.intervals, pass_.f_candidates
+    schedule = Schedule.of([len(c) for c in chunks])  # no lead: the curve is of chunks read from nothing
+    candidates, states = engine.propose(chunks, schedule, history)
+    pass_ = engine.whole_chunk_pass(predictor, chunks, schedule, candidates)  # what compression computes
+    tokens, grid, f_candidates = pass_.tokens, pass_.intervals, pass_.f_candidates
     shape = tokens.shape
     out = {name: np.zeros(shape) for name in ("lm", "adaptive", "mixed")}
     mixers = {"mixed": history.mixer, "adaptive": adaptive}
     uniform = np.ones(shape[0], dtype=np.int64)
     for t in range(shape[1]):
-        n = active_streams(lengths, t)
+        n = schedule.active(t)
         low, size, total = grid[:, :n, t]
         step = (tokens[:n, t], candidates[:n, t], states[:n, t].astype(np.int64))
         out["lm"][:n, t] = np.log2(total / size)

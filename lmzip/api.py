@@ -95,7 +95,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
                     chunk: int | None = None, streams: int | None = None,
                     progress: Progress | None = None, record=None, fallback: bool = True, mix: bool = True,
                     independent: bool = False, workers: WorkerPool | None = None,
-                    load: Callable[[], Predictor] | None = None, **options) -> Stats:
+                    load: Callable[[], Predictor] | None = None, lead: int | None = None, **options) -> Stats:
     """Compress ``source`` into ``dest``; ``record(t, symbols, probs, bits, carriers)`` sees every
     step (engine.encode_block).
 
@@ -109,7 +109,8 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     match model) over the history (mixing); the header records it. The history runs across
     the file's blocks, so they decode in order, unless ``independent`` (always with ``workers``):
     then each block has its own, at some cost in ratio on files of several blocks, and the
-    blocks can be decoded in parallel.
+    blocks can be decoded in parallel. ``lead`` (layout.py): tokens each block's streams read
+    first; None: the model's default, where the chunk leaves room for it in its context.
     """
     start_time = time.perf_counter()
     predictor = _as_predictor(model, **options)
@@ -118,8 +119,9 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     streams = streams or predictor.default_streams
     if predictor.max_chunk and chunk > predictor.max_chunk:
         raise ValueError(f"chunk length {chunk} exceeds the model's context ({predictor.max_chunk})")
+    lead = predictor.lead_for(chunk, lead)
     ids, length, crc = read_tokens(predictor.tokenizer, source)
-    planned = min(streams, len(layout.chunk_lengths(len(ids), chunk))) or 1
+    planned = layout.first_block_streams(len(ids), chunk, streams, lead)
     if workers is not None and record is not None:
         raise ValueError("record sees every step of one process: it cannot run with workers")
     # a carried history would make each block wait for the one before it: workers code independent blocks
@@ -128,19 +130,19 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     with _setup_lock:
         predictor.plan(planned)
         task = None if workers is None else _worker_task(workers, predictor, model, load, options, plan=planned,
-                                                         mix=mixed)
-        header = _header(predictor, mixed, chunk, streams, length, len(ids), crc)
+                                                         mix=mixed, lead=lead)
+        header = _header(predictor, mixed, chunk, streams, lead, length, len(ids), crc)
     writer = container.Writer(dest, header, fallback=fallback and not predictor.capabilities.learns)
     stats = Stats(model=predictor.name, original_bytes=length, tokens=len(ids), chunk=chunk)
     on_step = _StepCounter(progress, len(ids))
     coding_start = time.perf_counter()
     if workers is None:
-        _encode_blocks(predictor, ids, chunk, streams, writer, stats, on_step, record,
+        _encode_blocks(predictor, ids, chunk, streams, lead, writer, stats, on_step, record,
                        History(mixed) if mixed else None)
     else:
-        coded = _counted(workers.map("encode", task, ((c,) for c in engine.split_blocks(ids, chunk, streams))),
-                         on_step, (sum(lengths) for lengths in layout.block_layout(len(ids), chunk, streams)))
-        for chunks, block in zip(engine.split_blocks(ids, chunk, streams), coded):
+        coded = _counted(workers.map("encode", task, ((c,) for c in engine.split_blocks(ids, chunk, streams, lead))),
+                         on_step, (sum(lengths) for lengths in layout.block_layout(len(ids), chunk, streams, lead)))
+        for chunks, block in zip(engine.split_blocks(ids, chunk, streams, lead), coded):
             _add_block(writer, stats, predictor, chunks, block)
     stats.compressed_bytes = writer.close()
     stats.streams = writer.header.streams
@@ -151,24 +153,24 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     return stats
 
 
-def _header(predictor: Predictor, mixed: str | None, chunk: int, streams: int, length: int, n_tokens: int,
-            crc: int) -> container.Header:
+def _header(predictor: Predictor, mixed: str | None, chunk: int, streams: int, lead: int, length: int,
+            n_tokens: int, crc: int) -> container.Header:
     """What a decoder needs besides the blocks: the model and how it computed, the layout, the sizes."""
     return container.Header(
         model=predictor.name, weights_hash=predictor.weights_hash,
         settings=predictor.settings(), mix=mixed,
-        versions_crc=container.versions_crc(coded_versions(predictor)), chunk=chunk, streams=streams,
+        versions_crc=container.versions_crc(coded_versions(predictor)), chunk=chunk, streams=streams, lead=lead,
         original_length=length, n_tokens=n_tokens, checksum=crc,
         flags=container.FLAG_PORTABLE if predictor.capabilities.integer else 0)
 
 
-def _encode_blocks(predictor: Predictor, ids: np.ndarray, chunk: int, streams: int, writer: container.Writer,
-                   stats: Stats, on_step, record, history: History | None) -> None:
+def _encode_blocks(predictor: Predictor, ids: np.ndarray, chunk: int, streams: int, lead: int,
+                   writer: container.Writer, stats: Stats, on_step, record, history: History | None) -> None:
     """Code the blocks in order in this process. A block that falls back (xz, stored) leaves a
     carried history as it found it: the decoder never sees that block's tokens."""
-    for chunks in engine.split_blocks(ids, chunk, streams):
+    for chunks in engine.split_blocks(ids, chunk, streams, lead):
         saved = history.save() if history is not None and history.carried and writer.fallback else None
-        block = engine.encode_block(predictor, chunks, on_step, record=record, history=history)
+        block = engine.encode_block(predictor, chunks, on_step, record=record, history=history, lead=lead)
         if _add_block(writer, stats, predictor, chunks, block) != container.BLOCK_MODEL and saved is not None:
             history.restore(saved)
 
@@ -265,7 +267,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
         if workers is not None:
             name, load_options = _decoder_load_args(header, model, options)
             task = _worker_task(workers, predictor, name, load, load_options, adopt=header.settings.to_header(),
-                                mix=header.mix)
+                                mix=header.mix, lead=header.lead)
     stats = Stats(model=header.model, original_bytes=header.original_length, tokens=header.n_tokens,
                   chunk=header.chunk, streams=header.streams)
     if in_order:
@@ -274,13 +276,13 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     on_step = _StepCounter(progress, header.n_tokens)
     coding_start = time.perf_counter()
     if workers is None:
-        decoded = (block_bytes(predictor, header.original_length, method, data, lengths, on_step, history)
+        decoded = (block_bytes(predictor, header.original_length, method, data, lengths, on_step, history, header.lead)
                    for lengths, method, data in reader.blocks())
     else:
         blocks = ((method, data, lengths, header.original_length) for lengths, method, data in reader.blocks())
         decoded = _counted(workers.map("decode", task, blocks), on_step,
                            (sum(lengths) for lengths in layout.block_layout(header.n_tokens, header.chunk,
-                                                                            header.streams)))
+                                                                            header.streams, header.lead)))
     try:
         for block in decoded:
             for out in block:

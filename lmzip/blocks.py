@@ -12,7 +12,7 @@ from .models.base import Predictor
 
 
 def block_bytes(predictor: Predictor, original_length: int, method: int, data: bytes,
-                lengths: list[int], on_step, history: History | None = None) -> Iterator[bytes]:
+                lengths: list[int], on_step, history: History | None = None, lead: int = 0) -> Iterator[bytes]:
     """The original bytes of one block, chunk by chunk for model-coded blocks (a block that fell
     back leaves the history as it was, as it did when it was encoded)."""
     if method != container.BLOCK_MODEL:
@@ -21,7 +21,7 @@ def block_bytes(predictor: Predictor, original_length: int, method: int, data: b
         yield container.unpack_block(method, data, original_length)
         on_step(sum(lengths))
         return
-    for chunk_ids in engine.decode_block(predictor, data, lengths, on_step, history):
+    for chunk_ids in engine.decode_block(predictor, data, lengths, on_step, history, lead):
         try:
             yield predictor.tokenizer.decode(chunk_ids)
         except (ValueError, IndexError, OverflowError):

@@ -1,11 +1,12 @@
 """Stage 5: the .lmz container.
 
 A file whose settings are a preset's -- what a default run of a named model writes -- gets the
-compact header (version 3, 19-21 bytes):
+compact header (version 3, 19-22 bytes):
 
     magic      b"LMZ"             3 bytes
     version    3                  1 byte
-    preset     1 byte             the preset's number * 16 + its mixing tables' bits - 8 (0 unmixed)
+    preset     1 byte             the preset's number * 16 + its mixing tables' bits - 8 (0 unmixed);
+                                   number 15: the number is the next byte (presets 16-255)
     fingerprint 4 bytes           CRC-32 of the weights hash and the versions CRC below
     length     varint             original size in bytes
     tokens     varint             number of coded tokens
@@ -21,7 +22,8 @@ Any other file gets the full header (version 2; integers are LEB128 varints unle
     model      length + UTF-8     name or path of the model
     weights    4 bytes            SHA-256 prefix of weights + tokenizer
     settings   length + UTF-8     predictor settings (settings.py): "k=value;..." (d=dtype, t=threads, v=device, train),
-                                   then the mixing recipe, if any, as a last "m=..." (the engine's, not the model's)
+                                   then the engine's, not the model's: the lead, if any, as "l=P"
+                                   (layout.py), and the mixing recipe, if any, as a last "m=..."
     versions   4 bytes            CRC-32 of the library versions the numbers depend on
     chunk      varint             L, tokens per stream
     streams    varint             B, lockstep streams per block
@@ -37,7 +39,7 @@ they are; 2 the block's bytes as raw LZMA2 (xz -9e). The encoder falls back to
 file never grows much beyond its size or xz's. Format version 1 (read, no
 longer written) had no method bits: every block was the model's.
 
-The number of blocks and each block's chunk lengths follow from tokens, L and B
+The number of blocks and each block's chunk lengths follow from tokens, L, B and the lead
 (``layout.block_layout``), so they are not stored. A damaged header is caught
 by header_crc before any decoding; damaged blocks are caught by the checksum
 after decoding. ``Writer`` writes a file (choosing each block's method),
@@ -55,7 +57,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 from .errors import FormatError, ModelError
-from .layout import block_layout, chunk_lengths
+from .layout import block_layout
 from .mixing.setting import CARRIED, MIX_VERSION
 from .settings import Settings
 
@@ -68,6 +70,8 @@ XZ_PRESET = 9 | lzma.PRESET_EXTREME
 MAX_VARINT_BYTES = 10
 FLAG_PORTABLE = 1
 MIX_KEY = "m"  # the mixing recipe's key among a full header's settings
+LEAD_KEY = "l"  # the layout's lead's (files before 0.15.0 have none: no lead)
+EXTENDED = 15  # a preset byte's number that says the number is the next byte
 METHOD_NAMES = {BLOCK_MODEL: "model", BLOCK_STORED: "stored", BLOCK_XZ: "xz"}
 
 
@@ -80,6 +84,7 @@ class Preset:
     streams: int
     mixed: bool  # mixing with the carried history (``cm2-t<bits>-c``), else none
     settings: Settings = Settings()  # the predictor's (an integer llama's recipe)
+    lead: int = 0  # layout.py's
 
 
 # Numbered forever: a compact header names its preset by number (new ones take new numbers).
@@ -97,8 +102,15 @@ PRESETS = {1: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=True),
            # levels 7-9 (models.LEVELS: smollm2's longer chunks), mixed as every level is by default
            11: Preset("smollm2", FLAG_PORTABLE, 3072, 32, mixed=True, settings=_RECIPE2),
            12: Preset("smollm2", FLAG_PORTABLE, 4096, 32, mixed=True, settings=_RECIPE2),
-           13: Preset("smollm2", FLAG_PORTABLE, 8192, 32, mixed=True, settings=_RECIPE2)}
-# the preset byte keeps 4 bits for the number: 14 and 15 are what is left
+           13: Preset("smollm2", FLAG_PORTABLE, 8192, 32, mixed=True, settings=_RECIPE2),
+           # 0.15.0: a lead of 256 tokens (layout.py); 14 the default, in the preset byte itself
+           14: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=True, settings=_RECIPE2, lead=256),
+           # numbers from 16 take a byte more (EXTENDED)
+           16: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=False, settings=_RECIPE2, lead=256),
+           17: Preset("smollm2", FLAG_PORTABLE, 3072, 32, mixed=True, settings=_RECIPE2, lead=256),
+           18: Preset("smollm2", FLAG_PORTABLE, 4096, 32, mixed=True, settings=_RECIPE2, lead=256),
+           19: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=True, settings=_RECIPE2, lead=256),
+           20: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=False, settings=_RECIPE2, lead=256)}
 MIN_TABLE_BITS = 8  # a compact header's mixing tables: 2^8 .. 2^23 entries (4 bits)
 
 
@@ -167,6 +179,7 @@ class Header:
     checksum: int
     flags: int = 0
     mix: str | None = None  # the engine's mixing recipe (mixing.setting), None: the model alone
+    lead: int = 0  # the layout's (layout.py)
     version: int | None = None  # as read from a file; None: COMPACT where a preset fits, else FULL
     fingerprint: int | None = None  # a compact header's joint_fingerprint, as read
 
@@ -184,25 +197,40 @@ class Header:
         return joint_fingerprint(self.weights_hash, self.versions_crc)
 
     def preset_byte(self) -> int | None:
-        """The compact header's preset byte for these settings, or None where no preset fits."""
-        layout = (self.model, self.flags, self.chunk, self.streams)
+        """The compact header's preset byte for these settings (a preset number above 15 follows it:
+        ``preset_bytes``), or None where no preset fits."""
+        layout = (self.model, self.flags, self.chunk, self.streams, self.lead)
         for number, preset in PRESETS.items():
-            if (preset.model, preset.flags, preset.chunk, preset.streams) != layout:
+            if (preset.model, preset.flags, preset.chunk, preset.streams, preset.lead) != layout:
                 continue
             if self.settings != preset.settings:
                 continue
+            nibble = min(number, EXTENDED) << 4
             if not preset.mixed and self.mix is None:
-                return number << 4
+                return nibble
             if preset.mixed:
                 for bits in range(MIN_TABLE_BITS, MIN_TABLE_BITS + 16):
                     if self.mix == _preset_mix(bits):
-                        return number << 4 | (bits - MIN_TABLE_BITS)
+                        return nibble | (bits - MIN_TABLE_BITS)
         return None
+
+    def preset_bytes(self) -> bytes:
+        """The preset byte, and the preset's number after it where it is above 15."""
+        byte = self.preset_byte()
+        if byte is None:
+            raise ValueError("a compact header needs a preset's settings")
+        if byte >> 4 != EXTENDED:
+            return bytes([byte])
+        number = next(n for n, p in PRESETS.items() if n > EXTENDED and (p.model, p.flags, p.chunk, p.streams, p.lead,
+                      p.settings, p.mixed) == (self.model, self.flags, self.chunk, self.streams, self.lead,
+                                               self.settings, self.mix is not None))
+        return bytes([byte, number])
 
     def to_bytes(self) -> bytes:
         if self.version == COMPACT:
             return self._compact_bytes()
-        settings = ";".join(filter(None, [self.settings.to_header(), self.mix and f"{MIX_KEY}={self.mix}"]))
+        settings = ";".join(filter(None, [self.settings.to_header(), self.lead and f"{LEAD_KEY}={self.lead}",
+                                          self.mix and f"{MIX_KEY}={self.mix}"]))
         body = b"".join([
             MAGIC, bytes([self.version, self.flags]),
             _pack_text(self.model), self.weights_hash,
@@ -214,10 +242,7 @@ class Header:
         return body + struct.pack("<I", zlib.crc32(body))
 
     def _compact_bytes(self) -> bytes:
-        preset = self.preset_byte()
-        if preset is None:
-            raise ValueError("a compact header needs a preset's settings")
-        body = b"".join([MAGIC, bytes([COMPACT, preset]), struct.pack("<I", self.joint_fingerprint()),
+        body = b"".join([MAGIC, bytes([COMPACT]), self.preset_bytes(), struct.pack("<I", self.joint_fingerprint()),
                          write_varint(self.original_length), write_varint(self.n_tokens),
                          struct.pack("<I", self.checksum)])
         return body + struct.pack("<H", zlib.crc32(body) & 0xFFFF)
@@ -248,12 +273,13 @@ class Header:
             raise FormatError("damaged file (header checksum mismatch)")
         if chunk < 1 or streams < 1 or n_tokens > length:
             raise FormatError("damaged file (impossible header values)")
-        settings_text, mix = _split_mix(settings_text)
+        settings_text, mix, lead = _split_engine(settings_text)
         return cls(model, weights, Settings.from_header(settings_text), versions_crc, chunk, streams, length,
-                   n_tokens, checksum, flags, mix=mix, version=version)
+                   n_tokens, checksum, flags, mix=mix, lead=lead, version=version)
 
     @classmethod
     def _read_compact(cls, r: _Reader, preset_byte: int) -> "Header":
+        number = preset_byte >> 4 if preset_byte >> 4 != EXTENDED else r.take(1, "preset")[0]
         (fingerprint,) = struct.unpack("<I", r.take(4, "fingerprint"))
         length, n_tokens = r.varint("length"), r.varint("token count")
         (checksum,) = struct.unpack("<I", r.take(4, "checksum"))
@@ -263,26 +289,32 @@ class Header:
             raise FormatError("damaged file (header checksum mismatch)")
         if n_tokens > length:
             raise FormatError("damaged file (impossible header values)")
-        preset = PRESETS.get(preset_byte >> 4)
+        preset = PRESETS.get(number) if number != EXTENDED else None
         if preset is None:
-            raise ModelError(f"the file names preset {preset_byte >> 4}, which this lmzip does not know: "
+            raise ModelError(f"the file names preset {number}, which this lmzip does not know: "
                              "it was made by a newer lmzip")
         bits = preset_byte & 15
         if not preset.mixed and bits:
             raise FormatError("damaged file (bad preset)")
         mix = _preset_mix(bits + MIN_TABLE_BITS) if preset.mixed else None
         return cls(preset.model, None, preset.settings, None, preset.chunk, preset.streams, length, n_tokens, checksum,
-                   preset.flags, mix=mix, version=COMPACT, fingerprint=fingerprint)
+                   preset.flags, mix=mix, lead=preset.lead, version=COMPACT, fingerprint=fingerprint)
 
 
-def _split_mix(settings_text: str) -> tuple[str, str | None]:
-    """A full header's settings text as (the predictor's settings, the mixing recipe). Written last;
-    files up to 0.11.0 wrote it as a setting, also the last: the same bytes."""
+def _split_engine(settings_text: str) -> tuple[str, str | None, int]:
+    """A full header's settings text as (the predictor's settings, the mixing recipe, the lead). The
+    engine's come last; files up to 0.11.0 wrote the mixing recipe as a setting, also the last: the
+    same bytes. A file without a lead (any before 0.15.0) has none."""
     items = [item for item in settings_text.split(";") if item]
-    mixes = [item.partition("=")[2] for item in items if item.partition("=")[0] == MIX_KEY]
-    if len(mixes) > 1:
+    engine = {MIX_KEY: [], LEAD_KEY: []}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key in engine:
+            engine[key].append(value)
+    if any(len(values) > 1 for values in engine.values()) or not all(v.isdigit() for v in engine[LEAD_KEY]):
         raise FormatError("damaged file (bad settings)")
-    return ";".join(item for item in items if item.partition("=")[0] != MIX_KEY), (mixes or [None])[0]
+    predictor = ";".join(item for item in items if item.partition("=")[0] not in engine)
+    return predictor, (engine[MIX_KEY] or [None])[0], int((engine[LEAD_KEY] or [0])[0])
 
 
 def _read_text(r: _Reader, what: str) -> str:
@@ -401,8 +433,8 @@ class Writer:
         """``blob``, or the same header with one block holding the whole file xz-compressed. No new
         format: a stream count covering every chunk makes the file a single block."""
         header = self.header
-        one_block = dataclasses.replace(header, streams=len(chunk_lengths(header.n_tokens, header.chunk)),
-                                        version=None)  # compact only if a preset still fits
+        every_chunk = len(block_layout(header.n_tokens, header.chunk, header.n_tokens, header.lead)[0])
+        one_block = dataclasses.replace(header, streams=every_chunk, version=None)  # compact where a preset fits
         packed = io.BytesIO()
         packed.write(head := one_block.to_bytes())
         method, data = raw_coding(b"".join(self.raw_blocks))
@@ -424,7 +456,7 @@ class Reader:
     def blocks(self) -> Iterator[tuple[list[int], int, bytes]]:
         """(the block's chunk lengths, method, bytes) for each block; then checks the file ends."""
         header = self.header
-        for lengths in block_layout(header.n_tokens, header.chunk, header.streams):
+        for lengths in block_layout(header.n_tokens, header.chunk, header.streams, header.lead):
             # a model block holds a few bytes a token, a stored/xz block at most the file's bytes
             limit = 4 * sum(lengths) + 64 + header.original_length
             method, data = read_block(self.source, header.version, limit)

@@ -3,10 +3,12 @@
 Token ids are cut into chunks of L tokens; chunks are grouped into blocks of
 up to B streams. Each block resets the predictor and steps its streams in
 lockstep: at step t every stream feeds its previous token (the start token at
-t=0) and gets the distribution of its token t. Streams that have finished feed
-the start token and are not coded (integer models drop them from the batch). Because the encoder and decoder call
-``lockstep`` with the same lengths, the predictor sees the very same inputs and
-shapes in both directions. The model never carries anything from one block to the next.
+its first step) and gets the distribution of its next token. Streams that have finished feed
+the start token and are not coded (integer models drop them from the batch). With a lead
+(layout.Schedule), streams 1.. wait while stream 0 codes the block's first P tokens, then join it
+with a copy of its context. Because the encoder and decoder call ``lockstep`` with the same
+schedule, the predictor sees the very same inputs and shapes in both directions. The model never
+carries anything from one block to the next.
 
 With mixing (integer models), adaptive models over the history (n-grams and a match model) are
 mixed into every step's distribution (mixing); they, too, are fed the same tokens both ways.
@@ -23,7 +25,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder, token_intervals
-from .layout import active_streams, block_layout, padded_grid
+from .layout import Schedule, block_layout
 from .mixing import History, candidate_frequencies, carriers, decode_mixed, mix_setting, mixed_intervals, proposal_grid
 from .models.base import Predictor
 
@@ -32,17 +34,19 @@ from .models.base import Predictor
 CodeStep = Callable[[np.ndarray, int], np.ndarray]
 
 
-def lockstep(predictor: Predictor, lengths: list[int], code_step: CodeStep,
+def lockstep(predictor: Predictor, schedule: Schedule, code_step: CodeStep,
              on_step: Callable[[int], None] | None = None) -> np.ndarray:
-    """Run one block; returns its tokens as a (B, max length) array (padded)."""
-    n_streams, n_steps = len(lengths), max(lengths)
-    lengths_arr = np.asarray(lengths)
-    tokens = np.zeros((n_streams, n_steps), dtype=np.int64)
+    """Run one block; returns its tokens as a (B, steps) array, each at the step that coded it."""
+    n_streams = schedule.n_streams
+    tokens = np.zeros((n_streams, schedule.n_steps), dtype=np.int64)
     prev = np.full(n_streams, predictor.bos_id, dtype=np.int64)
     with predictor.running():
-        predictor.start(n_streams, n_steps)
-        for t in range(n_steps):
-            active = active_streams(lengths_arr, t)
+        predictor.start(n_streams, schedule.n_steps)
+        for t in range(schedule.n_steps):
+            active = schedule.active(t)
+            if schedule.joins(t):
+                predictor.join(n_streams)  # streams 1.. read stream 0's first P tokens, and its last one next
+                prev[1:] = prev[0]
             # an exact model gives each stream the same numbers in any batch: finished streams are
             # dropped (a float model's numbers depend on the batch shape, so it steps them all)
             probs = predictor.step(prev[:active] if predictor.capabilities.integer else prev)
@@ -119,18 +123,20 @@ class StepCoder:
 
 
 def encode_block(predictor: Predictor, chunks: list[np.ndarray], on_step: Callable[[int], None] | None = None,
-                 record=None, history: History | None = None) -> BlockResult:
+                 record=None, history: History | None = None, lead: int = 0) -> BlockResult:
     """Code one block's chunks; ``record(t, symbols, probs, bits, carriers)`` sees every step (forces
     stepping); ``carriers``: which context model carried each token (``mixing.carriers``), -1 the LM.
-    ``history`` (integer models): the file's context models and mixer, or None for the model alone."""
+    ``history`` (integer models): the file's context models and mixer, or None for the model alone.
+    ``lead``: the layout's (layout.Schedule)."""
     _check_mixable(predictor, history)
+    schedule = Schedule.of([len(c) for c in chunks], lead)
     if record is None and predictor.capabilities.teacher_forced:
-        return encode_block_teacher_forced(predictor, chunks, on_step, history)
+        return encode_block_teacher_forced(predictor, chunks, schedule, on_step, history)
     if history is not None:
         history.next_block(len(chunks))
     coder = StepCoder(predictor.capabilities.integer, history)
     nll_bits = lm_nll_bits = 0.0
-    grid = padded_grid(chunks)
+    grid = schedule.grid(chunks)
 
     def code_step(probs: np.ndarray, t: int) -> np.ndarray:
         nonlocal nll_bits, lm_nll_bits
@@ -143,11 +149,11 @@ def encode_block(predictor: Predictor, chunks: list[np.ndarray], on_step: Callab
             record(t, symbols, probs, bits, carried)
         return symbols
 
-    lockstep(predictor, [len(c) for c in chunks], code_step, on_step)
+    lockstep(predictor, schedule, code_step, on_step)
     return BlockResult(coder.finish(), nll_bits, lm_nll_bits)
 
 
-def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray],
+def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray], schedule: Schedule,
                                 on_step: Callable[[int], None] | None = None,
                                 history: History | None = None) -> BlockResult:
     """Exact (integer) predictors only: whole-chunk passes, then coding in lockstep order.
@@ -156,15 +162,16 @@ def encode_block_teacher_forced(predictor: Predictor, chunks: list[np.ndarray],
     teacher-forced pass gives the very integers its stepping gives, and the context
     models' candidates depend on the tokens alone (known in advance here).
     """
-    proposals = propose(chunks, history)
+    proposals = propose(chunks, schedule, history)
     candidates = None if proposals is None else proposals[0]
-    return code_pass(whole_chunk_pass(predictor, chunks, candidates, on_step), history, proposals)
+    return code_pass(whole_chunk_pass(predictor, chunks, schedule, candidates, on_step), history, proposals)
 
 
-def propose(chunks: list[np.ndarray], history: History | None) -> tuple[np.ndarray, np.ndarray] | None:
+def propose(chunks: list[np.ndarray], schedule: Schedule,
+            history: History | None) -> tuple[np.ndarray, np.ndarray] | None:
     """A block's candidates and states (mixing.proposal_grid) from the history, which moves on to the
     block's end; None without mixing. The first step of encoding a block, before the LM's pass."""
-    return None if history is None else proposal_grid(chunks, history.next_block(len(chunks)).models)
+    return None if history is None else proposal_grid(chunks, history.next_block(len(chunks)).models, schedule)
 
 
 def code_pass(pass_: WholeChunkPass, history: History | None, proposals) -> BlockResult:
@@ -173,7 +180,7 @@ def code_pass(pass_: WholeChunkPass, history: History | None, proposals) -> Bloc
     encoder = IntegerEncoder()
     nll_bits = 0.0
     for t in range(pass_.tokens.shape[1]):
-        active = active_streams(pass_.lengths, t)
+        active = pass_.schedule.active(t)
         if history is None:
             encoder.encode_intervals(*pass_.intervals[:, :active, t])
             continue
@@ -188,35 +195,38 @@ def code_pass(pass_: WholeChunkPass, history: History | None, proposals) -> Bloc
 
 @dataclass
 class WholeChunkPass:
-    """A block's tokens (B, T), their coder intervals under the model (3, B, T: low, size, total)
-    and, given candidates (B, T, K), the model's frequencies of those (B, T, K)."""
+    """A block's tokens (B, T steps), their coder intervals under the model (3, B, T: low, size,
+    total) and, given candidates (B, T, K), the model's frequencies of those (B, T, K)."""
     tokens: np.ndarray
-    lengths: np.ndarray
+    schedule: Schedule
     intervals: np.ndarray
     f_candidates: np.ndarray | None
 
     @property
     def lm_nll_bits(self) -> float:
-        coded = np.arange(self.tokens.shape[1]) < self.lengths[:, None]
+        coded = self.schedule.coded()
         return float(-np.log2(self.intervals[1][coded] / self.intervals[2][coded]).sum())
 
 
-def whole_chunk_pass(predictor: Predictor, chunks: list[np.ndarray], candidates: np.ndarray | None = None,
+def whole_chunk_pass(predictor: Predictor, chunks: list[np.ndarray], schedule: Schedule | None = None,
+                     candidates: np.ndarray | None = None,
                      on_step: Callable[[int], None] | None = None) -> WholeChunkPass:
     """An exact predictor's teacher-forced passes over a block's chunks, laid out in lockstep order:
     each row's coder interval, and the LM's frequencies of the context models' ``candidates``."""
-    tokens = padded_grid(chunks)
+    schedule = schedule or Schedule.of([len(c) for c in chunks])
+    tokens = schedule.grid(chunks)
     intervals = np.ones((3, *tokens.shape), dtype=np.int64)
     f_candidates = None if candidates is None else np.zeros(candidates.shape, dtype=np.int64)
     with predictor.running():
-        for i, start, freqs in predictor.teacher_forced_rows(chunks):
+        for i, first, freqs in predictor.teacher_forced_rows(chunks, schedule.lead):
+            start = schedule.starts[i] + first  # the step that codes the chunk's token ``first``
             end = start + len(freqs)
-            intervals[:, i, start:end] = token_intervals(freqs, chunks[i][start:end])
+            intervals[:, i, start:end] = token_intervals(freqs, tokens[i, start:end])
             if f_candidates is not None:
                 f_candidates[i, start:end] = candidate_frequencies(freqs, candidates[i, start:end])
             if on_step:
                 on_step(end - start)
-    return WholeChunkPass(tokens, np.array([len(c) for c in chunks]), intervals, f_candidates)
+    return WholeChunkPass(tokens, schedule, intervals, f_candidates)
 
 
 def mix_setting_for(predictor: Predictor, n_tokens: int, chunk: int, streams: int, mix: bool,
@@ -230,19 +240,20 @@ def mix_setting_for(predictor: Predictor, n_tokens: int, chunk: int, streams: in
 
 
 def decode_block(predictor: Predictor, data: bytes, lengths: list[int],
-                 on_step: Callable[[int], None] | None = None, history: History | None = None) -> list[np.ndarray]:
-    """A block's chunks of tokens; ``history`` as ``encode_block`` was given it."""
+                 on_step: Callable[[int], None] | None = None, history: History | None = None,
+                 lead: int = 0) -> list[np.ndarray]:
+    """A block's chunks of tokens; ``history`` and ``lead`` as ``encode_block`` was given them."""
     _check_mixable(predictor, history)
+    schedule = Schedule.of(lengths, lead)
     if history is not None:
         history.next_block(len(lengths))
     coder = StepCoder(predictor.capabilities.integer, history, data)
-    tokens = lockstep(predictor, lengths, lambda probs, t: coder.decode(probs, t)[0], on_step)
-    return [tokens[i, :n] for i, n in enumerate(lengths)]
+    return schedule.chunks(lockstep(predictor, schedule, lambda probs, t: coder.decode(probs, t)[0], on_step))
 
 
-def split_blocks(ids: np.ndarray, chunk: int, streams: int) -> Iterator[list[np.ndarray]]:
+def split_blocks(ids: np.ndarray, chunk: int, streams: int, lead: int = 0) -> Iterator[list[np.ndarray]]:
     start = 0
-    for lengths in block_layout(len(ids), chunk, streams):
+    for lengths in block_layout(len(ids), chunk, streams, lead):
         chunks = []
         for n in lengths:
             chunks.append(ids[start : start + n])

@@ -79,11 +79,12 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
     mixed = engine.mix_setting_for(predictor, len(ids), chunk, streams, mix)
     history = History(mixed) if mixed else None  # the file's, across blocks, as compression's
     # the settings compression would pick (a float model's dtype is measured per stream count)
-    predictor.plan(min(streams, len(layout.chunk_lengths(len(ids), chunk))) or 1)
+    lead = predictor.lead_for(chunk)
+    predictor.plan(layout.first_block_streams(len(ids), chunk, streams, lead))
     decode = predictor.tokenizer.decode
     infos: list[TokenInfo] = []
     done = 0
-    for chunks in engine.split_blocks(ids, chunk, streams):
+    for chunks in engine.split_blocks(ids, chunk, streams, lead):
         block: list[list[TokenInfo]] = [[] for _ in chunks]
 
         def record(t, symbols, probs, bits, carriers):
@@ -102,7 +103,7 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
             if progress:
                 progress(done, len(ids))
 
-        engine.encode_block(predictor, chunks, on_step, record=record, history=history)
+        engine.encode_block(predictor, chunks, on_step, record=record, history=history, lead=lead)
         for stream_tokens in block:
             infos.extend(stream_tokens)
     return Explanation(predictor.name, infos, len(data), time.perf_counter() - start)

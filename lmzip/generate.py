@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import engine
+from .layout import Schedule
 from .mixing import History
 from .models.base import Capabilities, Predictor
 
@@ -102,7 +103,7 @@ def generate(predictor: Predictor, n_tokens: int, seed: int = 0, prompt: bytes =
             progress(max(0, steps - len(prompt_ids)), n_tokens)
 
     model.plan(1)
-    tokens = engine.lockstep(model, [length], code_step, on_step)[0]
+    tokens = engine.lockstep(model, Schedule.of([length]), code_step, on_step)[0]
     text = predictor.tokenizer.decode(tokens[len(prompt_ids) :].tolist())
     return Sample(model.name, seed, temperature, prompt, text, n_tokens, bits, time.perf_counter() - start)
 

@@ -1,35 +1,93 @@
 """Who codes which token when: a file's tokens cut into chunks of L tokens, chunks grouped into
 blocks of up to B streams, and the streams still coding at each step of a block.
 
-Everything here follows from (number of tokens, L, B) alone, which the header stores: the encoder,
-the decoder and the container derive the same layout, so it is never written down.
+With a lead of P tokens, a block's first chunk is P tokens longer, and its other streams read those
+first P tokens before their own chunk: a chunk is then no longer coded from an empty context, at
+the cost of P steps in which the first stream codes alone. The other streams join it after its P
+steps, each with a copy of its context (the same tokens at the same positions: an exact model
+computes the same cache for each), so every stream sits at the same position at every step.
+
+Everything here follows from (number of tokens, L, B, P) alone, which the header stores: the
+encoder, the decoder and the container derive the same layout, so it is never written down.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
-def chunk_lengths(n_tokens: int, chunk: int) -> list[int]:
-    full, rest = divmod(n_tokens, chunk)
-    return [chunk] * full + ([rest] if rest else [])
+def block_layout(n_tokens: int, chunk: int, streams: int, lead: int = 0) -> list[list[int]]:
+    """Chunk lengths of each block: the first chunk holds the lead too, the short last chunk last."""
+    blocks, left = [], n_tokens
+    while left:
+        lengths = [min(left, chunk + lead)]
+        left -= lengths[0]
+        while left and len(lengths) < streams:
+            lengths.append(min(left, chunk))
+            left -= lengths[-1]
+        blocks.append(lengths)
+    return blocks
 
 
-def block_layout(n_tokens: int, chunk: int, streams: int) -> list[list[int]]:
-    """Chunk lengths of each block: full chunks first, the short last chunk last."""
-    lengths = chunk_lengths(n_tokens, chunk)
-    return [lengths[i : i + streams] for i in range(0, len(lengths), streams)]
+def first_block_streams(n_tokens: int, chunk: int, streams: int, lead: int = 0) -> int:
+    """How many streams the file's first block has (at least one)."""
+    return len(block_layout(n_tokens, chunk, streams, lead)[0]) if n_tokens else 1
 
 
-def active_streams(lengths: np.ndarray, t: int) -> int:
-    """How many of a block's streams still code a token at step t (its chunks, longest first, are
-    the first ones)."""
-    return int(np.count_nonzero(lengths > t))
+@dataclass(frozen=True)
+class Schedule:
+    """When each of a block's streams codes: stream s codes its chunk's tokens at steps
+    ``starts[s]`` .. ``ends[s] - 1``, one a step; stream 0 starts at once, the others after the lead.
+    At any step the streams coding are the first ones (``active``): later streams start no earlier
+    and end no later."""
 
+    starts: np.ndarray
+    ends: np.ndarray
+    lead: int  # the step at which streams 1.. join stream 0 (0: no lead, all start together)
 
-def padded_grid(chunks: list[np.ndarray]) -> np.ndarray:
-    """A block's chunks as one (B, longest) array, zeros after each chunk's end."""
-    grid = np.zeros((len(chunks), max(len(c) for c in chunks)), dtype=np.int64)
-    for row, chunk in zip(grid, chunks):
-        row[: len(chunk)] = chunk
-    return grid
+    @classmethod
+    def of(cls, lengths: list[int], lead: int = 0) -> "Schedule":
+        lead = lead if len(lengths) > 1 else 0
+        starts = np.array([0] + [lead] * (len(lengths) - 1), dtype=np.int64)
+        ends = starts + np.asarray(lengths, dtype=np.int64)
+        if np.any(np.diff(ends) > 0) or (lead and lengths[0] <= lead):
+            raise ValueError(f"chunk lengths {lengths} do not fit a block with lead {lead}")
+        return cls(starts, ends, lead)
+
+    @property
+    def n_streams(self) -> int:
+        return len(self.starts)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.ends.max())
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.ends - self.starts
+
+    def active(self, t: int) -> int:
+        """How many streams code a token at step t (the first ones)."""
+        return int(np.count_nonzero((self.starts <= t) & (self.ends > t)))
+
+    def joins(self, t: int) -> bool:
+        """Whether streams 1.. join stream 0's context at step t."""
+        return bool(self.lead) and t == self.lead
+
+    def grid(self, chunks: list[np.ndarray]) -> np.ndarray:
+        """The chunks as one (B, steps) array, each token at the step that codes it, zeros elsewhere."""
+        grid = np.zeros((len(chunks), self.n_steps), dtype=np.int64)
+        for row, chunk, start in zip(grid, chunks, self.starts):
+            row[start : start + len(chunk)] = chunk
+        return grid
+
+    def chunks(self, grid: np.ndarray) -> list[np.ndarray]:
+        """``grid``'s chunks back (the inverse of ``grid``)."""
+        return [grid[s, start:end] for s, (start, end) in enumerate(zip(self.starts, self.ends))]
+
+    def coded(self) -> np.ndarray:
+        """(B, steps) booleans: where a stream codes a token."""
+        steps = np.arange(self.n_steps)
+        return (steps >= self.starts[:, None]) & (steps < self.ends[:, None])

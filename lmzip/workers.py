@@ -58,6 +58,7 @@ class Task:
     plan: int | None = None  # compressing: ``Predictor.plan``'s stream count
     adopt: str | None = None  # decompressing: the header's settings text, for ``Predictor.adopt``
     mix: str | None = None  # the header's mix setting (engine.encode_block / decode_block)
+    lead: int = 0  # the header's lead (layout.py)
     key: str = field(default_factory=lambda: os.urandom(8).hex())  # this file's task
 
 
@@ -103,13 +104,13 @@ class BlockWorker:
     def encode(self, task: Task, chunks):
         from . import engine
 
-        return engine.encode_block(self._ready(task), chunks, history=History.for_block(task.mix))
+        return engine.encode_block(self._ready(task), chunks, history=History.for_block(task.mix), lead=task.lead)
 
     def decode(self, task: Task, method: int, data: bytes, lengths: list[int], original_length: int) -> list[bytes]:
         from .blocks import block_bytes
 
         return list(block_bytes(self._ready(task), original_length, method, data, lengths, lambda n: None,
-                                 History.for_block(task.mix)))
+                                 History.for_block(task.mix), task.lead))
 
 
 def _difference(file: tuple, here: tuple) -> str:

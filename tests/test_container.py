@@ -224,7 +224,39 @@ def test_the_stronger_levels_default_runs_get_the_compact_header(level):
     read = container.Header.read(io.BytesIO(header.to_bytes()))
     assert (read.model, read.chunk, read.streams, read.settings, read.mix) == (model, chunk, 32, Settings(recipe=2),
                                                                                "cm2-t14-c")
-    assert all(number < 16 for number in container.PRESETS)  # 4 bits of the preset byte
+
+
+@pytest.mark.parametrize("level", [6, 7, 8, 9])
+def test_the_levels_default_runs_with_a_lead_get_the_compact_header(level):
+    """0.15.0's leads (layout.py): the default's preset (14) in the preset byte itself, 20 bytes;
+    levels 7 and 8 a preset number above 15 in a byte after it, 21; level 9's chunks leave SmolLM2's
+    context no room for a lead, so it writes what 0.14.0 wrote."""
+    from lmzip.models import LEVELS
+
+    model, chunk = LEVELS[level]
+    chunk = chunk or 2048
+    lead = 256 if level < 9 else 0
+    header = _preset_header(model=model, chunk=chunk, settings=Settings(recipe=2), lead=lead)
+    packed = header.to_bytes()
+    assert header.version == container.COMPACT and len(packed) == {6: 20, 7: 21, 8: 21, 9: 20}[level]
+    read = container.Header.read(io.BytesIO(packed))
+    assert (read.model, read.chunk, read.streams, read.settings, read.mix, read.lead) == (
+        model, chunk, 32, Settings(recipe=2), "cm2-t14-c", lead)
+    assert container.EXTENDED not in container.PRESETS and max(container.PRESETS) < 256
+
+
+def test_a_preset_number_above_15_takes_the_byte_after_the_preset_byte():
+    assert _preset_header(settings=Settings(recipe=2), lead=256, mix=None, chunk=3072).version == container.FULL
+    packed = _preset_header(settings=Settings(recipe=2), lead=256, mix=None).to_bytes()
+    assert packed[4] == container.EXTENDED << 4 and packed[5] == 16 and len(packed) == 21
+
+
+def test_a_full_header_records_the_lead_before_the_mix_and_a_file_without_one_has_none():
+    header = _preset_header(streams=4, settings=Settings(recipe=2), lead=128)
+    assert header.version == container.FULL
+    assert b"r=2;l=128;m=cm2-t14-c" in header.to_bytes()
+    assert container.Header.read(io.BytesIO(header.to_bytes())) == header
+    assert container.Header.read(io.BytesIO(_preset_header(streams=4).to_bytes())).lead == 0
 
 
 @pytest.mark.parametrize("changes", [dict(streams=4), dict(chunk=64), dict(model="other"), dict(flags=0),
@@ -287,7 +319,7 @@ def test_a_preset_this_lmzip_does_not_know_is_a_newer_lmzips_file():
     import struct
     import zlib
 
-    body = container.MAGIC + bytes([container.COMPACT, 15 << 4]) + bytes(4) + bytes([5, 1]) + bytes(4)
+    body = container.MAGIC + bytes([container.COMPACT, 15 << 4, 200]) + bytes(4) + bytes([5, 1]) + bytes(4)
     packed = body + struct.pack("<H", zlib.crc32(body) & 0xFFFF)
     with pytest.raises(ModelError, match="newer lmzip"):
         container.Header.read(io.BytesIO(packed))

@@ -17,6 +17,7 @@ import pytest
 import lmzip
 from lmzip import api, container
 from lmzip.errors import ChecksumError, FingerprintMismatch
+from lmzip.layout import block_layout
 
 OURS = Path(__file__).resolve().parent / "golden"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "golden"
@@ -94,3 +95,14 @@ def test_the_compact_golden_files_keep_the_compact_header():
     for name in compact:
         with open(OURS / name, "rb") as f:
             assert api.read_header(f).version == container.COMPACT
+
+
+def test_the_lead_golden_files_record_their_leads():
+    """So the files above prove that leads (0.15.0) keep decoding: the default's through preset 14."""
+    with open(OURS / "smollm2.lead.compact.alice29-600.lmz", "rb") as f:
+        header = api.read_header(f)
+    assert (header.version, header.lead, header.settings.recipe) == (container.COMPACT, 256, 2)
+    with open(OURS / "smollm2.lead.mixed.paper1-1k.lmz", "rb") as f:
+        header = api.read_header(f)
+    assert (header.version, header.lead, header.chunk, header.streams) == (container.FULL, 32, 64, 4)
+    assert len(block_layout(header.n_tokens, 64, 4, 32)[0]) > 1  # its first block's streams joined the lead

@@ -131,6 +131,8 @@ ChunkOpt = typer.Option(None, "--chunk", min=1, help="tokens per stream (L)")
 
 
 StreamsOpt = typer.Option(None, "--streams", min=1, help="lockstep streams per block (B)")
+LeadOpt = typer.Option(None, "--lead", min=0, help="tokens every stream of a block reads first, coded by its first "
+                       "stream (P; 0: none; default: 256 for integer llamas where the context holds chunk + P)")
 
 
 WorkersOpt = typer.Option(None, "--workers", min=1, help="code blocks (and with -r, files) on N Ray workers, "

@@ -15,7 +15,7 @@ import typer
 from ..errors import FormatError, InputOutputError
 from ..models import DEFAULT_MODEL, LEVELS
 from .app import (BackendOpt, ChunkOpt, ClusterOpt, DeviceOpt, DtypeOpt, ForceOpt, JsonOpt, KeepOpt, LEVEL_HELP,
-                  ModelOpt, OutputOpt, QuietOpt, RecursiveOpt, RemoveOpt, StdoutOpt, StreamsOpt, ThreadsOpt,
+                  LeadOpt, ModelOpt, OutputOpt, QuietOpt, RecursiveOpt, RemoveOpt, StdoutOpt, StreamsOpt, ThreadsOpt,
                   WorkersOpt, app, help_at_a_terminal)
 from .files import (SUFFIX, atomic_output, copy_metadata, list_inputs, open_input, remove_input, strip_suffix,
                     target_of)
@@ -51,6 +51,7 @@ def compress(
     threads: Optional[int] = ThreadsOpt,
     chunk: Optional[int] = ChunkOpt,
     streams: Optional[int] = StreamsOpt,
+    lead: Optional[int] = LeadOpt,
     online: bool = OnlineOpt,
     portable: bool = PortableOpt,
     backend: Optional[str] = BackendOpt,
@@ -83,7 +84,8 @@ def compress(
         with open_input(file) as source, atomic_output(target, force) as dest, \
                 ProgressBar("compressing", quiet) as progress:
             predictor = shared.get()  # after the input opened
-            stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, progress=progress,
+            stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, lead=lead,
+                                        progress=progress,
                                         fallback=not no_fallback, mix=not no_mix, independent=independent,
                                         workers=pool, load=shared.load)
         copy_metadata(file, target)

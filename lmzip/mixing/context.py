@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..layout import active_streams, padded_grid
+from ..layout import Schedule
 from .setting import TABLE_BITS
 
 
@@ -29,7 +29,8 @@ class MatchModel:
     """Predictions for a block's streams from its history; fed the tokens of each step in order.
 
     ``predict(t, n)`` gives, for the first ``n`` streams at step ``t``, the predicted token (-1:
-    none) and the match length; ``update(t, tokens)`` records what they turned out to be.
+    none) and the match length; ``update(t, tokens)`` records what they turned out to be. A stream
+    reads its own tokens so far, however many steps it waited before its first (layout.Schedule).
     """
 
     def __init__(self, n_streams: int):
@@ -43,11 +44,11 @@ class MatchModel:
         predicted = np.full(n, -1, dtype=np.int64)
         lengths = np.zeros(n, dtype=np.int64)
         for s in range(n):
-            pointer = self.pointer[s]
+            pointer, seen = self.pointer[s], len(self.rows[s])
             if pointer is not None and pointer[1] >= len(self.rows[pointer[0]]):
                 pointer = self.pointer[s] = None  # the matched stream ended: no token followed
-            if pointer is None and t >= MIN_MATCH:
-                pointer = self.pointer[s] = self.table.get(tuple(self.rows[s][t - MIN_MATCH : t]))
+            if pointer is None and seen >= MIN_MATCH:
+                pointer = self.pointer[s] = self.table.get(tuple(self.rows[s][seen - MIN_MATCH :]))
                 self.length[s] = 0
             if pointer is not None:
                 predicted[s] = self.rows[pointer[0]][pointer[1]]
@@ -63,12 +64,12 @@ class MatchModel:
                 hit = self.rows[pointer[0]][pointer[1]] == token
                 self.pointer[s] = (pointer[0], pointer[1] + 1) if hit else None
                 self.length[s] = self.length[s] + 1 if hit else 0
-        # contexts that ended at step t-1: the token after them (step t) is now known to both sides
-        for key, (s, step) in self.pending:
-            if step < len(self.rows[s]):
-                self.table[key] = (s, step)
-        self.pending = [(tuple(self.rows[s][t + 1 - MIN_MATCH :]), (s, t + 1))
-                        for s in range(len(tokens)) if t + 1 >= MIN_MATCH]
+        # contexts that ended a step ago: the token after them (this step's) is now known to both sides
+        for key, (s, at) in self.pending:
+            if at < len(self.rows[s]):
+                self.table[key] = (s, at)
+        self.pending = [(tuple(self.rows[s][-MIN_MATCH:]), (s, len(self.rows[s])))
+                        for s in range(len(tokens)) if len(self.rows[s]) >= MIN_MATCH]
 
 
 class Contexts(NamedTuple):
@@ -196,18 +197,20 @@ def _first_distinct(proposals: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(proposals, order, axis=1)[:, :k]
 
 
-def proposal_grid(chunks: list[np.ndarray], models: ContextModels | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The encoder's view of a block: every position's candidates (B, T, K) and states (B, T, K,
-    CONTEXT_INPUTS), from ``models`` (fresh ones by default), which it feeds the block's tokens. They depend
-    on the tokens alone, so the encoder, who has them all, knows them in advance; they are computed
-    by the very ``ContextModels`` the decoder runs step by step."""
-    lengths = np.array([len(c) for c in chunks])
-    grid = padded_grid(chunks)
+def proposal_grid(chunks: list[np.ndarray], models: ContextModels | None = None,
+                  schedule: Schedule | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's view of a block: every step's candidates (B, T, K) and states (B, T, K,
+    CONTEXT_INPUTS), from ``models`` (fresh ones by default), which it feeds the block's tokens in
+    the ``schedule``'s order (all streams together by default). They depend on the tokens alone,
+    so the encoder, who has them all, knows them in advance; they are computed by the very
+    ``ContextModels`` the decoder runs step by step."""
+    schedule = schedule or Schedule.of([len(c) for c in chunks])
+    grid = schedule.grid(chunks)
     candidates = np.full((*grid.shape, CANDIDATES), -1, dtype=np.int64)
     states = np.zeros((*grid.shape, CANDIDATES, CONTEXT_INPUTS), dtype=np.int16)
     models = ContextModels(len(chunks)) if models is None else models
     for t in range(grid.shape[1]):
-        active = active_streams(lengths, t)
+        active = schedule.active(t)
         candidates[:active, t], states[:active, t] = models.predict(t, active)
         models.update(t, grid[:active, t])
     return candidates, states

@@ -48,6 +48,8 @@ class Predictor(ABC):
     default_chunk = 512  # tokens per stream (L)
     default_streams = 64  # lockstep streams per block (B)
     max_chunk: int | None = None
+    default_lead = 0  # tokens a block's streams read first (layout.py), where the context leaves room
+    shares_leads = False  # whether ``join`` can give streams a lead (exact models' steppers)
     capabilities = Capabilities()
 
     @property
@@ -93,6 +95,24 @@ class Predictor(ABC):
     @abstractmethod
     def step(self, tokens: np.ndarray) -> np.ndarray: ...
 
+    def lead_for(self, chunk: int, asked: int | None = None) -> int:
+        """The lead a file of ``chunk``-token chunks takes (layout.py): ``asked``, or by default the
+        model's where its context holds a first chunk that long."""
+        if asked is None:
+            return self.default_lead if not self.max_chunk or chunk + self.default_lead <= self.max_chunk else 0
+        if asked and not self.shares_leads:
+            raise ValueError(f"{self.name} cannot share a lead between streams (its numbers depend on the batch)")
+        if asked < 0 or (self.max_chunk and chunk + asked > self.max_chunk):
+            raise ValueError(f"a lead of {asked} tokens does not fit chunks of {chunk} in the model's context "
+                             f"({self.max_chunk})")
+        return asked
+
+    def join(self, n_streams: int) -> None:
+        """Streams 1 .. n_streams-1 take a copy of stream 0's context so far (a block's lead,
+        layout.Schedule): their next step reads what stream 0's does. Only models whose numbers do
+        not depend on the batch (``capabilities.integer``) can: a layout's lead is 0 for the others."""
+        raise ValueError(f"{self.name} cannot share a lead between streams")
+
     def stepping_report(self) -> dict:
         """Figures about this file's steps for a decode's --json (a speculative stepper's guesses)."""
         return {}
@@ -100,9 +120,10 @@ class Predictor(ABC):
     def observe(self, coded: np.ndarray, n_active: int) -> None:
         """The tokens just coded for the first ``n_active`` streams (online models learn here)."""
 
-    def teacher_forced_rows(self, chunks: list[np.ndarray]):
+    def teacher_forced_rows(self, chunks: list[np.ndarray], lead: int = 0):
         """With ``capabilities.teacher_forced``: (chunk index, first row, integer frequency rows)
-        pieces covering every token of every chunk, in order, from whole-chunk passes."""
+        pieces covering every token of every chunk, in order, from whole-chunk passes; with a
+        ``lead``, chunks 1.. are read after chunks[0]'s first ``lead`` tokens (layout.Schedule)."""
         raise NotImplementedError(f"{self.name} has no teacher-forced pass")
 
 

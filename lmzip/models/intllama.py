@@ -430,6 +430,19 @@ class IntLlamaStepper:
         self.pos += 1
         return ops.to_numpy(model.frequencies(x)[:, 0])
 
+    def join(self, n_streams: int) -> None:
+        """Streams 1 .. n_streams-1 take stream 0's cache so far (the same tokens at the same
+        positions: stepping them would compute the very same integers)."""
+        end = self.pos
+        for cache in (self.k, self.v):
+            for layer in cache:
+                layer[1:n_streams, ..., :end, :] = layer[0:1, ..., :end, :]
+        for cache in (self.ks_t, self.vs_t):
+            for layer in cache:
+                layer[1:n_streams, ..., :end] = layer[0:1, ..., :end]
+        for layer in self.vmax:
+            layer[1:n_streams] = layer[0:1]
+
 
 # -- derivation from a GGUF -------------------------------------------------------------
 

@@ -424,6 +424,15 @@ class NativeLlamaRows:
         self.pos += 1
         return self.frequencies(x)
 
+    def join(self, n_streams: int) -> None:
+        """Streams 1 .. n_streams-1 take stream 0's cache up to the current position (rows it
+        computed ahead, under guesses, are not its context yet)."""
+        end = self.pos
+        for cache in (self.k, self.v, self.ks, self.vs, self.vmax):
+            for layer in cache:
+                layer[1:n_streams, :, :end] = layer[0:1, :, :end]
+        self.filled[1:n_streams] = end
+
     def _check(self, streams, positions, tokens) -> None:
         """What would make the native code read or write out of bounds, or see a cache it never filled."""
         if not len(streams) == len(positions) == len(tokens):
@@ -464,6 +473,25 @@ class NativeLlama:
         for b in range(B):
             out[b] = NativeLlamaRows(self.model, 1, T).hidden(np.zeros(T), np.arange(T), idx[b])
         return out
+
+    def lead_rows(self, idx: np.ndarray) -> NativeLlamaRows:
+        """A one-stream cache of the positions of ``idx`` (from position 0), for ``hidden_after``."""
+        rows = NativeLlamaRows(self.model, 1, len(idx))
+        rows.hidden(np.zeros(len(idx)), np.arange(len(idx)), idx)
+        return rows
+
+    def hidden_after(self, lead: NativeLlamaRows, idx: np.ndarray) -> np.ndarray:
+        """The final residual stream (T, C) of the positions after ``lead``'s, reading ``idx`` (T,):
+        what ``hidden`` gives for them on the lead's inputs followed by ``idx``, without computing
+        the lead's positions again (a block's chunks share them: layout.py)."""
+        start = lead.length
+        rows = NativeLlamaRows(self.model, 1, start + len(idx))
+        for mine, theirs in zip((rows.k, rows.v, rows.ks, rows.vs, rows.vmax),
+                                (lead.k, lead.v, lead.ks, lead.vs, lead.vmax)):
+            for layer, lead_layer in zip(mine, theirs):
+                layer[:, :, :start] = lead_layer
+        rows.filled[0] = start
+        return rows.hidden(np.zeros(len(idx)), np.arange(start, start + len(idx)), idx)
 
     def frequencies(self, x: np.ndarray) -> np.ndarray:
         return self._head.frequencies(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)

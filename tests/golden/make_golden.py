@@ -32,7 +32,12 @@ GOLDEN = [("portable-fast.alice29-2k.lmz", ["--model", "fast"], "canterbury/alic
           # preset 7) and a mixed one of short chunks (full header, "r=2")
           ("smollm2.recipe2.compact.alice29-600.lmz", ["--model", "smollm2"], "canterbury/alice29.txt", 600),
           ("smollm2.recipe2.mixed.paper1-1k.lmz", ["--model", "smollm2", "--chunk", "64", "--streams", "4"],
-           "calgary/paper1", 1024)]
+           "calgary/paper1", 1024),
+          # leads (lmzip 0.15.0): a default run (compact header, preset 14; one chunk) and a mixed one
+          # of short chunks whose streams read their block's first 32 tokens (full header, "l=32")
+          ("smollm2.lead.compact.alice29-600.lmz", ["--model", "smollm2"], "canterbury/alice29.txt", 600),
+          ("smollm2.lead.mixed.paper1-1k.lmz", ["--model", "smollm2", "--chunk", "64", "--streams", "4", "--lead",
+                                                "32"], "calgary/paper1", 1024)]
 
 
 def main() -> None:
