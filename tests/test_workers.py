@@ -73,6 +73,15 @@ def test_every_integer_model_writes_the_same_file_on_2_and_3_workers_as_in_one_p
         assert _decoded_on_workers(pools[2], one_process) == DATA, model
 
 
+def test_a_file_with_a_lead_is_the_same_on_workers_and_decodes_there(pools, tiny_int_llama_dir):
+    """Each block's lead is its own (layout.py): blocks stay independent, workers code them alike."""
+    model = str(tiny_int_llama_dir)
+    one_process = _in_process(model, independent=True, lead=16)
+    assert api.read_header(io.BytesIO(one_process)).lead == 16
+    assert _on_workers(pools[2], model, lead=16) == one_process
+    assert _decoded_on_workers(pools[2], one_process) == DATA
+
+
 def test_a_file_whose_blocks_share_a_history_decodes_in_order_here(pools):
     carried = _in_process("fast")
     assert api.read_header(io.BytesIO(carried)).mix.endswith("-c")

@@ -238,7 +238,7 @@ def info(
             "mix": header.mix,
             "versions_crc": None if header.versions_crc is None else f"{header.versions_crc:08x}",
             "fingerprint": f"{header.joint_fingerprint():08x}", "chunk": header.chunk, "streams": header.streams,
-            "original_bytes": header.original_length, "tokens": header.n_tokens,
+            "lead": header.lead, "original_bytes": header.original_length, "tokens": header.n_tokens,
             "checksum": f"{header.checksum:08x}", "format_version": header.version, "blocks": blocks,
             "compressed_bytes": size,
             "bits_per_byte": 8 * size / header.original_length if size and header.original_length else None,
