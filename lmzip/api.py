@@ -20,7 +20,7 @@ import numpy as np
 
 from . import container, engine, layout
 from .blocks import block_bytes
-from .errors import ChecksumError, FingerprintMismatch
+from .errors import ChecksumError, FingerprintMismatch, ModelError
 from .fingerprint import coded_versions, fingerprint
 from .mixing import History
 from .models import DEFAULT_MODEL, load_predictor, model_for_file
@@ -119,7 +119,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     streams = streams or predictor.default_streams
     if predictor.max_chunk and chunk > predictor.max_chunk:
         raise ValueError(f"chunk length {chunk} exceeds the model's context ({predictor.max_chunk})")
-    lead = predictor.lead_for(chunk, lead)
+    lead = predictor.lead_for(chunk, lead) if streams > 1 else 0  # one stream: nothing to lead
     ids, length, crc = read_tokens(predictor.tokenizer, source)
     planned = layout.first_block_streams(len(ids), chunk, streams, lead)
     if workers is not None and record is not None:
@@ -210,6 +210,10 @@ def _check_fingerprint(header: container.Header, predictor: Predictor) -> None:
             f"model weights differ from the ones that made this file (model {header.model!r}, "
             f"file {header.weights_hash.hex()}, here {predictor.weights_hash.hex()})")
     predictor.adopt(header.settings)
+    if header.lead and (not predictor.shares_leads or predictor.max_chunk and
+                        header.chunk + header.lead > predictor.max_chunk):
+        raise ModelError(f"the file's blocks share a lead of {header.lead} tokens, which {predictor.name} "
+                         "cannot compute (its numbers depend on the batch, or its context is too short)")
     versions = container.versions_crc(coded_versions(predictor))
     if header.versions_crc is not None and versions != header.versions_crc:
         raise FingerprintMismatch(

@@ -51,6 +51,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import lzma
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -196,35 +197,34 @@ class Header:
             return self.fingerprint
         return joint_fingerprint(self.weights_hash, self.versions_crc)
 
-    def preset_byte(self) -> int | None:
-        """The compact header's preset byte for these settings (a preset number above 15 follows it:
-        ``preset_bytes``), or None where no preset fits."""
-        layout = (self.model, self.flags, self.chunk, self.streams, self.lead)
+    def _preset(self) -> tuple[int, int] | None:
+        """(the preset's number, the preset byte's low 4 bits) for these settings, or None where no
+        preset fits."""
+        layout = (self.model, self.flags, self.chunk, self.streams, self.lead, self.settings)
         for number, preset in PRESETS.items():
-            if (preset.model, preset.flags, preset.chunk, preset.streams, preset.lead) != layout:
+            if (preset.model, preset.flags, preset.chunk, preset.streams, preset.lead, preset.settings) != layout:
                 continue
-            if self.settings != preset.settings:
-                continue
-            nibble = min(number, EXTENDED) << 4
             if not preset.mixed and self.mix is None:
-                return nibble
+                return number, 0
             if preset.mixed:
                 for bits in range(MIN_TABLE_BITS, MIN_TABLE_BITS + 16):
                     if self.mix == _preset_mix(bits):
-                        return nibble | (bits - MIN_TABLE_BITS)
+                        return number, bits - MIN_TABLE_BITS
         return None
+
+    def preset_byte(self) -> int | None:
+        """The compact header's preset byte for these settings (a preset number above 15 follows it:
+        ``preset_bytes``), or None where no preset fits."""
+        found = self._preset()
+        return None if found is None else min(found[0], EXTENDED) << 4 | found[1]
 
     def preset_bytes(self) -> bytes:
         """The preset byte, and the preset's number after it where it is above 15."""
-        byte = self.preset_byte()
-        if byte is None:
+        found = self._preset()
+        if found is None:
             raise ValueError("a compact header needs a preset's settings")
-        if byte >> 4 != EXTENDED:
-            return bytes([byte])
-        number = next(n for n, p in PRESETS.items() if n > EXTENDED and (p.model, p.flags, p.chunk, p.streams, p.lead,
-                      p.settings, p.mixed) == (self.model, self.flags, self.chunk, self.streams, self.lead,
-                                               self.settings, self.mix is not None))
-        return bytes([byte, number])
+        number, bits = found
+        return bytes([number << 4 | bits]) if number < EXTENDED else bytes([EXTENDED << 4 | bits, number])
 
     def to_bytes(self) -> bytes:
         if self.version == COMPACT:
@@ -279,7 +279,11 @@ class Header:
 
     @classmethod
     def _read_compact(cls, r: _Reader, preset_byte: int) -> "Header":
-        number = preset_byte >> 4 if preset_byte >> 4 != EXTENDED else r.take(1, "preset")[0]
+        number = preset_byte >> 4
+        if number == EXTENDED:
+            number = r.take(1, "preset")[0]
+            if number <= EXTENDED:  # such a number has the preset byte's own 4 bits
+                raise FormatError("damaged file (bad preset)")
         (fingerprint,) = struct.unpack("<I", r.take(4, "fingerprint"))
         length, n_tokens = r.varint("length"), r.varint("token count")
         (checksum,) = struct.unpack("<I", r.take(4, "checksum"))
@@ -289,7 +293,7 @@ class Header:
             raise FormatError("damaged file (header checksum mismatch)")
         if n_tokens > length:
             raise FormatError("damaged file (impossible header values)")
-        preset = PRESETS.get(number) if number != EXTENDED else None
+        preset = PRESETS.get(number)
         if preset is None:
             raise ModelError(f"the file names preset {number}, which this lmzip does not know: "
                              "it was made by a newer lmzip")
@@ -311,7 +315,8 @@ def _split_engine(settings_text: str) -> tuple[str, str | None, int]:
         key, _, value = item.partition("=")
         if key in engine:
             engine[key].append(value)
-    if any(len(values) > 1 for values in engine.values()) or not all(v.isdigit() for v in engine[LEAD_KEY]):
+    if any(len(values) > 1 for values in engine.values()) or not all(
+            re.fullmatch("[1-9][0-9]*", v, re.ASCII) for v in engine[LEAD_KEY]):  # as written: none, or 1..
         raise FormatError("damaged file (bad settings)")
     predictor = ";".join(item for item in items if item.partition("=")[0] not in engine)
     return predictor, (engine[MIX_KEY] or [None])[0], int((engine[LEAD_KEY] or [0])[0])

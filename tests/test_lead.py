@@ -64,7 +64,7 @@ def test_files_with_a_lead_round_trip_and_passes_write_the_stepped_bytes(tiny_in
     assert stepped == blob
     header = api.read_header(io.BytesIO(blob))
     assert header.lead == 8 and len(block_layout(header.n_tokens, 24, 3, 8)) > 1
-    for other in BACKENDS:
+    for other in BACKENDS if mix else [backend]:  # the model alone: its own backend is enough
         assert lmzip.decompress(blob, model=load_predictor(str(tiny_int_llama_dir), backend=other)) == TEXT
     if backend != "numpy":
         numpy = load_predictor(str(tiny_int_llama_dir), backend="numpy")
@@ -105,3 +105,14 @@ def test_models_that_cannot_share_a_lead_take_none(tiny_int_llama_dir):
         llama.lead_for(llama.max_chunk, 8)
     with pytest.raises(ValueError, match="does not fit"):
         lmzip.compress(TEXT, model=llama, chunk=llama.max_chunk, lead=8)
+
+
+def test_one_stream_takes_no_lead_and_a_damaged_extended_preset_is_refused(tiny_int_llama_dir):
+    from lmzip.errors import FormatError
+
+    predictor = load_predictor(str(tiny_int_llama_dir), backend="numpy")
+    blob = lmzip.compress(TEXT, model=predictor, chunk=24, streams=1, lead=8)
+    assert api.read_header(io.BytesIO(blob)).lead == 0 and lmzip.decompress(blob, model=predictor) == TEXT
+    body = container.MAGIC + bytes([container.COMPACT, container.EXTENDED << 4, 14]) + bytes(10)
+    with pytest.raises(FormatError, match="bad preset"):
+        container.Header.read(io.BytesIO(body))

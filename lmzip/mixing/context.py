@@ -30,7 +30,8 @@ class MatchModel:
 
     ``predict(t, n)`` gives, for the first ``n`` streams at step ``t``, the predicted token (-1:
     none) and the match length; ``update(t, tokens)`` records what they turned out to be. A stream
-    reads its own tokens so far, however many steps it waited before its first (layout.Schedule).
+    reads its own tokens so far, however many steps it waited before its first (layout.Schedule):
+    ``t`` is kept for ContextModels' interface, not read.
     """
 
     def __init__(self, n_streams: int):

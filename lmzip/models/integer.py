@@ -250,8 +250,8 @@ class IntegerPredictor(Predictor):
         return self.acceptance.report() if self.acceptance.used else {}
 
     def join(self, n_streams: int) -> None:
-        if not hasattr(self.stepper, "join"):
-            super().join(n_streams)
+        if not self.shares_leads:
+            super().join(n_streams)  # refuses
         self.stepper.join(n_streams)
 
     def step(self, tokens: np.ndarray) -> np.ndarray:

@@ -424,10 +424,10 @@ class NativeLlamaRows:
         self.pos += 1
         return self.frequencies(x)
 
-    def join(self, n_streams: int) -> None:
-        """Streams 1 .. n_streams-1 take stream 0's cache up to the current position (rows it
-        computed ahead, under guesses, are not its context yet)."""
-        end = self.pos
+    def join(self, n_streams: int, end: int | None = None) -> None:
+        """Streams 1 .. n_streams-1 take stream 0's cache up to position ``end`` (default: the
+        current step's; rows computed ahead, under guesses, are not its context yet)."""
+        end = self.pos if end is None else end
         for cache in (self.k, self.v, self.ks, self.vs, self.vmax):
             for layer in cache:
                 layer[1:n_streams, :, :end] = layer[0:1, :, :end]

@@ -117,8 +117,7 @@ class SpeculativeStepper:
 
     def join(self, n_streams: int) -> None:
         """As the rows model's ``join``: streams 1.. start from stream 0's context (no guesses yet)."""
-        self.rows.pos = self.pos
-        self.rows.join(n_streams)
+        self.rows.join(n_streams, self.pos)
 
     def _guessed_row(self, b: int, token: int) -> np.ndarray | None:
         """The row computed ahead for stream b, if its guess for this position was ``token``."""
