@@ -69,8 +69,9 @@ GPT = IntegerFamily(version=f"lmzip integer model {INTEGER_FORMAT}",
                     build=lambda weights, config, ops, backend: IntGPT(weights, config, ops),
                     runtime_arrays=lambda weights: weights, chunk_limit=1 << 30, default_streams=128,
                     pass_batch=4, timed_rows=lambda context: (4, context), timed="forward")
-# a chunk read after its block's first 256 tokens codes SmolLM2's first 32 KB of alice29 in 73 B
-# (1.5 %) less than one read from nothing (128: 56 B; 512: 71 B), for 256 steps of one stream a block
+# chunks 1.. read after the first 256 tokens code the first 32 KB of the training corpus's sotu.txt
+# in 30 B (0.8 %) less than read from nothing under SmolLM2 (128: 16 B, 512: 29 B; alice29, a
+# benchmark file: 56, 73, 71 B), for 256 steps of one stream a block
 LEAD = 256
 # a llama's context is long: 2,048 tokens a chunk, as the float SmolLM2 codes; a chunk fills the GEMMs alone
 LLAMA = IntegerFamily(version=f"lmzip integer llama {LLAMA_FORMAT}", build=_build_llama,
