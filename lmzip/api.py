@@ -210,10 +210,11 @@ def _check_fingerprint(header: container.Header, predictor: Predictor) -> None:
             f"model weights differ from the ones that made this file (model {header.model!r}, "
             f"file {header.weights_hash.hex()}, here {predictor.weights_hash.hex()})")
     predictor.adopt(header.settings)
-    if header.lead and (not predictor.shares_leads or predictor.max_chunk and
-                        header.chunk + header.lead > predictor.max_chunk):
-        raise ModelError(f"the file's blocks share a lead of {header.lead} tokens, which {predictor.name} "
-                         "cannot compute (its numbers depend on the batch, or its context is too short)")
+    if header.lead:
+        try:
+            predictor.lead_for(header.chunk, header.lead)  # refuses a lead this model cannot compute
+        except ValueError as exc:
+            raise ModelError(f"cannot decode this file: {exc}") from None
     versions = container.versions_crc(coded_versions(predictor))
     if header.versions_crc is not None and versions != header.versions_crc:
         raise FingerprintMismatch(

@@ -109,8 +109,8 @@ class Predictor(ABC):
 
     def join(self, n_streams: int) -> None:
         """Streams 1 .. n_streams-1 take a copy of stream 0's context so far (a block's lead,
-        layout.Schedule): their next step reads what stream 0's does. Only models whose numbers do
-        not depend on the batch (``capabilities.integer``) can: a layout's lead is 0 for the others."""
+        layout.Schedule): their next step reads what stream 0's does. Only models that
+        ``shares_leads`` (their numbers do not depend on the batch) can: the others take no lead."""
         raise ValueError(f"{self.name} cannot share a lead between streams")
 
     def stepping_report(self) -> dict:

@@ -427,11 +427,15 @@ class NativeLlamaRows:
     def join(self, n_streams: int, end: int | None = None) -> None:
         """Streams 1 .. n_streams-1 take stream 0's cache up to position ``end`` (default: the
         current step's; rows computed ahead, under guesses, are not its context yet)."""
-        end = self.pos if end is None else end
-        for cache in (self.k, self.v, self.ks, self.vs, self.vmax):
-            for layer in cache:
-                layer[1:n_streams, :, :end] = layer[0:1, :, :end]
-        self.filled[1:n_streams] = end
+        self.take_context(self, slice(1, n_streams), self.pos if end is None else end)
+
+    def take_context(self, source: "NativeLlamaRows", streams: slice, end: int) -> None:
+        """``streams`` of this cache take ``source``'s stream 0 up to position ``end``."""
+        for mine, theirs in zip((self.k, self.v, self.ks, self.vs, self.vmax),
+                                (source.k, source.v, source.ks, source.vs, source.vmax)):
+            for layer, source_layer in zip(mine, theirs):
+                layer[streams, :, :end] = source_layer[0:1, :, :end]
+        self.filled[streams] = end
 
     def _check(self, streams, positions, tokens) -> None:
         """What would make the native code read or write out of bounds, or see a cache it never filled."""
@@ -486,11 +490,7 @@ class NativeLlama:
         the lead's positions again (a block's chunks share them: layout.py)."""
         start = lead.length
         rows = NativeLlamaRows(self.model, 1, start + len(idx))
-        for mine, theirs in zip((rows.k, rows.v, rows.ks, rows.vs, rows.vmax),
-                                (lead.k, lead.v, lead.ks, lead.vs, lead.vmax)):
-            for layer, lead_layer in zip(mine, theirs):
-                layer[:, :, :start] = lead_layer
-        rows.filled[0] = start
+        rows.take_context(lead, slice(0, 1), start)
         return rows.hidden(np.zeros(len(idx)), np.arange(start, start + len(idx)), idx)
 
     def frequencies(self, x: np.ndarray) -> np.ndarray:
