@@ -120,10 +120,12 @@ WIDE = dict(CONFIG, hidden=192, heads=3, kv_heads=1)
 # gemma3: six layers, five of them windowed (8 positions of the 40 the tests step through)
 ARCHITECTURES = {"qwen2": CONFIG, "qwen3": dict(CONFIG, heads=2, kv_heads=1, head_dim=128),
                  "gemma3": dict(CONFIG, layers=6, heads=2, kv_heads=1, head_dim=64, window=8)}
+# seven query heads a KV head: the AVX2 attention takes its heads three at a time (3 + 3 + 1)
+SEVEN_HEADS = dict(CONFIG, hidden=448, heads=7, kv_heads=1)
 
 
-@pytest.fixture(scope="module", params=["head_dim 24", "head_dim 64", "int32 embeddings", "qwen2", "qwen3",
-                                        "gemma3"])
+@pytest.fixture(scope="module", params=["head_dim 24", "head_dim 64", "seven heads a KV head", "int32 embeddings",
+                                        "qwen2", "qwen3", "gemma3"])
 def tiny_llamas(request, tiny_int_llama, tmp_path_factory):
     """A tiny llama on numpy and on native (NativeLlama: passes and steps in llama_step.c); its heads
     as conftest's (24 wide: the portable attention) or as SmolLM2's (64: AVX2 where the CPU has it);
@@ -144,7 +146,8 @@ def tiny_llamas(request, tiny_int_llama, tmp_path_factory):
     else:
         path = tmp_path_factory.mktemp("wide") / "wide.gguf"
         architecture = request.param if request.param in ARCHITECTURES else "llama"
-        write_tiny_gguf(path, seed=1, config=ARCHITECTURES.get(request.param, WIDE), architecture=architecture)
+        config = SEVEN_HEADS if request.param == "seven heads a KV head" else ARCHITECTURES.get(request.param, WIDE)
+        write_tiny_gguf(path, seed=1, config=config, architecture=architecture)
         weights, config = convert_gguf(path)
     runtime = runtime_arrays(weights)
     return IntLlama(runtime, config, NumpyOps()), native.NativeLlama(IntLlama(runtime, config, native.NativeOps()))

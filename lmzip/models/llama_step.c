@@ -362,11 +362,71 @@ AVX2 static inline __m256i eight_dots(const int8_t *q, const int8_t *k, int64_t 
     return sums_of_eight(acc);
 }
 
+/* values_times_probs (below) for n <= 3 heads, 32 dims at a time (12 accumulators of 8 lanes: the values'
+   rows are read D / 32 times) */
+AVX2 static void some_heads(const Model *m, const int8_t *v, int64_t S, int64_t n, const int32_t *probs,
+                            const int32_t *pairs, float unit, float *out) {
+    int64_t D = m->D, P = (S + 1) / 2;
+    int32_t acc[3][512];
+    const __m256i zeros = _mm256_setzero_si256();
+    for (int64_t d0 = 0; d0 < D; d0 += 32) {
+        __m256i sums[3][4]; /* each head's dims d0 + 0..7, 8..15, 16..23, 24..31 */
+        for (int64_t g = 0; g < 3; g++)
+            for (int j = 0; j < 4; j++) sums[g][j] = zeros;
+        for (int64_t i = 0; i < P; i++) {
+            __m256i first = _mm256_loadu_si256((const __m256i *)(v + 2 * i * D + d0));
+            __m256i second = 2 * i + 1 < S ? _mm256_loadu_si256((const __m256i *)(v + (2 * i + 1) * D + d0)) : zeros;
+            __m256i low = _mm256_unpacklo_epi8(first, second), high = _mm256_unpackhi_epi8(first, second);
+            /* in-lane interleaving: low holds dims 0..7 and 16..23, high 8..15 and 24..31 */
+            __m256i x[4] = {_mm256_cvtepi8_epi16(_mm256_castsi256_si128(low)),
+                            _mm256_cvtepi8_epi16(_mm256_castsi256_si128(high)),
+                            _mm256_cvtepi8_epi16(_mm256_extracti128_si256(low, 1)),
+                            _mm256_cvtepi8_epi16(_mm256_extracti128_si256(high, 1))};
+            for (int64_t g = 0; g < n; g++) {
+                __m256i pair = _mm256_set1_epi32(pairs[g * P + i]);
+                for (int j = 0; j < 4; j++) sums[g][j] = _mm256_add_epi32(sums[g][j], _mm256_madd_epi16(x[j], pair));
+            }
+        }
+        for (int64_t g = 0; g < n; g++)
+            for (int j = 0; j < 4; j++) _mm256_storeu_si256((__m256i *)(acc[g] + d0 + 8 * j), sums[g][j]);
+    }
+    for (int64_t g = 0; g < n; g++) {
+        for (int64_t s = 0; s < S; s++) {
+            int32_t rest = probs[g * S + s] & ~0x7FFF;
+            if (rest)
+                for (int64_t d = 0; d < D; d++) acc[g][d] += rest * (int32_t)v[s * D + d];
+        }
+        for (int64_t d = 0; d < D; d++) out[g * D + d] = (float)acc[g][d] * unit;
+    }
+}
+
+/* out (G heads, D) = for each head, the sum over S positions of probs * values (int8), in int32, times
+   vmax / ATTENTION_ONE. The values' rows are read two positions at a time and shared by the G heads:
+   each pair of positions' values interleaved to int16 (v[s][d], v[s+1][d]) meets the pair of the two
+   positions' probabilities (p[s], p[s+1]) in one vpmaddwd. A probability may exceed int16 (it reaches
+   ATTENTION_ONE = 2^17 where one position takes all the weight): its low 15 bits go into the pairs,
+   and the rest, a multiple of 2^15, is added afterwards for the few positions that have it (no
+   more than 4 a head: the probabilities sum to at most 2^17). Every partial sum is an integer below
+   127 * 2^17 in magnitude, and integer sums do not depend on their order: the numbers are
+   attend_head's. Scratch: pairs, G * (S + 1) / 2 int32. */
+AVX2 static void values_times_probs(const Model *m, const int8_t *v, int64_t S, int64_t G, const int32_t *probs,
+                                    int32_t *pairs, float vmax, float *out) {
+    int64_t D = m->D, P = (S + 1) / 2;
+    for (int64_t g = 0; g < G; g++)
+        for (int64_t i = 0; i < P; i++) {
+            int32_t low = probs[g * S + 2 * i] & 0x7FFF, high = 2 * i + 1 < S ? probs[g * S + 2 * i + 1] & 0x7FFF : 0;
+            pairs[g * P + i] = (int32_t)((uint32_t)high << 16 | (uint32_t)low);
+        }
+    float unit = vmax * (float)(1.0 / (double)m->attention_one);
+    for (int64_t g0 = 0; g0 < G; g0 += 3) /* three heads at a time */
+        some_heads(m, v, S, G - g0 < 3 ? G - g0 : 3, probs + g0 * S, pairs + g0 * P, unit, out + g0 * D);
+}
+
 /* attend_head's numbers with AVX2 (D a multiple of 32): the same IEEE operations on eight
-   positions at a time, the same integer sums */
+   positions at a time, the same integer sums. Scratch: ratio and weights (S), probs (G * S), pairs. */
 AVX2 static void attend_head_avx2(const Model *m, const Layer *L, int64_t stream, int64_t pos, int64_t kv,
                                   const int8_t *q, const float *qs, float *ratio, float *weights, int32_t *probs,
-                                  float *out) {
+                                  int32_t *pairs, float *out) {
     int64_t D = m->D, G = m->H / m->KV, first = window_start(L, pos), S = pos + 1 - first, S8 = S / 8 * 8;
     int64_t at = (stream * m->KV + kv) * m->length;
     const int8_t *k = L->k + (at + first) * D, *v = L->v + (at + first) * D;
@@ -419,33 +479,22 @@ AVX2 static void attend_head_avx2(const Model *m, const Layer *L, int64_t stream
         for (s = 0; s < S8; s += 8) {
             __m256 w = _mm256_mul_ps(_mm256_loadu_ps(weights + s), _mm256_loadu_ps(ratio + s));
             w = _mm256_mul_ps(w, _mm256_set1_ps(factor));
-            _mm256_storeu_si256((__m256i *)(probs + s), _mm256_cvttps_epi32(_mm256_floor_ps(w)));
+            _mm256_storeu_si256((__m256i *)(probs + g * S + s), _mm256_cvttps_epi32(_mm256_floor_ps(w)));
         }
-        for (; s < S; s++) probs[s] = probability(weights[s], ratio[s], factor);
-        /* probs (<= 2^17) times values, summed in int32: |sum| <= 127 * 2^17 */
-        float unit = vmax * (float)(1.0 / (double)m->attention_one);
-        for (int64_t d0 = 0; d0 < D; d0 += 32) {
-            __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                              _mm256_setzero_si256()};
-            for (s = 0; s < S; s++) {
-                __m256i p = _mm256_set1_epi32(probs[s]);
-                for (int j = 0; j < 4; j++) {
-                    __m256i values = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(v + s * D + d0 + 8 * j)));
-                    acc[j] = _mm256_add_epi32(acc[j], _mm256_mullo_epi32(p, values));
-                }
-            }
-            for (int j = 0; j < 4; j++)
-                _mm256_storeu_ps(out + h * D + d0 + 8 * j, _mm256_mul_ps(_mm256_cvtepi32_ps(acc[j]), _mm256_set1_ps(unit)));
-        }
+        for (; s < S; s++) probs[g * S + s] = probability(weights[s], ratio[s], factor);
     }
+    values_times_probs(m, v, S, G, probs, pairs, vmax, out + kv * G * D);
 }
+
 #endif
 
 static void attend(const Model *m, const Layer *L, int64_t stream, int64_t pos, int64_t kv, const int8_t *q,
-                   const float *qs, float *ratio, float *weights, int32_t *probs, float *out) {
+                   const float *qs, float *ratio, float *weights, int32_t *probs, int32_t *pairs, float *out) {
 #ifdef __x86_64__
     if (m->kernel >= 1 && m->D % 32 == 0) /* the int8 GEMM's check passed an AVX2 kernel: AVX2 is here */
-        return attend_head_avx2(m, L, stream, pos, kv, q, qs, ratio, weights, probs, out);
+        return attend_head_avx2(m, L, stream, pos, kv, q, qs, ratio, weights, probs, pairs, out);
+#else
+    (void)pairs;
 #endif
     attend_head(m, L, stream, pos, kv, q, qs, ratio, weights, probs, out);
 }
@@ -470,7 +519,7 @@ static void rotate_and_cache(const Model *m, const Layer *L, int64_t stream, int
    (rows of a stream in increasing positions: a row sees those before it), then the attention. */
 static int attention(const Model *m, const Layer *L, int64_t n, const int64_t *streams, const int64_t *positions,
                      float *qkv, float *attn) {
-    int64_t H = m->H, KV = m->KV, D = m->D, A = H * D, NQKV = (H + 2 * KV) * D, longest = 0;
+    int64_t H = m->H, KV = m->KV, G = H / KV, D = m->D, A = H * D, NQKV = (H + 2 * KV) * D, longest = 0;
     int8_t *q = malloc((size_t)(n * H * D));
     float *qs = malloc(sizeof(float) * (size_t)(n * H));
     if (!q || !qs) return free(q), free(qs), -2;
@@ -490,17 +539,18 @@ static int attention(const Model *m, const Layer *L, int64_t n, const int64_t *s
 #pragma omp parallel num_threads(m->threads) if (m->threads > 1 && n * KV * longest * D > (1 << 16))
     {
         float *ratio = malloc(sizeof(float) * (size_t)longest), *weights = malloc(sizeof(float) * (size_t)longest);
-        int32_t *probs = malloc(sizeof(int32_t) * (size_t)longest);
-        if (!ratio || !weights || !probs) {
+        int32_t *probs = malloc(sizeof(int32_t) * (size_t)(G * longest));
+        int32_t *pairs = malloc(sizeof(int32_t) * (size_t)(G * (longest + 1) / 2 + G));
+        if (!ratio || !weights || !probs || !pairs) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(static, 1)
         for (int64_t i = 0; i < n * KV; i++)
-            if (ratio && weights && probs)
+            if (ratio && weights && probs && pairs)
                 attend(m, L, streams[i / KV], positions[i / KV], i % KV, q + (i / KV) * H * D, qs + (i / KV) * H,
-                       ratio, weights, probs, attn + (i / KV) * A);
-        free(ratio), free(weights), free(probs);
+                       ratio, weights, probs, pairs, attn + (i / KV) * A);
+        free(ratio), free(weights), free(probs), free(pairs);
     }
     free(q);
     free(qs);
