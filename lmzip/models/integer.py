@@ -179,7 +179,7 @@ class IntegerPredictor(Predictor):
 
     def _stored_arrays(self) -> dict:
         """The arrays every backend builds from. Kept only until the backend in use is settled: a
-        native model holds its own int8 copies (out, in), so keeping these would hold SmolLM2's
+        native model holds its own int8 copies (in panels), so keeping these would hold SmolLM2's
         weights twice (+134 MB); a backend wanted later reads them from disk again."""
         if self._weights is None:
             self._weights = self.family.runtime_arrays(load_portable(self.directory)[0])

@@ -27,7 +27,7 @@ int lmz_gemm_wide(const int16_t *a, int64_t M, int64_t K, const int8_t *w, int64
                   int threads);
 
 typedef struct {
-    const int8_t *w;     /* (out, in) int8 */
+    const int8_t *w;     /* (out, in) int8 in int8_gemm.c's panels */
     const int32_t *sums; /* (out) */
     const float *scale;  /* (out) column scales: .s, or .sr for the layers added to the residual */
 } Linear;

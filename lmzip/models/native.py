@@ -42,10 +42,15 @@ class NativeUnavailable(RuntimeError):
 
 @dataclass
 class Int8Weight:
-    """An (in, out) int8 weight stored as (out, in), each output's weights contiguous, and each
-    output's weight sum (the AVX-512 VNNI kernel subtracts 128 times it)."""
-    rows: np.ndarray  # (out, in) int8
+    """An (in, out) int8 weight in int8_gemm.c's panels -- the outputs in groups of GROUP, each
+    group's inner dimension in steps of STEP, the group's columns one after another within a step,
+    zeros where the shape does not fill a group or a step -- and each output's weight sum (the
+    AVX-512 VNNI kernel subtracts 128 times it)."""
+    panels: np.ndarray  # int8, (out padded to GROUP) x (in padded to STEP) values
     sums: np.ndarray  # (out,) int32
+    shape: tuple[int, int]  # (out, in)
+
+    GROUP, STEP = 4, 32  # int8_gemm.c's
 
     @classmethod
     def from_columns(cls, w) -> "Int8Weight":
@@ -54,8 +59,12 @@ class Int8Weight:
             if np.abs(w).max(initial=0) > 127 or not np.array_equal(w, np.round(w)):
                 raise ValueError("an int8 weight holds integers in [-127, 127]")
             w = w.astype(np.int8)
-        rows = np.ascontiguousarray(w.T)
-        return cls(rows, rows.sum(axis=1, dtype=np.int32))
+        K, N = w.shape
+        G, S = cls.GROUP, cls.STEP
+        rows = np.zeros((-(-N // G) * G, -(-K // S) * S), np.int8)  # (out, in), zero padded
+        rows[:N, :K] = w.T
+        panels = rows.reshape(rows.shape[0] // G, G, rows.shape[1] // S, S).transpose(0, 2, 1, 3)
+        return cls(np.ascontiguousarray(panels).reshape(-1), w.sum(axis=0, dtype=np.int32), (N, K))
 
 
 class NativeLibrary:
@@ -80,13 +89,13 @@ class NativeLibrary:
         """(M, K) float32 integers in [-127, 127] @ an (K, N) int8 weight -> (M, N) float32, exact
         (each int32 sum rounded once), or with ``sums`` the int32 sums themselves."""
         values = np.ascontiguousarray(values, dtype=np.float32)
-        (M, K), N = values.shape, weight.rows.shape[0]
-        if K != weight.rows.shape[1]:
-            raise ValueError(f"inner dimensions differ: {K} and {weight.rows.shape[1]}")
+        (M, K), N = values.shape, weight.shape[0]
+        if K != weight.shape[1]:
+            raise ValueError(f"inner dimensions differ: {K} and {weight.shape[1]}")
         if K > MAX_INNER:
             raise ValueError(f"an inner dimension over {MAX_INNER} could overflow the int32 sums")
         out = np.empty((M, N), dtype=np.int32 if sums else np.float32)
-        status = self.lib.lmz_int8_gemm(values.ctypes.data, M, K, weight.rows.ctypes.data, N,
+        status = self.lib.lmz_int8_gemm(values.ctypes.data, M, K, weight.panels.ctypes.data, N,
                                         weight.sums.ctypes.data, None if sums else out.ctypes.data,
                                         out.ctypes.data if sums else None,
                                         self.kernel if kernel is None else kernel, threads or self.threads)
@@ -102,11 +111,11 @@ class NativeLibrary:
         rounded once; None where the kernel has no wide GEMM (llama_step.c then makes two int8
         products of each row: the same numbers)."""
         values = np.ascontiguousarray(values, dtype=np.int16)
-        (M, K), N = values.shape, weight.rows.shape[0]
-        if K != weight.rows.shape[1]:
-            raise ValueError(f"inner dimensions differ: {K} and {weight.rows.shape[1]}")
+        (M, K), N = values.shape, weight.shape[0]
+        if K != weight.shape[1]:
+            raise ValueError(f"inner dimensions differ: {K} and {weight.shape[1]}")
         out = np.empty((M, N), dtype=np.float32)
-        status = self.lib.lmz_gemm_wide(values.ctypes.data, M, K, weight.rows.ctypes.data, N, out.ctypes.data,
+        status = self.lib.lmz_gemm_wide(values.ctypes.data, M, K, weight.panels.ctypes.data, N, out.ctypes.data,
                                         self.kernel if kernel is None else kernel, threads or self.threads)
         return None if status else out
 
@@ -365,7 +374,7 @@ class NativeLlamaRows:
 
     def _linear(self, name: str, scale: str) -> _Linear:
         weight, w = self.model.w[f"{name}.w"], self.model.w
-        return _Linear(_pointer(weight.rows, np.int8), _pointer(weight.sums, np.int32),
+        return _Linear(_pointer(weight.panels, np.int8), _pointer(weight.sums, np.int32),
                        _pointer(w[f"{name}.{scale}"], np.float32))
 
     def _layer(self, i: int) -> _Layer:
