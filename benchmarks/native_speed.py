@@ -101,8 +101,10 @@ def render(best: dict[str, dict], repeats: int, kernel_path: str) -> str:
         f"`make bench-native`, {time.strftime('%Y-%m-%d')}; native: {native.status()[1].split(', /')[0]}. Steps "
         f"after {FILLED} cached positions (decompression), a {PASS_TOKENS}-token whole-chunk pass with the "
         f"head (compression); best of {repeats} alternating runs, each backend in its own process. The last "
-        "row divides native's figure by the best other backend's in each column: what lmzip 0.8.0 ran, "
-        "which took the faster of numpy and torch for each kind of work.",
+        "row divides native's figure by the best other backend's in each column. Every backend runs the "
+        "default recipe (2: wide rows after each norm, `docs/portable.md`), which costs numpy and torch more "
+        "than recipe 1 did; lmzip 0.8.0 ran recipe 1 on the faster of numpy and torch, so these ratios are "
+        "not against 0.8.0 (see `docs/benchmarks.md`).",
         "",
         "| backend | 1 stream tok/s | 4 streams tok/s | 32 streams tok/s | pass tok/s | peak RSS MB |",
         "|---|---|---|---|---|---|",
