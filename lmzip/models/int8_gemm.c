@@ -1,8 +1,8 @@
 /* Exact int8 GEMMs for lmzip's integer models (loaded by native.py through ctypes).
 
    out (M, N) float32 = a (M, K) @ w^T, where a holds int8 values stored as float32
-   (the quantized activations) and w (N, K) int8 is a weight matrix with one output
-   column per row, every output one dot product, stored in panels (below).
+   (the quantized activations) and w holds N output columns of K int8 weights, stored in
+   panels (below): every output is one dot product.
 
    Every sum is an exact int32 (|a|, |w| <= 127 and K <= 2^16 keep it below 2^31),
    converted to float32 once with round-to-nearest-even: the same float32 that a
@@ -109,7 +109,7 @@ __attribute__((target("avx2"))) static inline int32_t hsum_avx2(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-/* rows x cols outputs (rows <= 4, cols <= 2, or rows == 1 and cols <= 4) from column n: each
+/* rows x cols outputs (rows <= 4, cols <= 2, or rows <= 2 and cols <= 4) from column n: each
    weight vector is loaded once for all rows, each activation vector once for all columns */
 #define AVX2_TILE(NAME, MR, NR)                                                                        \
     __attribute__((target("avx2"))) static void NAME(const int8_t *a, const int8_t *w, int64_t n,      \
@@ -370,7 +370,7 @@ static void column_range(tile_fn tile, const int8_t *a, int64_t M, int64_t K, co
     }
 }
 
-/* out (M, N) = a (M, K) @ w (N, K)^T, a already int8, into a Sink; colsum (N) = each row of w summed
+/* out (M, N) = a (M, K) @ w (N, K)^T, a already int8, into a Sink; colsum (N) = each column's weights summed
    (used by the VNNI kernel). K <= 65536 (127 * 127 * 65536 < 2^31). */
 static void gemm_into(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
                       Sink out, int kernel, int threads) {

@@ -362,10 +362,10 @@ AVX2 static inline __m256i eight_dots(const int8_t *q, const int8_t *k, int64_t 
     return sums_of_eight(acc);
 }
 
-/* values_times_probs (below) for n <= 3 heads, 32 dims at a time (12 accumulators of 8 lanes: the values'
-   rows are read D / 32 times) */
-AVX2 static void some_heads(const Model *m, const int8_t *v, int64_t S, int64_t n, const int32_t *probs,
-                            const int32_t *pairs, float unit, float *out) {
+/* values_times_probs (below) for up to three heads: each load of the values serves all of them,
+   32 dims at a time (12 accumulators of 8 lanes) */
+AVX2 static void heads_times_values(const Model *m, const int8_t *v, int64_t S, int64_t heads, const int32_t *probs,
+                                    const int32_t *pairs, float unit, float *out) {
     int64_t D = m->D, P = (S + 1) / 2;
     int32_t acc[3][512];
     const __m256i zeros = _mm256_setzero_si256();
@@ -382,15 +382,15 @@ AVX2 static void some_heads(const Model *m, const int8_t *v, int64_t S, int64_t 
                             _mm256_cvtepi8_epi16(_mm256_castsi256_si128(high)),
                             _mm256_cvtepi8_epi16(_mm256_extracti128_si256(low, 1)),
                             _mm256_cvtepi8_epi16(_mm256_extracti128_si256(high, 1))};
-            for (int64_t g = 0; g < n; g++) {
+            for (int64_t g = 0; g < heads; g++) {
                 __m256i pair = _mm256_set1_epi32(pairs[g * P + i]);
                 for (int j = 0; j < 4; j++) sums[g][j] = _mm256_add_epi32(sums[g][j], _mm256_madd_epi16(x[j], pair));
             }
         }
-        for (int64_t g = 0; g < n; g++)
+        for (int64_t g = 0; g < heads; g++)
             for (int j = 0; j < 4; j++) _mm256_storeu_si256((__m256i *)(acc[g] + d0 + 8 * j), sums[g][j]);
     }
-    for (int64_t g = 0; g < n; g++) {
+    for (int64_t g = 0; g < heads; g++) {
         for (int64_t s = 0; s < S; s++) {
             int32_t rest = probs[g * S + s] & ~0x7FFF;
             if (rest)
@@ -408,7 +408,7 @@ AVX2 static void some_heads(const Model *m, const int8_t *v, int64_t S, int64_t 
    and the rest, a multiple of 2^15, is added afterwards for the few positions that have it (no
    more than 4 a head: the probabilities sum to at most 2^17). Every partial sum is an integer below
    127 * 2^17 in magnitude, and integer sums do not depend on their order: the numbers are
-   attend_head's. Scratch: pairs, G * (S + 1) / 2 int32. */
+   attend_head's. Scratch: pairs, G * ((S + 1) / 2) int32. */
 AVX2 static void values_times_probs(const Model *m, const int8_t *v, int64_t S, int64_t G, const int32_t *probs,
                                     int32_t *pairs, float vmax, float *out) {
     int64_t D = m->D, P = (S + 1) / 2;
@@ -419,7 +419,7 @@ AVX2 static void values_times_probs(const Model *m, const int8_t *v, int64_t S, 
         }
     float unit = vmax * (float)(1.0 / (double)m->attention_one);
     for (int64_t g0 = 0; g0 < G; g0 += 3) /* three heads at a time */
-        some_heads(m, v, S, G - g0 < 3 ? G - g0 : 3, probs + g0 * S, pairs + g0 * P, unit, out + g0 * D);
+        heads_times_values(m, v, S, G - g0 < 3 ? G - g0 : 3, probs + g0 * S, pairs + g0 * P, unit, out + g0 * D);
 }
 
 /* attend_head's numbers with AVX2 (D a multiple of 32): the same IEEE operations on eight
@@ -540,7 +540,7 @@ static int attention(const Model *m, const Layer *L, int64_t n, const int64_t *s
     {
         float *ratio = malloc(sizeof(float) * (size_t)longest), *weights = malloc(sizeof(float) * (size_t)longest);
         int32_t *probs = malloc(sizeof(int32_t) * (size_t)(G * longest));
-        int32_t *pairs = malloc(sizeof(int32_t) * (size_t)(G * (longest + 1) / 2 + G));
+        int32_t *pairs = malloc(sizeof(int32_t) * (size_t)(G * ((longest + 1) / 2)));
         if (!ratio || !weights || !probs || !pairs) {
 #pragma omp atomic write
             failed = 1;
