@@ -54,6 +54,21 @@ static int omp_get_num_threads(void) { return 1; }
 #define STEP 32      /* the inner dimension's step in a panel */
 #define PREFETCH 1024 /* bytes ahead a tile asks for, two lines a step of 32 (AVX2 EPYC: 512-3072 all pay) */
 
+/* Ask for the two lines of a panel step PREFETCH bytes ahead. Where a product has at most four
+   rows (a decoder's step of 1-4 streams), each weight is used once: asked for as non-temporal
+   (NTA), the lines skip the outer caches and a one-row step's GEMMs ran 1.15x faster (AVX2 EPYC).
+   With more rows the weights are read again for each band of rows, and must stay in the caches. */
+#define ASK_AHEAD(p, once)                                                                             \
+    do {                                                                                               \
+        if (once) {                                                                                    \
+            _mm_prefetch((const char *)(p) + PREFETCH, _MM_HINT_NTA);                                  \
+            _mm_prefetch((const char *)(p) + PREFETCH + 64, _MM_HINT_NTA);                             \
+        } else {                                                                                       \
+            _mm_prefetch((const char *)(p) + PREFETCH, _MM_HINT_T0);                                   \
+            _mm_prefetch((const char *)(p) + PREFETCH + 64, _MM_HINT_T0);                              \
+        }                                                                                              \
+    } while (0)
+
 /* K padded to the panels' step */
 static inline int64_t padded(int64_t K) { return (K + STEP - 1) / STEP * STEP; }
 
@@ -113,7 +128,7 @@ __attribute__((target("avx2"))) static inline int32_t hsum_avx2(__m256i v) {
    weight vector is loaded once for all rows, each activation vector once for all columns */
 #define AVX2_TILE(NAME, MR, NR)                                                                        \
     __attribute__((target("avx2"))) static void NAME(const int8_t *a, const int8_t *w, int64_t n,      \
-                                                     int64_t K, int64_t K32, int32_t *sums) {          \
+                                                     int64_t K, int64_t K32, int once, int32_t *sums) { \
         const __m256i ones = _mm256_set1_epi16(1);                                                     \
         const int8_t *col[NR];                                                                         \
         __m256i acc[MR][NR];                                                                           \
@@ -122,8 +137,7 @@ __attribute__((target("avx2"))) static inline int32_t hsum_avx2(__m256i v) {
             for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_si256();                           \
         for (int64_t k = 0; k < K32; k += 32) {                                                        \
             __m256i wv[NR];                                                                            \
-            _mm_prefetch((const char *)(col[0] + GROUP * k + PREFETCH), _MM_HINT_T0);                  \
-            _mm_prefetch((const char *)(col[0] + GROUP * k + PREFETCH + 64), _MM_HINT_T0);             \
+            ASK_AHEAD(col[0] + GROUP * k, once);                                                       \
             for (int j = 0; j < NR; j++) wv[j] = _mm256_loadu_si256((const __m256i *)(col[j] + GROUP * k)); \
             for (int i = 0; i < MR; i++) {                                                             \
                 __m256i av = _mm256_loadu_si256((const __m256i *)(a + i * K + k));                     \
@@ -147,22 +161,23 @@ AVX2_TILE(avx2_2x4, 2, 4)
 AVX2_TILE(avx2_1x4, 1, 4)
 AVX2_TILE(avx2_1x1, 1, 1)
 
-typedef void (*avx2_kernel)(const int8_t *, const int8_t *, int64_t, int64_t, int64_t, int32_t *);
+typedef void (*avx2_kernel)(const int8_t *, const int8_t *, int64_t, int64_t, int64_t, int, int32_t *);
 
-/* MR rows x cols outputs from column n0: tiles of MR x NR, then the last columns one at a time */
+/* MR rows x cols outputs from column n0: tiles of MR x NR, then the last columns one at a time
+   (once: the weights are used by these rows alone, ASK_AHEAD) */
 __attribute__((target("avx2"))) static void avx2_band(avx2_kernel kernel, int MR, int NR, const int8_t *a,
                                                       const int8_t *w, int64_t n0, int64_t cols, int64_t K,
-                                                      Sink out, int64_t N) {
+                                                      int once, Sink out, int64_t N) {
     int64_t K32 = K / 32 * 32, n = 0;
     int32_t sums[8];
     for (; n + NR <= cols; n += NR) {
-        kernel(a, w, n0 + n, K, K32, sums);
+        kernel(a, w, n0 + n, K, K32, once, sums);
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NR; j++) put(out, i * N + n + j, sums[i * NR + j]);
     }
     for (; n < cols; n++)
         for (int i = 0; i < MR; i++) {
-            avx2_1x1(a + i * K, w, n0 + n, K, K32, sums);
+            avx2_1x1(a + i * K, w, n0 + n, K, K32, once, sums);
             put(out, i * N + n, sums[0]);
         }
 }
@@ -172,9 +187,10 @@ __attribute__((target("avx2"))) static void tile_avx2(const int8_t *a, int64_t r
                                                       int64_t N) {
     (void)colsum;
     int64_t m = 0;
-    for (; m + 4 <= rows; m += 4) avx2_band(avx2_4x2, 4, 2, a + m * K, w, n0, cols, K, shifted(out, m * N), N);
-    for (; m + 2 <= rows; m += 2) avx2_band(avx2_2x4, 2, 4, a + m * K, w, n0, cols, K, shifted(out, m * N), N);
-    for (; m < rows; m++) avx2_band(avx2_1x4, 1, 4, a + m * K, w, n0, cols, K, shifted(out, m * N), N);
+    int once = rows <= 4;
+    for (; m + 4 <= rows; m += 4) avx2_band(avx2_4x2, 4, 2, a + m * K, w, n0, cols, K, once, shifted(out, m * N), N);
+    for (; m + 2 <= rows; m += 2) avx2_band(avx2_2x4, 2, 4, a + m * K, w, n0, cols, K, once, shifted(out, m * N), N);
+    for (; m < rows; m++) avx2_band(avx2_1x4, 1, 4, a + m * K, w, n0, cols, K, once, shifted(out, m * N), N);
 }
 
 /* -- AVX-512 VNNI: unsigned a + 128, then subtract 128 * column sums -------------------- */
@@ -241,7 +257,7 @@ VNNI_TARGET static void tile_vnni(const int8_t *a, int64_t rows, const int8_t *w
    sums. A panel's 32 weights of a column go in two halves of 16 (one vector of int16 each). */
 #define WIDE_TILE(NAME, MR, NR)                                                                        \
     __attribute__((target("avx2"))) static void NAME(const int16_t *a, const int8_t *w, int64_t n,     \
-                                                     int64_t K, int64_t *sums) {                       \
+                                                     int64_t K, int once, int64_t *sums) {             \
         const int8_t *col[NR];                                                                         \
         for (int j = 0; j < NR; j++) col[j] = column(w, K, n + j);                                     \
         for (int i = 0; i < MR * NR; i++) sums[i] = 0;                                                 \
@@ -252,8 +268,7 @@ VNNI_TARGET static void tile_vnni(const int8_t *a, int64_t rows, const int8_t *w
             for (int i = 0; i < MR; i++)                                                               \
                 for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_si256();                       \
             for (int64_t k = k0; k < k1; k += 32) {                                                    \
-                _mm_prefetch((const char *)(col[0] + GROUP * k + PREFETCH), _MM_HINT_T0);              \
-                _mm_prefetch((const char *)(col[0] + GROUP * k + PREFETCH + 64), _MM_HINT_T0);         \
+                ASK_AHEAD(col[0] + GROUP * k, once);                                                   \
                 for (int half = 0; half < 32; half += 16) {                                            \
                     __m256i wv[NR];                                                                    \
                     for (int j = 0; j < NR; j++)                                                       \
@@ -287,22 +302,22 @@ WIDE_TILE(wide_2x4, 2, 4)
 WIDE_TILE(wide_1x4, 1, 4)
 WIDE_TILE(wide_1x1, 1, 1)
 
-typedef void (*wide_kernel)(const int16_t *, const int8_t *, int64_t, int64_t, int64_t *);
+typedef void (*wide_kernel)(const int16_t *, const int8_t *, int64_t, int64_t, int, int64_t *);
 
 /* MR rows x columns [n0, n1): tiles of MR x NR, then the last columns one at a time; each exact
-   sum (below 2^53) rounded once to float32 */
+   sum (below 2^53) rounded once to float32 (once: the weights are used by these rows alone) */
 __attribute__((target("avx2"))) static void wide_band(wide_kernel kernel, int MR, int NR, const int16_t *a,
                                                       const int8_t *w, int64_t n0, int64_t n1, int64_t K,
-                                                      float *out, int64_t N) {
+                                                      int once, float *out, int64_t N) {
     int64_t sums[8], n = n0;
     for (; n + NR <= n1; n += NR) {
-        kernel(a, w, n, K, sums);
+        kernel(a, w, n, K, once, sums);
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NR; j++) out[i * N + n + j] = (float)(double)sums[i * NR + j];
     }
     for (; n < n1; n++)
         for (int i = 0; i < MR; i++) {
-            wide_1x1(a + i * K, w, n, K, sums);
+            wide_1x1(a + i * K, w, n, K, once, sums);
             out[i * N + n] = (float)(double)sums[0];
         }
 }
@@ -312,9 +327,9 @@ __attribute__((target("avx2"))) static void wide_columns(const int16_t *a, int64
                                                          int64_t N, float *out, int64_t n0, int64_t n1) {
     for (int64_t b = n0; b < n1; b += COLUMN_BLOCK) {
         int64_t e = n1 - b < COLUMN_BLOCK ? n1 : b + COLUMN_BLOCK, m = 0;
-        for (; m + 4 <= M; m += 4) wide_band(wide_4x2, 4, 2, a + m * K, w, b, e, K, out + m * N, N);
-        for (; m + 2 <= M; m += 2) wide_band(wide_2x4, 2, 4, a + m * K, w, b, e, K, out + m * N, N);
-        for (; m < M; m++) wide_band(wide_1x4, 1, 4, a + m * K, w, b, e, K, out + m * N, N);
+        for (; m + 4 <= M; m += 4) wide_band(wide_4x2, 4, 2, a + m * K, w, b, e, K, M <= 4, out + m * N, N);
+        for (; m + 2 <= M; m += 2) wide_band(wide_2x4, 2, 4, a + m * K, w, b, e, K, M <= 4, out + m * N, N);
+        for (; m < M; m++) wide_band(wide_1x4, 1, 4, a + m * K, w, b, e, K, M <= 4, out + m * N, N);
     }
 }
 
