@@ -119,7 +119,7 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
     streams = streams or predictor.default_streams
     if predictor.max_chunk and chunk > predictor.max_chunk:
         raise ValueError(f"chunk length {chunk} exceeds the model's context ({predictor.max_chunk})")
-    lead = predictor.lead_for(chunk, lead) if streams > 1 else 0  # one stream: nothing to lead
+    lead = predictor.lead_for(chunk, lead, streams)
     ids, length, crc = read_tokens(predictor.tokenizer, source)
     planned = layout.first_block_streams(len(ids), chunk, streams, lead)
     if workers is not None and record is not None:

@@ -79,7 +79,7 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
     mixed = engine.mix_setting_for(predictor, len(ids), chunk, streams, mix)
     history = History(mixed) if mixed else None  # the file's, across blocks, as compression's
     # the settings compression would pick (a float model's dtype is measured per stream count)
-    lead = predictor.lead_for(chunk) if streams > 1 else 0  # as compression's
+    lead = predictor.lead_for(chunk, streams=streams)  # as compression's
     predictor.plan(layout.first_block_streams(len(ids), chunk, streams, lead))
     decode = predictor.tokenizer.decode
     infos: list[TokenInfo] = []

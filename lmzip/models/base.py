@@ -95,17 +95,19 @@ class Predictor(ABC):
     @abstractmethod
     def step(self, tokens: np.ndarray) -> np.ndarray: ...
 
-    def lead_for(self, chunk: int, asked: int | None = None) -> int:
+    def lead_for(self, chunk: int, asked: int | None = None, streams: int | None = None) -> int:
         """The lead a file of ``chunk``-token chunks takes (layout.py): ``asked``, or by default the
-        model's where its context holds a first chunk that long."""
+        model's where its context holds a first chunk that long; none on one stream (nothing to
+        lead), after ``asked`` is checked."""
         if asked is None:
-            return self.default_lead if not self.max_chunk or chunk + self.default_lead <= self.max_chunk else 0
+            fits = not self.max_chunk or chunk + self.default_lead <= self.max_chunk
+            return self.default_lead if fits and streams != 1 else 0
         if asked and not self.shares_leads:
             raise ValueError(f"{self.name} cannot share a lead between streams (its numbers depend on the batch)")
         if asked < 0 or (self.max_chunk and chunk + asked > self.max_chunk):
             raise ValueError(f"a lead of {asked} tokens does not fit chunks of {chunk} in the model's context "
                              f"({self.max_chunk})")
-        return asked
+        return asked if streams != 1 else 0
 
     def join(self, n_streams: int) -> None:
         """Streams 1 .. n_streams-1 take a copy of stream 0's context so far (a block's lead,

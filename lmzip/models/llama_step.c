@@ -486,7 +486,6 @@ AVX2 static void attend_head_avx2(const Model *m, const Layer *L, int64_t stream
     }
     values_times_probs(m, v, S, G, probs, pairs, vmax, out + kv * G * D);
 }
-
 #endif
 
 static void attend(const Model *m, const Layer *L, int64_t stream, int64_t pos, int64_t kv, const int8_t *q,
