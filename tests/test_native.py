@@ -77,6 +77,12 @@ def test_the_wide_gemm_gives_the_exact_sums_rounded_once(M, K, N):
     assert LIBRARY.gemm_wide(cases[1][0], native.Int8Weight.from_columns(cases[1][1].astype(np.int8)), 0) is None
 
 
+def test_the_best_kernel_this_cpu_runs_passes_the_load_time_check():
+    """A kernel that disagrees with numpy is dropped at load time (below), and everything still
+    agrees on the next one down: this is what fails when the best kernel's code is wrong."""
+    assert LIBRARY.kernel == LIBRARY.lib.lmz_best_kernel(), f"{native.KERNELS[LIBRARY.kernel]} in use"
+
+
 def test_a_kernel_that_disagrees_with_numpy_is_not_used(monkeypatch):
     library = native.NativeLibrary(LIBRARY.path, threads=2)
     real = library.gemm

@@ -391,11 +391,17 @@ AVX2 static void heads_times_values(const Model *m, const int8_t *v, int64_t S, 
         for (int64_t g = 0; g < heads; g++)
             for (int j = 0; j < 4; j++) _mm256_storeu_si256((__m256i *)(acc[g] + d0 + 8 * j), sums[g][j]);
     }
+    const __m256i high_bits = _mm256_set1_epi32(~0x7FFF);
     for (int64_t g = 0; g < heads; g++) {
-        for (int64_t s = 0; s < S; s++) {
-            int32_t rest = probs[g * S + s] & ~0x7FFF;
-            if (rest)
-                for (int64_t d = 0; d < D; d++) acc[g][d] += rest * (int32_t)v[s * D + d];
+        for (int64_t s0 = 0; s0 < S; s0 += 8) { /* eight at a time: most have no bits above 2^15 */
+            int64_t s1 = s0 + 8 < S ? s0 + 8 : S;
+            if (s1 - s0 == 8 && _mm256_testz_si256(_mm256_loadu_si256((const __m256i *)(probs + g * S + s0)), high_bits))
+                continue;
+            for (int64_t s = s0; s < s1; s++) {
+                int32_t rest = probs[g * S + s] & ~0x7FFF;
+                if (rest)
+                    for (int64_t d = 0; d < D; d++) acc[g][d] += rest * (int32_t)v[s * D + d];
+            }
         }
         for (int64_t d = 0; d < D; d++) out[g * D + d] = (float)acc[g][d] * unit;
     }
@@ -616,15 +622,51 @@ int lmz_llama_hidden(const Model *m, int64_t n, const int64_t *streams, const in
 }
 
 /* One row of logits -> its frequencies: the exp table indexed in steps below the row's maximum. */
+static inline int32_t frequency(const Model *m, float logit, float top) {
+    float index = rintf((logit - top) * -(float)m->exp_steps);
+    index = index < 0.0f ? 0.0f : (index > (float)m->table_last ? (float)m->table_last : index);
+    return m->table_plus_one[(int64_t)index];
+}
+
 static void frequencies_row(const Model *m, const float *row, int32_t *freqs) {
     float top = -INFINITY;
     for (int64_t j = 0; j < m->V; j++)
         if (row[j] > top) top = row[j];
-    for (int64_t j = 0; j < m->V; j++) {
-        float index = rintf((row[j] - top) * -(float)m->exp_steps);
-        index = index < 0.0f ? 0.0f : (index > (float)m->table_last ? (float)m->table_last : index);
-        freqs[j] = m->table_plus_one[(int64_t)index];
+    for (int64_t j = 0; j < m->V; j++) freqs[j] = frequency(m, row[j], top);
+}
+
+#ifdef __x86_64__
+/* frequencies_row's numbers with AVX2, eight logits at a time: the same maximum (a maximum does
+   not depend on the order it is taken in; where +0 and -0 tie, every difference from it is the
+   same but a zero's sign, which the clip to [0, last] erases), the same float32 subtraction and
+   product rounded once each, rint's round half to even, the same clip and table entry. */
+AVX2 static void frequencies_row_avx2(const Model *m, const float *row, int32_t *freqs) {
+    int64_t V = m->V, V8 = V / 8 * 8, j;
+    __m256 tops = _mm256_set1_ps(-INFINITY);
+    for (j = 0; j < V8; j += 8) tops = _mm256_max_ps(tops, _mm256_loadu_ps(row + j));
+    float lanes[8], top = -INFINITY;
+    _mm256_storeu_ps(lanes, tops);
+    for (int i = 0; i < 8; i++) top = lanes[i] > top ? lanes[i] : top;
+    for (; j < V; j++) top = row[j] > top ? row[j] : top;
+    const __m256 top8 = _mm256_set1_ps(top), steps = _mm256_set1_ps(-(float)m->exp_steps);
+    const __m256 zero = _mm256_setzero_ps(), last = _mm256_set1_ps((float)m->table_last);
+    for (j = 0; j < V8; j += 8) {
+        __m256 index = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(row + j), top8), steps);
+        index = _mm256_round_ps(index, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        index = _mm256_min_ps(_mm256_max_ps(index, zero), last);
+        __m256i entry = _mm256_i32gather_epi32((const int *)m->table_plus_one, _mm256_cvttps_epi32(index), 4);
+        _mm256_storeu_si256((__m256i *)(freqs + j), entry);
     }
+    for (; j < V; j++) freqs[j] = frequency(m, row[j], top);
+}
+#endif
+
+static void frequencies_of(const Model *m, const float *row, int32_t *freqs) {
+#ifdef __x86_64__
+    if (m->kernel >= 1) /* the int8 GEMM's check passed an AVX2 kernel: AVX2 is here */
+        return frequencies_row_avx2(m, row, freqs);
+#endif
+    frequencies_row(m, row, freqs);
 }
 
 /* IntegerArithmetic.frequencies of n rows of the final residual: the head, then the exp table
@@ -642,7 +684,7 @@ int lmz_llama_frequencies(const Model *m, int64_t n, const double *x, int32_t *f
                                                     wide_values + r * C));
         status = linear_of(m, values, wide_values, row_scale, n, C, &m->head, V, logits);
     }
-    if (!status) ROW_BY_ROW(m, n, r, frequencies_row(m, logits + r * V, freqs + r * V));
+    if (!status) ROW_BY_ROW(m, n, r, frequencies_of(m, logits + r * V, freqs + r * V));
     free(scaled), free(values), free(wide_values), free(row_scale), free(logits);
     return status;
 }
