@@ -52,7 +52,7 @@ def test_every_kernel_gives_numpys_integers(M, K, N):
                 np.testing.assert_array_equal(sums, a.astype(np.int64) @ w.astype(np.int64))
 
 
-@pytest.mark.parametrize("M,K,N", [(1, 576, 70), (2, 1536, 9), (5, 33, 66), (9, 100, 130), (3, 8240, 5)])
+@pytest.mark.parametrize("M,K,N", [(1, 576, 70), (2, 1536, 9), (5, 33, 66), (7, 64, 13), (9, 100, 130), (3, 8240, 5)])
 def test_the_wide_gemm_gives_the_exact_sums_rounded_once(M, K, N):
     """Recipe 2's rows (to +-127*128) times int8 weights, where the kernel has a wide GEMM (AVX2):
     tiles of 4, 2 and 1 rows, K tails, the extremes (sums beyond 2^31), an inner dimension past one

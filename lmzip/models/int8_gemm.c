@@ -157,6 +157,7 @@ __attribute__((target("avx2"))) static inline int32_t hsum_avx2(__m256i v) {
     }
 
 AVX2_TILE(avx2_4x2, 4, 2)
+AVX2_TILE(avx2_3x2, 3, 2)
 AVX2_TILE(avx2_2x4, 2, 4)
 AVX2_TILE(avx2_1x4, 1, 4)
 AVX2_TILE(avx2_1x1, 1, 1)
@@ -189,6 +190,10 @@ __attribute__((target("avx2"))) static void tile_avx2(const int8_t *a, int64_t r
     int64_t m = 0;
     int once = rows <= 4;
     for (; m + 4 <= rows; m += 4) avx2_band(avx2_4x2, 4, 2, a + m * K, w, n0, cols, K, once, shifted(out, m * N), N);
+    if (rows - m == 3) { /* in one band: two bands would read the weights twice */
+        avx2_band(avx2_3x2, 3, 2, a + m * K, w, n0, cols, K, once, shifted(out, m * N), N);
+        m += 3;
+    }
     for (; m + 2 <= rows; m += 2) avx2_band(avx2_2x4, 2, 4, a + m * K, w, n0, cols, K, once, shifted(out, m * N), N);
     for (; m < rows; m++) avx2_band(avx2_1x4, 1, 4, a + m * K, w, n0, cols, K, once, shifted(out, m * N), N);
 }
@@ -298,6 +303,7 @@ __attribute__((target("avx2"))) static inline int64_t lanes_sum64(__m256i v) {
 }
 
 WIDE_TILE(wide_4x2, 4, 2)
+WIDE_TILE(wide_3x2, 3, 2)
 WIDE_TILE(wide_2x4, 2, 4)
 WIDE_TILE(wide_1x4, 1, 4)
 WIDE_TILE(wide_1x1, 1, 1)
@@ -328,6 +334,10 @@ __attribute__((target("avx2"))) static void wide_columns(const int16_t *a, int64
     for (int64_t b = n0; b < n1; b += COLUMN_BLOCK) {
         int64_t e = n1 - b < COLUMN_BLOCK ? n1 : b + COLUMN_BLOCK, m = 0;
         for (; m + 4 <= M; m += 4) wide_band(wide_4x2, 4, 2, a + m * K, w, b, e, K, M <= 4, out + m * N, N);
+        if (M - m == 3) { /* in one band: two would read the weights twice (from memory where M is 3) */
+            wide_band(wide_3x2, 3, 2, a + m * K, w, b, e, K, M <= 4, out + m * N, N);
+            m += 3;
+        }
         for (; m + 2 <= M; m += 2) wide_band(wide_2x4, 2, 4, a + m * K, w, b, e, K, M <= 4, out + m * N, N);
         for (; m < M; m++) wide_band(wide_1x4, 1, 4, a + m * K, w, b, e, K, M <= 4, out + m * N, N);
     }
