@@ -53,12 +53,16 @@ class Int8Weight:
     GROUP, STEP = 4, 32  # int8_gemm.c's
 
     @classmethod
-    def from_columns(cls, w) -> "Int8Weight":
+    def from_columns(cls, w, library: "NativeLibrary | None" = None) -> "Int8Weight":
+        """Packed by ``library`` where given (lmz_pack_panels, ~20x faster), else by numpy: the
+        same panels (tests compare them; the library's load-time check runs a model packed by it)."""
         w = np.asarray(w)
         if w.dtype != np.int8:
             if np.abs(w).max(initial=0) > 127 or not np.array_equal(w, np.round(w)):
                 raise ValueError("an int8 weight holds integers in [-127, 127]")
             w = w.astype(np.int8)
+        if library is not None:
+            return library.packed(w)
         K, N = w.shape
         G, S = cls.GROUP, cls.STEP
         rows = np.zeros((-(-N // G) * G, -(-K // S) * S), np.int8)  # (out, in), zero padded
@@ -78,11 +82,22 @@ class NativeLibrary:
         self.lib.lmz_gemm_wide.restype = ctypes.c_int
         self.lib.lmz_gemm_wide.argtypes = [_POINTER, ctypes.c_int64, ctypes.c_int64, _POINTER, ctypes.c_int64,
                                            _POINTER, ctypes.c_int, ctypes.c_int]
+        self.lib.lmz_pack_panels.restype = None
+        self.lib.lmz_pack_panels.argtypes = [_POINTER, ctypes.c_int64, ctypes.c_int64, _POINTER, _POINTER]
         self.lib.lmz_llama_hidden.restype = ctypes.c_int
         self.lib.lmz_llama_hidden.argtypes = [_POINTER, ctypes.c_int64, _POINTER, _POINTER, _POINTER, _POINTER]
         self.lib.lmz_llama_frequencies.restype = ctypes.c_int
         self.lib.lmz_llama_frequencies.argtypes = [_POINTER, ctypes.c_int64, _POINTER, _POINTER]
         self.kernel = self.lib.lmz_best_kernel()
+
+    def packed(self, w: np.ndarray) -> Int8Weight:
+        """An (in, out) int8 weight in panels, with its column sums."""
+        w = np.ascontiguousarray(w, dtype=np.int8)
+        (K, N), G, S = w.shape, Int8Weight.GROUP, Int8Weight.STEP
+        panels = np.empty(-(-N // G) * G * (-(-K // S) * S), np.int8)
+        sums = np.empty(N, np.int32)
+        self.lib.lmz_pack_panels(w.ctypes.data, K, N, panels.ctypes.data, sums.ctypes.data)
+        return Int8Weight(panels, sums, (N, K))
 
     def gemm(self, values: np.ndarray, weight: Int8Weight, kernel: int | None = None,
              threads: int | None = None, sums: bool = False) -> np.ndarray:
@@ -283,9 +298,8 @@ class NativeOps(NumpyOps):
     def __init__(self, library: NativeLibrary | None = None):
         self.library = library or load()
 
-    @staticmethod
-    def weight(w):
-        return Int8Weight.from_columns(w)
+    def weight(self, w):
+        return Int8Weight.from_columns(w, self.library)
 
     def int8_matmul(self, values, weight):
         """(M, K) integer-valued float32 @ an Int8Weight: float32, exact."""
