@@ -1,7 +1,7 @@
 """Speculative decoding of the integer SmolLM2 on one stream: decompression with and without
 guessing, on prose and on repetitive texts, in one run.
 
-    python benchmarks/speculate.py [--bytes 6000] [--repeats 2]
+    python benchmarks/speculate.py [--bytes 6000] [--repeats 3]
 
 Each text's first ``--bytes`` (one stream: under 2,048 tokens) is compressed once, then decoded on
 the native backend with and without speculation, alternating, ``--repeats`` times; the best time of
@@ -44,7 +44,7 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bytes", type=int, default=6000)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)  # this VM drifts ~5 % between runs
     args = parser.parse_args()
     kernel_path = torch.backends.cpu.get_cpu_capability().lower()
     rows = []
