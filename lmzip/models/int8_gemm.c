@@ -22,7 +22,7 @@
    The same products can come out as the int32 sums themselves (``lmz_gemm_i8_sums``): wide
    rows are two int8 products whose sums are combined exactly before one rounding (llama_step.c).
 
-   Weights are stored in panels (native.Int8Weight packs them): the output columns in groups of
+   Weights are stored in panels (lmz_pack_panels below packs them): the output columns in groups of
    four, and each group's inner dimension in steps of 32 -- column 0's 32 weights at k..k+31, then
    columns 1, 2 and 3's, then the next 32 k. A one-row product (a decoder's step, bound by memory)
    then reads each group of columns as one sequential stream, which the prefetchers follow at
@@ -350,8 +350,8 @@ __attribute__((target("avx2"))) static void wide_columns(const int16_t *a, int64
 /* w (K, N): the inner dimension first, as the models store their weights -> the panels (zeros
    where the shape does not fill a step or a group: the caller's buffer of padded(K) times N
    rounded up to GROUP bytes) and each column's weight sum. For each step of 32 rows and each group
-   of four columns, the four weights of a row are read together and the group's 128 bytes written
-   in one place: a few times faster than numpy's two strided copies. */
+   of four columns, the group's 128 bytes are written in one place (numpy's two strided copies took
+   0.54 s for SmolLM2's head, this 0.04 s on the AVX2 EPYC). */
 void lmz_pack_panels(const int8_t *w, int64_t K, int64_t N, int8_t *panels, int32_t *sums) {
     int64_t Kp = padded(K), groups = (N + GROUP - 1) / GROUP;
     memset(panels, 0, (size_t)(groups * GROUP * Kp));

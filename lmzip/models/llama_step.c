@@ -339,6 +339,9 @@ static void attend_head(const Model *m, const Layer *L, int64_t stream, int64_t 
 
 #define AVX2 __attribute__((target("avx2")))
 
+/* the int8 GEMM's load-time check passed an AVX2 kernel (or a VNNI one): AVX2 is here */
+static inline int avx2_here(const Model *m) { return m->kernel >= 1; }
+
 /* eight int32 vectors -> one vector of their eight horizontal sums (integer adds: exact) */
 AVX2 static inline __m256i sums_of_eight(__m256i a[8]) {
     __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
@@ -393,12 +396,13 @@ AVX2 static void heads_times_values(const Model *m, const int8_t *v, int64_t S, 
     }
     const __m256i high_bits = _mm256_set1_epi32(~0x7FFF);
     for (int64_t g = 0; g < heads; g++) {
-        for (int64_t s0 = 0; s0 < S; s0 += 8) { /* eight at a time: most have no bits above 2^15 */
+        const int32_t *p = probs + g * S;
+        for (int64_t s0 = 0; s0 < S; s0 += 8) { /* eight at a time: most have no bits from 2^15 up */
             int64_t s1 = s0 + 8 < S ? s0 + 8 : S;
-            if (s1 - s0 == 8 && _mm256_testz_si256(_mm256_loadu_si256((const __m256i *)(probs + g * S + s0)), high_bits))
+            if (s1 - s0 == 8 && _mm256_testz_si256(_mm256_loadu_si256((const __m256i *)(p + s0)), high_bits))
                 continue;
             for (int64_t s = s0; s < s1; s++) {
-                int32_t rest = probs[g * S + s] & ~0x7FFF;
+                int32_t rest = p[s] & ~0x7FFF;
                 if (rest)
                     for (int64_t d = 0; d < D; d++) acc[g][d] += rest * (int32_t)v[s * D + d];
             }
@@ -462,13 +466,14 @@ AVX2 static void attend_head_avx2(const Model *m, const Layer *L, int64_t stream
             weights[s] = score_of(qh, k + s * D, D, factor_q, ks[s]);
             if (weights[s] > top) top = weights[s];
         }
-        /* table steps below the maximum, rounded half to even, clipped; the table's integers summed
-           per lane (<= 1,024 * 2^20 < 2^31 for 8,192 positions), then in 64 bits */
+        /* table steps below the maximum, rounded as rintf rounds (the current mode: half to even),
+           clipped; the table's integers summed per lane (<= 1,024 * 2^20 < 2^31 for 8,192
+           positions), then in 64 bits */
         __m256i lane_totals = _mm256_setzero_si256();
         __m256 top8 = _mm256_set1_ps(top);
         for (s = 0; s < S8; s += 8) {
             __m256 index = _mm256_round_ps(_mm256_sub_ps(top8, _mm256_loadu_ps(weights + s)),
-                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                                           _MM_FROUND_CUR_DIRECTION);
             index = _mm256_min_ps(_mm256_max_ps(index, zero), last);
             __m256 w = _mm256_i32gather_ps(m->attention_exp, _mm256_cvttps_epi32(index), 4);
             _mm256_storeu_ps(weights + s, w);
@@ -497,8 +502,10 @@ AVX2 static void attend_head_avx2(const Model *m, const Layer *L, int64_t stream
 static void attend(const Model *m, const Layer *L, int64_t stream, int64_t pos, int64_t kv, const int8_t *q,
                    const float *qs, float *ratio, float *weights, int32_t *probs, int32_t *pairs, float *out) {
 #ifdef __x86_64__
-    if (m->kernel >= 1 && m->D % 32 == 0) /* the int8 GEMM's check passed an AVX2 kernel: AVX2 is here */
-        return attend_head_avx2(m, L, stream, pos, kv, q, qs, ratio, weights, probs, pairs, out);
+    if (avx2_here(m) && m->D % 32 == 0) {
+        attend_head_avx2(m, L, stream, pos, kv, q, qs, ratio, weights, probs, pairs, out);
+        return;
+    }
 #else
     (void)pairs;
 #endif
@@ -636,10 +643,11 @@ static void frequencies_row(const Model *m, const float *row, int32_t *freqs) {
 }
 
 #ifdef __x86_64__
-/* frequencies_row's numbers with AVX2, eight logits at a time: the same maximum (a maximum does
-   not depend on the order it is taken in; where +0 and -0 tie, every difference from it is the
-   same but a zero's sign, which the clip to [0, last] erases), the same float32 subtraction and
-   product rounded once each, rint's round half to even, the same clip and table entry. */
+/* frequencies_row's numbers with AVX2, eight logits at a time: the same maximum (logits are finite,
+   int32 sums times finite scales, and the maximum of finite numbers does not depend on the order it
+   is taken in; where +0 and -0 tie, every difference from it is the same but a zero's sign, which
+   the clip to [0, last] erases), the same float32 subtraction and product rounded once each, rint's
+   rounding (the current mode, as rintf), the same clip and table entry. */
 AVX2 static void frequencies_row_avx2(const Model *m, const float *row, int32_t *freqs) {
     int64_t V = m->V, V8 = V / 8 * 8, j;
     __m256 tops = _mm256_set1_ps(-INFINITY);
@@ -652,7 +660,7 @@ AVX2 static void frequencies_row_avx2(const Model *m, const float *row, int32_t 
     const __m256 zero = _mm256_setzero_ps(), last = _mm256_set1_ps((float)m->table_last);
     for (j = 0; j < V8; j += 8) {
         __m256 index = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(row + j), top8), steps);
-        index = _mm256_round_ps(index, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        index = _mm256_round_ps(index, _MM_FROUND_CUR_DIRECTION);
         index = _mm256_min_ps(_mm256_max_ps(index, zero), last);
         __m256i entry = _mm256_i32gather_epi32((const int *)m->table_plus_one, _mm256_cvttps_epi32(index), 4);
         _mm256_storeu_si256((__m256i *)(freqs + j), entry);
@@ -663,8 +671,10 @@ AVX2 static void frequencies_row_avx2(const Model *m, const float *row, int32_t 
 
 static void frequencies_of(const Model *m, const float *row, int32_t *freqs) {
 #ifdef __x86_64__
-    if (m->kernel >= 1) /* the int8 GEMM's check passed an AVX2 kernel: AVX2 is here */
-        return frequencies_row_avx2(m, row, freqs);
+    if (avx2_here(m)) {
+        frequencies_row_avx2(m, row, freqs);
+        return;
+    }
 #endif
     frequencies_row(m, row, freqs);
 }

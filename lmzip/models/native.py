@@ -40,6 +40,11 @@ class NativeUnavailable(RuntimeError):
     """Why the native library cannot be used here (one line)."""
 
 
+class NativeBroken(NativeUnavailable):
+    """The library was compiled here and is wrong: it does not build, or even its portable kernel
+    disagrees with numpy. lmzip still works without it; its tests fail rather than skip."""
+
+
 @dataclass
 class Int8Weight:
     """An (in, out) int8 weight in int8_gemm.c's panels -- the outputs in groups of GROUP, each
@@ -54,15 +59,16 @@ class Int8Weight:
 
     @classmethod
     def from_columns(cls, w, library: "NativeLibrary | None" = None) -> "Int8Weight":
-        """Packed by ``library`` where given (lmz_pack_panels, ~20x faster), else by numpy: the
-        same panels (tests compare them; the library's load-time check runs a model packed by it)."""
+        """Packed by ``library`` where given (lmz_pack_panels: SmolLM2's head in 0.04 s against
+        numpy's 0.54, AVX2 EPYC), else by numpy: the same panels (tests compare them; the library's
+        load-time check runs a model packed by it)."""
         w = np.asarray(w)
         if w.dtype != np.int8:
             if np.abs(w).max(initial=0) > 127 or not np.array_equal(w, np.round(w)):
                 raise ValueError("an int8 weight holds integers in [-127, 127]")
             w = w.astype(np.int8)
         if library is not None:
-            return library.packed(w)
+            return library._packed(w)
         K, N = w.shape
         G, S = cls.GROUP, cls.STEP
         rows = np.zeros((-(-N // G) * G, -(-K // S) * S), np.int8)  # (out, in), zero padded
@@ -90,8 +96,9 @@ class NativeLibrary:
         self.lib.lmz_llama_frequencies.argtypes = [_POINTER, ctypes.c_int64, _POINTER, _POINTER]
         self.kernel = self.lib.lmz_best_kernel()
 
-    def packed(self, w: np.ndarray) -> Int8Weight:
-        """An (in, out) int8 weight in panels, with its column sums."""
+    def _packed(self, w: np.ndarray) -> Int8Weight:
+        """An (in, out) int8 weight, already checked by Int8Weight.from_columns, in panels with its
+        column sums."""
         w = np.ascontiguousarray(w, dtype=np.int8)
         (K, N), G, S = w.shape, Int8Weight.GROUP, Int8Weight.STEP
         panels = np.empty(-(-N // G) * G * (-(-K // S) * S), np.int8)
@@ -145,7 +152,7 @@ class NativeLibrary:
         even the portable one agrees."""
         while not self._agrees_with_numpy(self.kernel):
             if self.kernel == 0:
-                raise NativeUnavailable("the native kernels failed their check against numpy")
+                raise NativeBroken("the native kernels failed their check against numpy")
             self.kernel -= 1
 
     def _agrees_with_numpy(self, kernel: int) -> bool:
@@ -176,7 +183,7 @@ class NativeLibrary:
 
         rng = np.random.default_rng(2)
         limit = int(WIDE_ROWS)
-        for M, K, N in ((1, 576, 70), (5, 1536, 9), (6, 100, 13)):
+        for M, K, N in ((1, 576, 70), (5, 1536, 9), (6, 100, 13), (7, 100, 13)):  # bands of 4, 1, 2 and 3 rows
             for a, w in ((np.full((M, K), limit) * rng.choice([-1, 1], (M, 1)),
                           np.full((K, N), 127) * rng.choice([-1, 1], (1, N))),
                          (rng.integers(-limit, limit + 1, (M, K)), rng.integers(-127, 128, (K, N)))):
@@ -258,7 +265,7 @@ def build() -> Path:
                 os.replace(tmp, target)
                 return target
         last = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        raise NativeUnavailable(f"{compiler} could not build the native int8 GEMM: {last}")
+        raise NativeBroken(f"{compiler} could not build the native int8 GEMM: {last}")
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
