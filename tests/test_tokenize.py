@@ -165,3 +165,19 @@ def test_gguf_vocabularies_split_english_as_their_reference_tokenizer(gguf_token
     ids = tokenizer.encode(text.encode()).tolist()
     assert ids == reference(text, add_special_tokens=False)["input_ids"]
     assert sum(len(tokenizer.decode([i])) > 1 for i in ids) > 200  # pieces, not single bytes
+
+
+def test_token_bytes_follow_the_byte_level_alphabet():
+    """Every token of the alphabet's characters is its bytes; a token with any other character (a
+    space, a control character, one beyond Latin-1) is None: as the character-by-character map."""
+    from lmzip.tokenize import byte_to_unicode
+
+    alphabet = byte_to_unicode()
+    reverse = {c: b for b, c in alphabet.items()}
+    vocab = {"".join(alphabet[b] for b in bytes(range(256))): 0, "<s>": 1, "a b": 2, "\x01": 3, "中": 4,
+             alphabet[0] + alphabet[255] + alphabet[ord(" ")]: 5, "Ā": 6, "\u00ad": 7, alphabet[0xAD]: 8}
+    got = BPETokenizer._build_token_bytes(vocab, 10)
+    for token, idx in vocab.items():
+        expected = bytes(reverse[c] for c in token) if all(c in reverse for c in token) else None
+        assert got[idx] == expected, token
+    assert got[0] == bytes(range(256)) and got[2] is None and got[9] is None

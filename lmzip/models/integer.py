@@ -107,6 +107,7 @@ class IntegerPredictor(Predictor):
         self.family = LLAMA if config.get("model_type") == LLAMA_TYPE else GPT
         # every backend builds from one copy of the stored arrays (a float backend adds its float32 weights)
         self._weights, self._config = self.family.runtime_arrays(weights), config
+        del weights  # what runtime_arrays converted (SmolLM2's int32 embeddings, 113 MB) goes before the backend's copies
         self.backend = backend
         # a llama's arithmetic recipe: the one new files take (``use_recipe``; the newest unless
         # asked), a file's own while it is decoded (``adopt``), then new files' again (``plan``)
