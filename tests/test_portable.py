@@ -244,3 +244,24 @@ def test_float_fast_files_name_their_model():
     header = lmzip.api.read_header(io.BytesIO(blob))
     assert (header.model, header.portable, header.settings.dtype) == ("fast-float", False, "f32")
     assert lmzip.decompress(blob) == data
+
+
+def test_stored_tensors_load_with_a_safetensors_that_has_no_pread_backend(tmp_path, monkeypatch):
+    """safetensors before 0.8 has no ``backend`` argument: the file is mapped, as before."""
+    import safetensors.numpy as st
+
+    from lmzip.models.intgpt import _read_tensors
+
+    tensors = {"a.w": np.arange(-6, 6, dtype=np.int8).reshape(3, 4), "e": np.arange(5, dtype=np.int32)}
+    st.save_file(tensors, str(tmp_path / "model.safetensors"))
+    real, asked = st.load_file, []
+
+    def before_0_8(filename):  # the old signature: a backend argument is a TypeError
+        asked.append(filename)
+        return real(filename)
+
+    for load in (real, before_0_8):
+        monkeypatch.setattr(st, "load_file", load)
+        got = _read_tensors(tmp_path / "model.safetensors")
+        assert got.keys() == tensors.keys() and all(np.array_equal(got[k], v) for k, v in tensors.items())
+    assert asked  # the fallback ran
