@@ -628,13 +628,14 @@ int lmz_llama_hidden(const Model *m, int64_t n, const int64_t *streams, const in
     return status;
 }
 
-/* One row of logits -> its frequencies: the exp table indexed in steps below the row's maximum. */
+/* A logit's frequency: the exp table indexed in steps below its row's maximum. */
 static inline int32_t frequency(const Model *m, float logit, float top) {
     float index = rintf((logit - top) * -(float)m->exp_steps);
     index = index < 0.0f ? 0.0f : (index > (float)m->table_last ? (float)m->table_last : index);
     return m->table_plus_one[(int64_t)index];
 }
 
+/* One row of logits -> its frequencies. */
 static void frequencies_row(const Model *m, const float *row, int32_t *freqs) {
     float top = -INFINITY;
     for (int64_t j = 0; j < m->V; j++)
