@@ -33,8 +33,8 @@ ROWS = [("fast (integer)", ["--model", "fast"], 65536),
 
 
 def machine_facts(env: dict) -> dict:
-    code = ("import json, torch; from lmzip.models.intops import int8_gemm_pays; "
-            "from lmzip.models.torch_base import cpu_kernels, default_float_dtype; "
+    code = ("import json, torch; from lmzip.models.integer.ops import int8_gemm_pays; "
+            "from lmzip.models.float.torch_base import cpu_kernels, default_float_dtype; "
             "print(json.dumps({'kernels': cpu_kernels(), 'fallback float dtype': default_float_dtype(), "
             "'int8 GEMM': int8_gemm_pays(), 'threads': torch.get_num_threads()}))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

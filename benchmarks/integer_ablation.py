@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from lmzip.models.gguf_file import file_sha256  # noqa: E402
-from lmzip.models.smollm2 import START_TOKEN, converted_dir, find_gguf  # noqa: E402
+from lmzip.models.gguf.files import file_sha256  # noqa: E402
+from lmzip.models.gguf.smollm2 import START_TOKEN, converted_dir, find_gguf  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "corpus" / "eval"
 TEXTS = ["canterbury/alice29.txt", "calgary/book1", "calgary/paper1"]
@@ -123,7 +123,7 @@ def bits_per_byte(model, chunks: list[torch.Tensor], n_bytes: int) -> float:
 def main() -> None:
     from transformers import LlamaForCausalLM
 
-    from lmzip.models.hf import quiet_transformers
+    from lmzip.models.float.hf import quiet_transformers
     from lmzip.tokenize import BPETokenizer
 
     torch.manual_seed(0)

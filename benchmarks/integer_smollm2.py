@@ -1,5 +1,5 @@
 """The integer SmolLM2 against the float one: bits and speed on this machine, by each of the
-integer llama's recipes (intllama.RECIPES; new files take the newest).
+integer llama's recipes (integer/llama.py RECIPES; new files take the newest).
 
     python benchmarks/integer_smollm2.py [--texts alice29.txt,asyoulik.txt] [--bytes 32768]
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from lmzip.coder import token_intervals  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
-from lmzip.models.intllama import RECIPES  # noqa: E402
+from lmzip.models.integer.llama import RECIPES  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "corpus" / "eval"
 CHUNK = 2048
@@ -39,7 +39,7 @@ def float_nll_bits(directory: Path, bos_id: int, ids: np.ndarray) -> float:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from lmzip.models.hf import quiet_transformers
+    from lmzip.models.float.hf import quiet_transformers
 
     with quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
@@ -109,7 +109,7 @@ def main() -> None:
     recipes = sorted(RECIPES)
     lines = [f"# Integer vs float SmolLM2 on {cpu_name()} (`make bench-smollm2`)", "",
              f"Bits per byte, first {args.bytes // 1024} KB, {CHUNK}-token chunks; the integer model by each "
-             "recipe (intllama.RECIPES: " + "; ".join(f"{r}: {RECIPES[r]}" for r in recipes) + "):", "",
+             "recipe (integer/llama.py RECIPES: " + "; ".join(f"{r}: {RECIPES[r]}" for r in recipes) + "):", "",
              "| text | float smollm2 | " + " | ".join(f"integer, recipe {r} | change" for r in recipes) + " |",
              "|---|---|" + "---|---|" * len(recipes)]
     whole_seconds, whole_tokens = dict.fromkeys(recipes, 0.0), 0

@@ -26,7 +26,7 @@ EVAL = ROOT.parent / "shared" / "corpus" / "eval"
 def tiny_model(directory: Path) -> Path:
     import torch
 
-    from lmzip.models.gpt import GPT, GPTConfig, save_gpt
+    from lmzip.models.float.gpt import GPT, GPTConfig, save_gpt
     from lmzip.tokenize import BPETokenizer
 
     torch.manual_seed(0)

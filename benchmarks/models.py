@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from lmzip import api  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
-from lmzip.models.gguf_file import named_ggufs  # noqa: E402
+from lmzip.models.gguf.files import named_ggufs  # noqa: E402
 from lmzip.models.inventory import describe, describe_gguf  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "corpus" / "eval"

@@ -61,7 +61,7 @@ def measure(backend: str) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from lmzip.models import load_predictor
-    from lmzip.models.integer import HEAD_ROWS, stepper_for
+    from lmzip.models.integer_predictor import HEAD_ROWS, stepper_for
 
     predictor = load_predictor("smollm2", backend=backend)
     model = predictor.model_on(backend)

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 import lmzip  # noqa: E402
 from lmzip import api  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
-from lmzip.models.gpt_predictor import FAST_DIR  # noqa: E402
-from lmzip.models.online import code_bytes  # noqa: E402
+from lmzip.models.float.gpt_predictor import FAST_DIR  # noqa: E402
+from lmzip.models.float.online import code_bytes  # noqa: E402
 
 DEFAULT_FILE = ROOT.parent / "shared" / "corpus" / "eval" / "silesia" / "dickens"
 OUT = ROOT / "benchmarks" / "results"

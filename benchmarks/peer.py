@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from lmzip.models import LEVELS  # noqa: E402
 from lmzip.models.base import torch_dispatch  # noqa: E402
-from lmzip.models.smollm2 import find_gguf  # noqa: E402
+from lmzip.models.gguf.smollm2 import find_gguf  # noqa: E402
 
 ALICE = ROOT.parent / "shared" / "corpus" / "eval" / "canterbury" / "alice29.txt"
 STRONGER = (8, 9)  # lmzip's stronger levels too: longer chunks, fewer streams

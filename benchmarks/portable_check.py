@@ -27,10 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 import lmzip  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
-from lmzip.models.intgpt import IntGPT, load_portable  # noqa: E402
-from lmzip.models.intops import NumpyOps, TorchOps  # noqa: E402
-from lmzip.models.integer import PORTABLE_DIR  # noqa: E402
-from lmzip.models.torch_base import torch_state  # noqa: E402
+from lmzip.models.integer.gpt import IntGPT
+from lmzip.models.integer.stored import load_portable  # noqa: E402
+from lmzip.models.integer.ops import NumpyOps, TorchOps  # noqa: E402
+from lmzip.models.integer_predictor import PORTABLE_DIR  # noqa: E402
+from lmzip.models.float.torch_base import torch_state  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "corpus" / "eval"
 ENGLISH = ["canterbury/alice29.txt", "canterbury/asyoulik.txt", "canterbury/lcet10.txt",

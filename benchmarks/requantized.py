@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from lmzip import api  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
-from lmzip.models.smollm2 import find_gguf  # noqa: E402
+from lmzip.models.gguf.smollm2 import find_gguf  # noqa: E402
 from requantize_gguf import requantize  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "corpus" / "eval"

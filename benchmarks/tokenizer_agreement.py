@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmzip.models.gguf_file import named_ggufs, save_tokenizer  # noqa: E402
-from lmzip.models.hf import quiet_transformers  # noqa: E402
+from lmzip.models.gguf.files import named_ggufs, save_tokenizer  # noqa: E402
+from lmzip.models.float.hf import quiet_transformers  # noqa: E402
 from lmzip.tokenize import BPETokenizer  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "corpus" / "eval"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmzip.models.gpt import GPT, GPTConfig, save_gpt
+from lmzip.models.float.gpt import GPT, GPTConfig, save_gpt
 from lmzip.tokenize import train_bpe
 
 SAMPLE_TEXT = (
@@ -233,7 +233,7 @@ def tiny_gguf(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_int_llama(tiny_gguf):
-    from lmzip.models.intllama import convert_gguf
+    from lmzip.models.gguf.derive import convert_gguf
 
     weights, config = convert_gguf(tiny_gguf)
     return weights, config

@@ -138,7 +138,7 @@ def test_float_files_in_fresh_processes_adopt_threads_and_refuse_other_cpu_kerne
     refuses (exit 3, one line) instead of decoding wrong bytes. ATEN_CPU_CAPABILITY=default gives
     torch's scalar kernels, as on an older CPU."""
     from lmzip.container import Header
-    from lmzip.models.torch_base import cpu_kernels
+    from lmzip.models.float.torch_base import cpu_kernels
 
     packed = tmp_path / "t.lmz"
     r = lmzip("compress", sample, "-m", tiny_gpt_dir, "--threads", "2", "--no-fallback", "-o", packed)

@@ -38,7 +38,7 @@ def test_header_is_small(tiny_gpt_dir):
 def test_wrong_weights_are_refused(tiny_gpt_dir, tmp_path):
     import shutil
 
-    from lmzip.models.gpt import load_gpt, save_gpt
+    from lmzip.models.float.gpt import load_gpt, save_gpt
 
     blob = lmzip.compress(DATA, model=str(tiny_gpt_dir), threads=1)
     other = tmp_path / "other"
@@ -118,7 +118,7 @@ def test_file_from_a_gpu_is_refused_on_cpu(tiny_gpt_dir):
 def test_smollm2_not_installed_names_the_install_command(monkeypatch):
     import importlib.util
 
-    from lmzip.models import smollm2
+    from lmzip.models.gguf import smollm2
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == smollm2.PACKAGE else real(name, *a))

@@ -10,7 +10,7 @@ import pytest
 
 import lmzip
 from lmzip import api, container
-from lmzip.models.gpt_predictor import FAST_DIR
+from lmzip.models.float.gpt_predictor import FAST_DIR
 from conftest import SAMPLE_TEXT
 
 pytestmark = pytest.mark.fallback

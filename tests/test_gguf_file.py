@@ -15,7 +15,7 @@ import lmzip
 from lmzip import api
 from lmzip.errors import ModelNotAvailable
 from lmzip.models import load_predictor, native
-from lmzip.models.gguf_file import Record
+from lmzip.models.gguf.files import Record
 
 from conftest import CONFIG, SAMPLE_TEXT, write_tiny_gguf
 
@@ -80,7 +80,7 @@ def test_the_integer_model_of_any_weight_type_predicts_like_transformers_float(b
     torch = pytest.importorskip("torch")
     from transformers import AutoModelForCausalLM
 
-    from lmzip.models.hf import quiet_transformers
+    from lmzip.models.float.hf import quiet_transformers
 
     with quiet_transformers():
         reference = AutoModelForCausalLM.from_pretrained(bpe_gguf.parent, gguf_file=bpe_gguf.name, dtype=torch.float32)
@@ -158,7 +158,7 @@ def _tiny_package(bpe_gguf, monkeypatch, module: str = "tiny_gguf_package"):
     import sys
     import types
 
-    from lmzip.models import gguf_file
+    from lmzip.models.gguf import files as gguf_file
 
     package = types.ModuleType("tiny_gguf_package")
     package.assemble = lambda: bpe_gguf

@@ -17,11 +17,15 @@ import pytest
 
 import lmzip
 from lmzip.errors import ModelError
-from lmzip.models import intllama, native
-from lmzip.models.intgpt import exp_table
-from lmzip.models.intgpt import WIDE_ROWS
-from lmzip.models.intllama import RECIPES, IntLlama, IntLlamaStepper, convert_gguf, runtime_arrays, weights_digest
-from lmzip.models.intops import NumpyOps, TorchOps, int8_gemm_is_exact
+from lmzip.models import native
+from lmzip.models.gguf import derive
+from lmzip.models.integer import llama as integer_llama
+from lmzip.models.integer import tables
+from lmzip.models.integer.tables import exp_table
+from lmzip.models.integer.arithmetic import WIDE_ROWS
+from lmzip.models.integer.llama import IntLlama, IntLlamaStepper, RECIPES, runtime_arrays
+from lmzip.models.gguf.derive import convert_gguf, weights_digest
+from lmzip.models.integer.ops import NumpyOps, TorchOps, int8_gemm_is_exact
 
 from conftest import CONFIG, write_tiny_gguf
 
@@ -36,18 +40,18 @@ def test_dequantization_matches_the_gguf_package(kind):
     class Tensor:  # what GGUFReader gives: a type and the raw blocks
         tensor_type, data = qtype, packed
 
-    np.testing.assert_allclose(intllama.dequantize(Tensor), gguf.quants.dequantize(packed, qtype), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(derive.dequantize(Tensor), gguf.quants.dequantize(packed, qtype), rtol=0, atol=1e-6)
 
 
 def test_tables_are_computed_exactly():
     """decimal's exp gives libm's integers here; the rotations give cos/sin to float32 precision."""
     libm = [round(2 ** 24 * math.exp(-i / 128)) for i in range(len(exp_table()))]
     np.testing.assert_array_equal(exp_table(), libm)
-    cos, sin = intllama.rope_tables(10000.0, 16, 300)
+    cos, sin = tables.rope_tables(10000.0, 16, 300)
     angles = np.arange(300)[:, None] * 10000.0 ** (-np.arange(0, 16, 2) / 16)
     np.testing.assert_allclose(cos[:, :8], np.cos(angles), atol=2e-7)
     np.testing.assert_allclose(sin[:, 8:], np.sin(angles), atol=2e-7)
-    table = intllama.sigmoid_table()
+    table = tables.sigmoid_table()
     assert table[len(table) // 2] == np.float32(0.5) and abs(table[-1] - 1) < 2e-7
 
 
@@ -83,7 +87,7 @@ def test_integer_llama_predicts_like_transformers_float_llama(architecture_gguf)
     torch = pytest.importorskip("torch")
     from transformers import AutoModelForCausalLM
 
-    from lmzip.models.hf import quiet_transformers
+    from lmzip.models.float.hf import quiet_transformers
 
     architecture, path, (weights, config) = architecture_gguf
     with quiet_transformers():
@@ -103,7 +107,7 @@ def test_backends_steps_and_chunks_agree_bit_for_bit(architecture_gguf, recipe, 
     """torch = numpy = stepping = whole-chunk passes, with the down projection split for exact
     float32 sums and the query rows cut into blocks, as at SmolLM2's size, by every recipe."""
     monkeypatch.setattr(IntLlama, "max_exact_inner", 64)  # 160 inner -> three exact pieces
-    monkeypatch.setattr(intllama, "QUERY_BLOCK", 16)
+    monkeypatch.setattr(integer_llama, "QUERY_BLOCK", 16)
     _, _, (weights, config) = architecture_gguf
     runtime = runtime_arrays(weights)
     idx = np.random.default_rng(3).integers(0, CONFIG["vocab"], size=(3, 40))
@@ -139,7 +143,7 @@ def _wide_ops():
         int8_gemm.integer_gemm = True
         ops.append(int8_gemm)
     if native.available():
-        ops.append(native.NativeOps())
+        ops.append(native.NativeOps(native.load()))
     return ops
 
 

@@ -6,7 +6,7 @@ import gguf
 
 from lmzip.models import MODELS
 from lmzip.models.inventory import gguf_parameters, safetensors_parameters
-from lmzip.models.integer import PORTABLE_DIR
+from lmzip.models.integer_predictor import PORTABLE_DIR
 from test_cli import lmzip
 
 

@@ -15,8 +15,8 @@ import lmzip
 from lmzip import api, container, engine
 from lmzip.layout import Schedule, block_layout, first_block_streams
 from lmzip.models import load_predictor
-from lmzip.models.intllama import IntLlama, IntLlamaStepper
-from lmzip.models.intops import NumpyOps
+from lmzip.models.integer.llama import IntLlama, IntLlamaStepper
+from lmzip.models.integer.ops import NumpyOps
 from lmzip.models.native import available
 
 BACKENDS = ["numpy", "torch"] + (["native"] if available() else [])

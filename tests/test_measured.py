@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from lmzip.models import base, torch_base
+from lmzip.models import base
+from lmzip.models.float import torch_base
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The native backend (native.py, int8_gemm.c, llama_step.c) gives the integers numpy gives: every
+"""The native backend (models/native: int8_gemm.c, attention.c, llama_step.c) gives the integers numpy gives: every
 GEMM kernel this CPU runs at 1 and 2 threads, the integer GPT and llama on it, the llama's one-call
 step against the numpy stepper and the whole-chunk pass, and the same files. Where it cannot be
 built or is turned off, lmzip works without it."""
@@ -16,9 +16,12 @@ import pytest
 
 import lmzip
 from lmzip.models import load_predictor, native
-from lmzip.models.intgpt import IntGPT, IntStepper, load_portable
-from lmzip.models.intllama import RECIPES, IntLlama, IntLlamaStepper, runtime_arrays
-from lmzip.models.intops import NumpyOps
+from lmzip.models.integer.gpt import IntGPT, IntStepper
+from lmzip.models.integer.llama import RECIPES, IntLlama, IntLlamaStepper, runtime_arrays
+from lmzip.models.integer.ops import NumpyOps
+from lmzip.models.integer.stored import load_portable
+from lmzip.models.native import toolchain
+from lmzip.models.native.check import keep_the_best_agreeing_kernel
 
 from conftest import CONFIG
 
@@ -70,7 +73,7 @@ def test_the_wide_gemm_gives_the_exact_sums_rounded_once(M, K, N):
     """Recipe 2's rows (to +-127*128) times int8 weights, where the kernel has a wide GEMM (AVX2):
     tiles of 4, 3, 2 and 1 rows, K tails, the extremes (sums beyond 2^31), an inner dimension past one
     8,192 block of int32 lanes, and random values."""
-    from lmzip.models.intgpt import WIDE_ROWS
+    from lmzip.models.integer.arithmetic import WIDE_ROWS
 
     limit = int(WIDE_ROWS)
     rng = np.random.default_rng(M + K + N)
@@ -117,26 +120,40 @@ def test_a_kernel_that_disagrees_with_numpy_is_not_used(monkeypatch):
         return out + 1 if kernel else out
 
     monkeypatch.setattr(library, "gemm", wrong_but_portable)
-    library.self_check()
+    keep_the_best_agreeing_kernel(library)
     assert library.kernel == 0
     monkeypatch.setattr(library, "gemm", lambda *a, **k: real(*a, **k) + 1)
-    with pytest.raises(native.NativeUnavailable):
-        library.self_check()
+    with pytest.raises(native.NativeBroken, match="failed their check against numpy"):
+        keep_the_best_agreeing_kernel(library)
+
+
+def test_a_library_whose_structs_differ_from_the_binding_is_not_used(monkeypatch):
+    """The ctypes copy of the C structs is checked against the library's own sizes and offsets."""
+    from lmzip.models.native import binding
+
+    assert binding.binding_layout()[0] == 24  # Linear: three pointers
+    real = binding.binding_layout
+    monkeypatch.setattr(binding, "binding_layout", lambda: real()[:-1] + [real()[-1] + 8])  # a field moved
+    with pytest.raises(native.NativeBroken, match="structs differ"):
+        native.NativeLibrary(LIBRARY.path, threads=2)
+    monkeypatch.setattr(binding, "binding_layout", lambda: real()[:-1])  # a field the binding lacks
+    with pytest.raises(native.NativeBroken, match="structs differ"):
+        native.NativeLibrary(LIBRARY.path, threads=2)
 
 
 def test_activations_that_are_not_int8_integers_are_refused():
     weight = native.Int8Weight.from_columns(np.ones((4, 2), np.int8))
     for bad in (128.0, -128.0, 0.5, np.nan):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="integers in \\[-127, 127\\]"):
             LIBRARY.gemm(np.full((1, 4), bad, np.float32), weight)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="integers in \\[-127, 127\\]"):
         native.Int8Weight.from_columns(np.full((4, 2), 128.0))
 
 
 def test_the_integer_gpt_computes_the_same_on_native():
     weights, config = load_portable(Path(lmzip.__file__).parent / "data" / "fast-portable")
     idx = np.random.default_rng(1).integers(0, config["vocab_size"], size=(2, 24))
-    on_numpy, on_native = IntGPT(weights, config, NumpyOps()), IntGPT(weights, config, native.NativeOps())
+    on_numpy, on_native = IntGPT(weights, config, NumpyOps()), IntGPT(weights, config, native.NativeOps(native.load()))
     np.testing.assert_array_equal(on_native.forward(idx), on_numpy.forward(idx))
     steppers = IntStepper(on_numpy, 2), IntStepper(on_native, 2)
     for t in range(6):
@@ -165,7 +182,7 @@ def tiny_llamas(request, tiny_int_llama, tmp_path_factory):
     windows, two RoPE tables, sublayer norms and GELU gates."""
     from conftest import write_tiny_gguf
 
-    from lmzip.models.intllama import convert_gguf
+    from lmzip.models.gguf.derive import convert_gguf
 
     if BROKEN is not None:
         pytest.skip("the native library is broken here: see test_the_library_builds_and_passes_its_load_time_check")
@@ -183,7 +200,7 @@ def tiny_llamas(request, tiny_int_llama, tmp_path_factory):
         write_tiny_gguf(path, seed=1, config=config, architecture=architecture)
         weights, config = convert_gguf(path)
     runtime = runtime_arrays(weights)
-    return IntLlama(runtime, config, NumpyOps()), native.NativeLlama(IntLlama(runtime, config, native.NativeOps()))
+    return IntLlama(runtime, config, NumpyOps()), native.NativeLlama(IntLlama(runtime, config, native.NativeOps(native.load())))
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
@@ -202,6 +219,8 @@ def test_the_native_llama_is_the_numpy_llama_bit_for_bit(tiny_llamas, threads, k
     whole = on_numpy.forward(idx)
     assert len(np.unique(whole[0, -1])) > 3  # a model that predicts: not a flat row
     np.testing.assert_array_equal(on_native.forward(idx), whole)
+    # the head was built before the kernel was chosen here: it runs the kernel chosen now
+    assert (on_native.head_rows.kernel_in_use, on_native.head_rows.threads_in_use) == (LIBRARY.kernel, threads)
     reference, fused = IntLlamaStepper(on_numpy, 3, 40), on_native.stepper(3, 40)
     for t in range(40):
         active = 3 if t < 25 else (2 if t < 33 else 1)
@@ -238,14 +257,27 @@ def test_rows_grouped_any_way_and_redone_give_the_same_frequencies(tiny_llamas):
 def test_native_rows_refuse_what_would_read_out_of_bounds(tiny_llamas):
     vocab = CONFIG["vocab"]
     rows = tiny_llamas[1].stepper(2, 3)
-    for streams, positions, tokens in (([0], [0], [vocab]), ([2], [0], [0]), ([0], [3], [0]), ([0], [1], [0]),
-                                       ([0, 0], [0, 2], [0, 0]), ([0], [0], [-1])):
-        with pytest.raises(ValueError):
+    cases = {"vocabulary": ([0], [0], [vocab]), "stream": ([2], [0], [0]), "beyond the cache": ([0], [3], [0]),
+             "skips": ([0], [1], [0]), "skips ": ([0, 0], [0, 2], [0, 0]), "vocabulary ": ([0], [0], [-1])}
+    for why, (streams, positions, tokens) in cases.items():
+        with pytest.raises(ValueError, match=why.strip()):
             rows.hidden(streams, positions, tokens)
     for _ in range(3):
         rows.step(np.zeros(2, dtype=np.int64))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="beyond the cache"):
         rows.step(np.zeros(2, dtype=np.int64))
+
+
+def test_the_c_code_refuses_out_of_bounds_rows_itself(tiny_llamas, monkeypatch):
+    """The binding's checks are not the only guard: llama_step.c checks every row's token, stream
+    and position before it reads or writes."""
+    vocab = CONFIG["vocab"]
+    rows = tiny_llamas[1].stepper(2, 3)
+    monkeypatch.setattr(rows, "_check", lambda *args: None)
+    for streams, positions, tokens in (([0], [0], [vocab]), ([0], [0], [-1]), ([2], [0], [0]), ([0], [3], [0])):
+        with pytest.raises(ValueError, match="refused by the native llama"):
+            rows.hidden(streams, positions, tokens)
+    rows.hidden([0], [0], [0])  # a row within bounds still runs
 
 
 def test_native_writes_the_file_numpy_writes_and_each_decodes_the_other(tiny_int_llama_dir):
@@ -309,10 +341,10 @@ def test_without_the_native_library_lmzip_still_works(tmp_path):
 
 def test_without_a_working_compiler_nothing_is_built_and_it_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("LMZIP_CACHE", str(tmp_path))
-    monkeypatch.setattr(native, "_compiler", lambda: None)
+    monkeypatch.setattr(toolchain, "find_compiler", lambda: None)
     with pytest.raises(native.NativeUnavailable, match="no C compiler"):
         native.build()
-    monkeypatch.setattr(native, "_compiler", lambda: "false")  # a compiler that fails
+    monkeypatch.setattr(toolchain, "find_compiler", lambda: "false")  # a compiler that fails
     with pytest.raises(native.NativeUnavailable, match="could not build"):
         native.build()
     assert not list(tmp_path.rglob("*.so")) and not list(tmp_path.rglob("*.tmp*"))

@@ -6,7 +6,7 @@ import pytest
 
 import lmzip
 from lmzip import api, container
-from lmzip.models.gpt_predictor import FAST_DIR
+from lmzip.models.float.gpt_predictor import FAST_DIR
 from conftest import SAMPLE_TEXT
 
 pytestmark = pytest.mark.skipif(not (FAST_DIR / "tokenizer.json").exists(), reason="fast tokenizer missing")
@@ -16,7 +16,7 @@ TINY = dict(n_layer=1, n_head=2, n_embd=64, context=64)  # the API tests' online
 
 
 def small(base):
-    from lmzip.models.online import OnlinePredictor
+    from lmzip.models.float.online import OnlinePredictor
 
     return OnlinePredictor(base, threads=1, config=TINY)
 
@@ -58,7 +58,7 @@ def test_online_blocks_never_fall_back():
 def test_decoder_adopts_the_files_training_settings():
     """A file made with another learning rate, group and float32 updates decodes with a default predictor."""
     data = SAMPLE_TEXT.encode()[:2500]
-    from lmzip.models.online import OnlinePredictor
+    from lmzip.models.float.online import OnlinePredictor
 
     encoder = OnlinePredictor("scratch", threads=1, lr=2e-3, group=8, bf16_updates=False, config=TINY)
     assert encoder.settings().train == "lr0.002.g8.w32.s0.f1.c1.a1"  # as lmzip 0.2.0 wrote recipe 1
@@ -93,7 +93,7 @@ def test_training_with_cached_context_sees_what_a_full_pass_sees():
     the same weights that is the full teacher-forced pass, restricted to the new positions."""
     import torch
 
-    from lmzip.models.gpt import GPT, GPTConfig, KVStepper
+    from lmzip.models.float.gpt import GPT, GPTConfig, KVStepper
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=50, context=24, n_layer=2, n_head=2, n_embd=16)).eval()
@@ -116,7 +116,7 @@ def test_stepping_over_exact_spans_matches_bucketed_sdpa():
     computes what SDPA over a masked bucket computes (up to rounding)."""
     import torch
 
-    from lmzip.models.gpt import GPT, GPTConfig, KVStepper
+    from lmzip.models.float.gpt import GPT, GPTConfig, KVStepper
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=50, context=24, n_layer=2, n_head=2, n_embd=16)).eval()
@@ -167,8 +167,8 @@ def test_cli_online_over_several_files_reports_json_and_decodes_each_alone(tmp_p
 def test_mixed_updates_are_recorded_and_default_to_the_cpus_hardware():
     """bf16 updates use CPU autocast; the header's ".m1" says so. By default only where the CPU
     has bf16 in hardware (elsewhere bf16 is the slow path)."""
-    from lmzip.models.online import OnlinePredictor
-    from lmzip.models.torch_base import default_float_dtype
+    from lmzip.models.float.online import OnlinePredictor
+    from lmzip.models.float.torch_base import default_float_dtype
 
     assert OnlinePredictor("scratch", threads=1, bf16_updates=True).settings().train.endswith(".m1")
     assert not OnlinePredictor("scratch", threads=1, bf16_updates=False).settings().train.endswith(".m1")

@@ -19,10 +19,11 @@ from lmzip.coder import IntegerDecoder, IntegerEncoder
 from lmzip.models import load_predictor
 from lmzip.mixing import mix_setting
 from lmzip.settings import Settings
-from lmzip.models.intgpt import IntGPT, IntStepper, load_portable
-from lmzip.models.intops import NumpyOps, TorchOps, int8_gemm_is_exact
-from lmzip.models.quantize import convert_gpt_dir
-from lmzip.models.torch_base import torch_state
+from lmzip.models.integer.gpt import IntGPT, IntStepper
+from lmzip.models.integer.stored import load_portable
+from lmzip.models.integer.ops import NumpyOps, TorchOps, int8_gemm_is_exact
+from lmzip.models.integer.quantize import convert_gpt_dir
+from lmzip.models.float.torch_base import torch_state
 
 from conftest import SAMPLE_TEXT
 
@@ -91,7 +92,7 @@ def test_the_gemm_choice_is_measured_once_and_cached(tmp_path, monkeypatch):
 
     import torch
 
-    from lmzip.models import intops
+    from lmzip.models.integer import ops as intops
 
     monkeypatch.setenv("LMZIP_CACHE", str(tmp_path))
     monkeypatch.setattr(intops, "int8_gemm_is_exact", lambda: True)
@@ -112,7 +113,7 @@ def test_the_gemm_choice_is_measured_once_and_cached(tmp_path, monkeypatch):
 def test_hardware_with_vnni_settles_the_gemm_choice_without_measuring(tmp_path, monkeypatch):
     import torch
 
-    from lmzip.models import intops
+    from lmzip.models.integer import ops as intops
 
     monkeypatch.setenv("LMZIP_CACHE", str(tmp_path))
     monkeypatch.setattr(intops, "int8_gemm_is_exact", lambda: True)
@@ -250,7 +251,7 @@ def test_stored_tensors_load_with_a_safetensors_that_has_no_pread_backend(tmp_pa
     """safetensors before 0.8 has no ``backend`` argument: the file is mapped, as before."""
     import safetensors.numpy as st
 
-    from lmzip.models.intgpt import _read_tensors
+    from lmzip.models.integer.stored import _read_tensors
 
     tensors = {"a.w": np.arange(-6, 6, dtype=np.int8).reshape(3, 4), "e": np.arange(5, dtype=np.int32)}
     st.save_file(tensors, str(tmp_path / "model.safetensors"))

@@ -81,7 +81,7 @@ def test_llama_stepper_matches_transformers_llama(tiny_llama_dir):
     import torch
     from transformers import LlamaForCausalLM
 
-    from lmzip.models.llama import LlamaStepper, load_llama, rope_tables
+    from lmzip.models.float.llama import LlamaStepper, load_llama, rope_tables
 
     cfg, weights = load_llama(tiny_llama_dir, torch.float32, "cpu")
     reference = LlamaForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation="eager",
@@ -100,7 +100,7 @@ def test_float_dtype_is_the_faster_one_for_the_files_streams(tiny_gpt_dir, tmp_p
     at the file's stream count, measured once per machine; the header says which, the decoder adopts
     it. An explicit dtype is never second-guessed."""
     from lmzip.models import load_predictor
-    from lmzip.models.torch_base import TorchPredictor
+    from lmzip.models.float.torch_base import TorchPredictor
 
     monkeypatch.setenv("LMZIP_CACHE", str(tmp_path))
     measured = []

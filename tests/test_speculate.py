@@ -14,9 +14,9 @@ import pytest
 import lmzip
 from lmzip import api
 from lmzip.models import native
-from lmzip.models.intllama import IntLlama, IntLlamaStepper, runtime_arrays
-from lmzip.models.intops import NumpyOps
-from lmzip.models.speculate import MAX_DRAFT, Acceptance, MatchDrafter, SpeculativeStepper, draft_length
+from lmzip.models.integer.llama import IntLlama, IntLlamaStepper, runtime_arrays
+from lmzip.models.integer.ops import NumpyOps
+from lmzip.models.integer.speculate import MAX_DRAFT, Acceptance, MatchDrafter, SpeculativeStepper, draft_length
 
 from conftest import CONFIG
 
@@ -65,7 +65,7 @@ def test_speculative_steps_are_plain_steps(tiny_int_llama, row_cost):
     weights, config = tiny_int_llama
     runtime = runtime_arrays(weights)
     on_numpy = IntLlama(runtime, config, NumpyOps())
-    on_native = native.NativeLlama(IntLlama(runtime, config, native.NativeOps()))
+    on_native = native.NativeLlama(IntLlama(runtime, config, native.NativeOps(native.load())))
     rng = np.random.default_rng(5)
     pattern = rng.integers(0, CONFIG["vocab"], 7)
     idx = np.stack([np.tile(pattern, 6)[:40], rng.integers(0, CONFIG["vocab"], 40),
@@ -83,7 +83,7 @@ def test_speculative_steps_are_plain_steps(tiny_int_llama, row_cost):
 @needs_native
 def test_a_decode_that_guesses_gives_the_same_bytes_and_reports_its_guesses(tiny_int_llama_dir, tmp_path,
                                                                             monkeypatch):
-    from lmzip.models import integer, load_predictor
+    from lmzip.models import integer_predictor as integer, load_predictor
 
     # the tiny model's extra rows cost as much as its steps (measured): guessing would not pay, so
     # it would not guess; here rows are declared free, to make it guess

@@ -119,8 +119,8 @@ def gguf_tokenizer(request, tmp_path_factory):
     from transformers import AutoTokenizer
 
     from conftest import write_tiny_gguf
-    from lmzip.models.gguf_file import save_tokenizer
-    from lmzip.models.hf import quiet_transformers
+    from lmzip.models.gguf.files import save_tokenizer
+    from lmzip.models.float.hf import quiet_transformers
 
     folder, out = tmp_path_factory.mktemp(f"vocabulary-{request.param}"), tmp_path_factory.mktemp("tokenizer")
     write_tiny_gguf(folder / "tiny.gguf", tokenizer=request.param)

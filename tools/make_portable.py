@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lmzip.tokenize import read_tokens  # noqa: E402
-from lmzip.models.gpt import load_gpt  # noqa: E402
-from lmzip.models.intgpt import IntGPT  # noqa: E402
-from lmzip.models.intops import NumpyOps, TorchOps  # noqa: E402
-from lmzip.models.quantize import convert_gpt_dir  # noqa: E402
+from lmzip.models.float.gpt import load_gpt  # noqa: E402
+from lmzip.models.integer.gpt import IntGPT  # noqa: E402
+from lmzip.models.integer.ops import NumpyOps, TorchOps  # noqa: E402
+from lmzip.models.integer.quantize import convert_gpt_dir  # noqa: E402
 from lmzip.tokenize import load_tokenizer  # noqa: E402
 
 FAST = ROOT / "lmzip" / "data" / "fast"

@@ -39,7 +39,7 @@ def main():
     fig.tight_layout()
     fig.savefig(directory / "loss.png", dpi=110)
 
-    from lmzip.models.gpt import load_gpt
+    from lmzip.models.float.gpt import load_gpt
 
     n_params = load_gpt(directory).n_params()
     size = (directory / "model.safetensors").stat().st_size

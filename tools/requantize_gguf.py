@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmzip.models.intllama import dequantize, read_gguf  # noqa: E402
+from lmzip.models.gguf.derive import dequantize, read_gguf  # noqa: E402
 
 
 def requantize(source: Path, target: Path, kind: str) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from lmzip.tokenize import read_tokens
-from lmzip.models.gpt import GPT, GPTConfig, load_gpt, save_gpt
+from lmzip.models.float.gpt import GPT, GPTConfig, load_gpt, save_gpt
 from lmzip.tokenize import BPETokenizer, train_bpe
 
 ROOT = Path(__file__).resolve().parents[1]

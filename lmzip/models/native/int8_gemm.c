@@ -1,4 +1,4 @@
-/* Exact int8 GEMMs for lmzip's integer models (loaded by native.py through ctypes).
+/* Exact int8 GEMMs for lmzip's integer models (loaded by native/binding.py through ctypes).
 
    out (M, N) float32 = a (M, K) @ w^T, where a holds int8 values stored as float32
    (the quantized activations) and w holds N output columns of K int8 weights, stored in
@@ -35,6 +35,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lmzip_native.h"
 
 #ifdef _OPENMP
 #include <omp.h>

@@ -15,10 +15,10 @@ import time
 import numpy as np
 import torch
 
-from ..errors import FingerprintMismatch, ModelNotAvailable
-from ..settings import Settings
-from .base import Measured, Predictor, measured_choice
-from .legacy import with_kernels_assumed
+from ...errors import FingerprintMismatch, ModelNotAvailable
+from ...settings import Settings
+from ..base import Measured, Predictor, measured_choice
+from ..legacy import with_kernels_assumed
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
 EXTRA_TOKEN_PROBABILITY = 2.0 ** -16  # for bytes the model's vocabulary has no token for

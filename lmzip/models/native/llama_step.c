@@ -1,80 +1,30 @@
-/* The integer llama (intllama.py) over any set of (stream, position, token) rows in one call:
+/* The integer llama (integer/llama.py) over any set of (stream, position, token) rows in one call:
    a lockstep step (one row per stream), a whole-chunk pass (one stream, every position), or
    several positions of each stream (a decoder checking drafted tokens). The numbers are those of
    IntLlamaStepper.step and IntLlama.hidden on numpy, bit for bit, without ~30 numpy operations a
    layer: a row at position p sees the cached keys and values of its stream's positions 0..p,
    exactly as a step at p does (the integers do not depend on how positions are grouped).
 
-   Every operation below is the one intllama.py/intgpt.py apply, in the same order and
+   Every operation below is the one integer/llama.py and arithmetic.py apply, in the same order and
    the same precision: float32 where numpy computes in float32 (a Python float meeting a
    float32 array is first rounded to float32), float64 where it computes in float64, each
    +, -, *, / and sqrt rounded once by IEEE 754 (no FMA: built with -ffp-contract=off and
    without -ffast-math), rint for numpy's round (half to even), integer sums where numpy's
-   float sums are exact anyway. The int8 products go through int8_gemm.c. A change here
-   without the same change in intllama.py (or the reverse) breaks the tests that compare
+   float sums are exact anyway. The int8 products go through int8_gemm.c, the attention through attention.c. A change
+   here without the same change in integer/llama.py (or the reverse) breaks the tests that compare
    the two on every step. */
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-void lmz_gemm_i8(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
-                 float *out, int kernel, int threads);
-void lmz_gemm_i8_sums(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
-                      int32_t *sums, int kernel, int threads);
-int lmz_gemm_wide(const int16_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, float *out, int kernel,
-                  int threads);
-
-typedef struct {
-    const int8_t *w;     /* (out, in) int8 in int8_gemm.c's panels */
-    const int32_t *sums; /* (out) */
-    const float *scale;  /* (out) column scales: .s, or .sr for the layers added to the residual */
-} Linear;
-
-typedef struct {
-    const double *norm1, *norm2; /* (C) integer gains */
-    Linear qkv, o, gate_up, down;
-    const float *qkv_bias;        /* (NQKV) qwen2's q/k/v biases, or NULL */
-    const float *q_norm, *k_norm; /* (D) qwen3's and gemma3's head gains, or NULL */
-    const float *post_attention, *post_ffw; /* (C) gemma3's gains on each sublayer's output, or NULL */
-    const float *rope_cos, *rope_sin; /* (positions, D) this layer's tables */
-    int64_t window;  /* gemma3's windowed layers: a row sees the last `window` positions; 0: all */
-    int8_t *k, *v;   /* (streams, KV, length, D) */
-    float *ks, *vs;  /* (streams, KV, length) */
-    float *vmax;     /* (streams, KV, length) the largest value scale up to each position */
-} Layer;
-
-typedef struct {
-    int64_t C, H, KV, D, F, V, n_layer, length, streams;
-    double norm_eps;         /* RMSNorm epsilon in residual units squared */
-    double float_norm_eps;   /* the same epsilon in real units: the norms of float32 rows */
-    double score_factor;     /* EXP_STEPS_PER_NAT * attention scale (a Python float) */
-    double residual_limit;   /* the residual is clipped to +-this */
-    int64_t residual_bits;   /* its fraction bits */
-    int64_t square_shift;    /* squares floored to multiples of 2^this */
-    int64_t gain_bits;
-    int64_t attention_one;   /* attention weights sum to at most this */
-    int64_t sigmoid_steps, sigmoid_range;
-    const int16_t *embed16;  /* (vocab, C) fixed-point: int16 where it fits, */
-    const int32_t *embed32;  /* else int32 (the other pointer is NULL) */
-    const float *gate;       /* (2 * range * steps + 1) sigmoid, or gemma3's GELU gate */
-    const float *attention_exp;
-    double attention_last;
-    const double *norm_f;
-    Linear head;
-    const int32_t *table_plus_one; /* exp table + 1: the output frequencies */
-    double table_last;
-    double exp_steps;        /* EXP_STEPS_PER_NAT: table steps per nat */
-    const Layer *layers;
-    int kernel, threads;
-    double wide_levels; /* recipe 2: the rows before q/k/v, gate/up, down and the head reach +-this
-                           (intgpt.WIDE_ROWS); 0: int8 rows (recipe 1) */
-} Model;
+#include "lmzip_native.h"
 
 #define INT8 127.0
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
-#define FLOAT_NORM_ONE 32768.0 /* intllama.FLOAT_NORM_ONE */
+#define FLOAT_NORM_ONE 32768.0 /* integer/llama.py's FLOAT_NORM_ONE */
 
 /* ROW_BY_ROW(m, n, r, statement): the statement for each row r in [0, n). Rows are independent in
    every elementwise step, so threads over rows never change a number; they pay from 4 rows (four
@@ -91,7 +41,7 @@ typedef struct {
         }                                                                                              \
     } while (0)
 
-/* -- the pieces, each as intgpt.py / intllama.py compute them ----------------------------- */
+/* -- the pieces, each as arithmetic.py / integer/llama.py compute them ----------------------------- */
 
 /* IntLlama.mean_square and IntegerArithmetic.norm_quantized's gains, one row: the scaled row, its
    RMS, and its largest magnitude (at least 1) */
@@ -273,245 +223,6 @@ static void rope(float *x, const float *cos, const float *sin, int64_t D) {
     }
 }
 
-/* attend's three per-position operations, shared by the portable and AVX2 versions (their tails) */
-static inline float score_of(const int8_t *q, const int8_t *k, int64_t D, float factor_q, float key_scale) {
-    int32_t dot = 0;
-    for (int64_t d = 0; d < D; d++) dot += (int32_t)q[d] * (int32_t)k[d];
-    float score = (float)dot * factor_q;
-    return score * key_scale;
-}
-
-static inline float table_weight(const Model *m, float top, float score) {
-    float index = rintf(top - score);
-    index = index < 0.0f ? 0.0f : (index > (float)m->attention_last ? (float)m->attention_last : index);
-    return m->attention_exp[(int64_t)index];
-}
-
-static inline int32_t probability(float weight, float ratio, float factor) {
-    float w = weight * ratio;
-    w *= factor;
-    return (int32_t)floorf(w);
-}
-
-/* The first position a row at `pos` sees: 0, or the start of a windowed layer's window (the
-   positions before it would weigh 0 in numpy's masked attention: leaving them out is the same) */
-static inline int64_t window_start(const Layer *L, int64_t pos) {
-    return L->window && pos + 1 > L->window ? pos + 1 - L->window : 0;
-}
-
-/* IntLlama.attend for one row (a stream at a position) and one KV head: its G query heads over the
-   S = position + 1 cached positions. Scratch: ratio (S), weights (S), probs (S). The portable version;
-   attend_head_avx2 below computes the same numbers with AVX2. */
-static void attend_head(const Model *m, const Layer *L, int64_t stream, int64_t pos, int64_t kv, const int8_t *q,
-                        const float *qs, float *ratio, float *weights, int32_t *probs, float *out) {
-    int64_t D = m->D, G = m->H / m->KV, first = window_start(L, pos), S = pos + 1 - first;
-    int64_t at = (stream * m->KV + kv) * m->length;
-    const int8_t *k = L->k + (at + first) * D, *v = L->v + (at + first) * D;
-    const float *ks = L->ks + at + first, *vs = L->vs + at + first;
-    float vmax = L->vmax[at + pos];
-    for (int64_t s = 0; s < S; s++) ratio[s] = vs[s] / vmax; /* numpy's vs_t / vmax, once for all heads */
-    for (int64_t g = 0; g < G; g++) {
-        int64_t h = kv * G + g;
-        const int8_t *qh = q + h * D;
-        float factor_q = qs[h] * (float)m->score_factor, top = -INFINITY;
-        for (int64_t s = 0; s < S; s++) {
-            weights[s] = score_of(qh, k + s * D, D, factor_q, ks[s]);
-            if (weights[s] > top) top = weights[s];
-        }
-        int64_t total = 0;
-        for (int64_t s = 0; s < S; s++) {
-            weights[s] = table_weight(m, top, weights[s]);
-            total += (int64_t)weights[s]; /* integers <= 2^20: the float32 pieces numpy sums are exact */
-        }
-        float factor = (float)((double)m->attention_one / (double)total);
-        for (int64_t s = 0; s < S; s++) probs[s] = probability(weights[s], ratio[s], factor);
-        int32_t acc[512];
-        for (int64_t d = 0; d < D; d++) acc[d] = 0;
-        for (int64_t s = 0; s < S; s++) /* |sum| <= 127 * 2^17 < 2^24: exact in numpy's float32 too */
-            for (int64_t d = 0; d < D; d++) acc[d] += probs[s] * (int32_t)v[s * D + d];
-        float unit = vmax * (float)(1.0 / (double)m->attention_one);
-        for (int64_t d = 0; d < D; d++) out[h * D + d] = (float)acc[d] * unit;
-    }
-}
-
-#ifdef __x86_64__
-#include <immintrin.h>
-
-#define AVX2 __attribute__((target("avx2")))
-
-/* the int8 GEMM's load-time check passed an AVX2 kernel (or a VNNI one): AVX2 is here */
-static inline int avx2_here(const Model *m) { return m->kernel >= 1; }
-
-/* eight int32 vectors -> one vector of their eight horizontal sums (integer adds: exact) */
-AVX2 static inline __m256i sums_of_eight(__m256i a[8]) {
-    __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-    __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
-    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
-}
-
-/* q . k for eight keys (D a multiple of 32): |q| times k with q's sign, vpmaddubsw, vpmaddwd (the
-   int8 GEMM's trick: values in [-127, 127] never saturate) */
-AVX2 static inline __m256i eight_dots(const int8_t *q, const int8_t *k, int64_t D) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc[8];
-    for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_si256();
-    for (int64_t d = 0; d < D; d += 32) {
-        __m256i qv = _mm256_loadu_si256((const __m256i *)(q + d)), qabs = _mm256_abs_epi8(qv);
-        for (int j = 0; j < 8; j++) {
-            __m256i kv = _mm256_loadu_si256((const __m256i *)(k + j * D + d));
-            __m256i pairs = _mm256_maddubs_epi16(qabs, _mm256_sign_epi8(kv, qv));
-            acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(pairs, ones));
-        }
-    }
-    return sums_of_eight(acc);
-}
-
-/* values_times_probs (below) for up to three heads: each load of the values serves all of them,
-   32 dims at a time (12 accumulators of 8 lanes) */
-AVX2 static void heads_times_values(const Model *m, const int8_t *v, int64_t S, int64_t heads, const int32_t *probs,
-                                    const int32_t *pairs, float unit, float *out) {
-    int64_t D = m->D, P = (S + 1) / 2;
-    int32_t acc[3][512];
-    const __m256i zeros = _mm256_setzero_si256();
-    for (int64_t d0 = 0; d0 < D; d0 += 32) {
-        __m256i sums[3][4]; /* each head's dims d0 + 0..7, 8..15, 16..23, 24..31 */
-        for (int64_t g = 0; g < 3; g++)
-            for (int j = 0; j < 4; j++) sums[g][j] = zeros;
-        for (int64_t i = 0; i < P; i++) {
-            __m256i first = _mm256_loadu_si256((const __m256i *)(v + 2 * i * D + d0));
-            __m256i second = 2 * i + 1 < S ? _mm256_loadu_si256((const __m256i *)(v + (2 * i + 1) * D + d0)) : zeros;
-            __m256i low = _mm256_unpacklo_epi8(first, second), high = _mm256_unpackhi_epi8(first, second);
-            /* in-lane interleaving: low holds dims 0..7 and 16..23, high 8..15 and 24..31 */
-            __m256i x[4] = {_mm256_cvtepi8_epi16(_mm256_castsi256_si128(low)),
-                            _mm256_cvtepi8_epi16(_mm256_castsi256_si128(high)),
-                            _mm256_cvtepi8_epi16(_mm256_extracti128_si256(low, 1)),
-                            _mm256_cvtepi8_epi16(_mm256_extracti128_si256(high, 1))};
-            for (int64_t g = 0; g < heads; g++) {
-                __m256i pair = _mm256_set1_epi32(pairs[g * P + i]);
-                for (int j = 0; j < 4; j++) sums[g][j] = _mm256_add_epi32(sums[g][j], _mm256_madd_epi16(x[j], pair));
-            }
-        }
-        for (int64_t g = 0; g < heads; g++)
-            for (int j = 0; j < 4; j++) _mm256_storeu_si256((__m256i *)(acc[g] + d0 + 8 * j), sums[g][j]);
-    }
-    const __m256i high_bits = _mm256_set1_epi32(~0x7FFF);
-    for (int64_t g = 0; g < heads; g++) {
-        const int32_t *p = probs + g * S;
-        for (int64_t s0 = 0; s0 < S; s0 += 8) { /* eight at a time: most have no bits from 2^15 up */
-            int64_t s1 = s0 + 8 < S ? s0 + 8 : S;
-            if (s1 - s0 == 8 && _mm256_testz_si256(_mm256_loadu_si256((const __m256i *)(p + s0)), high_bits))
-                continue;
-            for (int64_t s = s0; s < s1; s++) {
-                int32_t rest = p[s] & ~0x7FFF;
-                if (rest)
-                    for (int64_t d = 0; d < D; d++) acc[g][d] += rest * (int32_t)v[s * D + d];
-            }
-        }
-        for (int64_t d = 0; d < D; d++) out[g * D + d] = (float)acc[g][d] * unit;
-    }
-}
-
-/* out (G heads, D) = for each head, the sum over S positions of probs * values (int8), in int32, times
-   vmax / ATTENTION_ONE. The values' rows are read two positions at a time and shared by the G heads:
-   each pair of positions' values interleaved to int16 (v[s][d], v[s+1][d]) meets the pair of the two
-   positions' probabilities (p[s], p[s+1]) in one vpmaddwd. A probability may exceed int16 (it reaches
-   ATTENTION_ONE = 2^17 where one position takes all the weight): its low 15 bits go into the pairs,
-   and the rest, a multiple of 2^15, is added afterwards for the few positions that have it (no
-   more than 4 a head: the probabilities sum to at most 2^17). Every partial sum is an integer below
-   127 * 2^17 in magnitude, and integer sums do not depend on their order: the numbers are
-   attend_head's. Scratch: pairs, G * ((S + 1) / 2) int32. */
-AVX2 static void values_times_probs(const Model *m, const int8_t *v, int64_t S, int64_t G, const int32_t *probs,
-                                    int32_t *pairs, float vmax, float *out) {
-    int64_t D = m->D, P = (S + 1) / 2;
-    for (int64_t g = 0; g < G; g++)
-        for (int64_t i = 0; i < P; i++) {
-            int32_t low = probs[g * S + 2 * i] & 0x7FFF, high = 2 * i + 1 < S ? probs[g * S + 2 * i + 1] & 0x7FFF : 0;
-            pairs[g * P + i] = (int32_t)((uint32_t)high << 16 | (uint32_t)low);
-        }
-    float unit = vmax * (float)(1.0 / (double)m->attention_one);
-    for (int64_t g0 = 0; g0 < G; g0 += 3) /* three heads at a time */
-        heads_times_values(m, v, S, G - g0 < 3 ? G - g0 : 3, probs + g0 * S, pairs + g0 * P, unit, out + g0 * D);
-}
-
-/* attend_head's numbers with AVX2 (D a multiple of 32): the same IEEE operations on eight
-   positions at a time, the same integer sums. Scratch: ratio and weights (S), probs (G * S), pairs. */
-AVX2 static void attend_head_avx2(const Model *m, const Layer *L, int64_t stream, int64_t pos, int64_t kv,
-                                  const int8_t *q, const float *qs, float *ratio, float *weights, int32_t *probs,
-                                  int32_t *pairs, float *out) {
-    int64_t D = m->D, G = m->H / m->KV, first = window_start(L, pos), S = pos + 1 - first, S8 = S / 8 * 8;
-    int64_t at = (stream * m->KV + kv) * m->length;
-    const int8_t *k = L->k + (at + first) * D, *v = L->v + (at + first) * D;
-    const float *ks = L->ks + at + first, *vs = L->vs + at + first;
-    float vmax = L->vmax[at + pos];
-    const __m256 last = _mm256_set1_ps((float)m->attention_last), zero = _mm256_setzero_ps();
-    int64_t s;
-    for (s = 0; s < S8; s += 8)
-        _mm256_storeu_ps(ratio + s, _mm256_div_ps(_mm256_loadu_ps(vs + s), _mm256_set1_ps(vmax)));
-    for (; s < S; s++) ratio[s] = vs[s] / vmax;
-    for (int64_t g = 0; g < G; g++) {
-        int64_t h = kv * G + g;
-        const int8_t *qh = q + h * D;
-        float factor_q = qs[h] * (float)m->score_factor, top = -INFINITY;
-        __m256 tops = _mm256_set1_ps(-INFINITY);
-        for (s = 0; s < S8; s += 8) {
-            __m256 score = _mm256_mul_ps(_mm256_cvtepi32_ps(eight_dots(qh, k + s * D, D)), _mm256_set1_ps(factor_q));
-            score = _mm256_mul_ps(score, _mm256_loadu_ps(ks + s));
-            _mm256_storeu_ps(weights + s, score);
-            tops = _mm256_max_ps(tops, score);
-        }
-        float lanes[8];
-        _mm256_storeu_ps(lanes, tops);
-        for (int j = 0; j < 8; j++) top = lanes[j] > top ? lanes[j] : top;
-        for (; s < S; s++) {
-            weights[s] = score_of(qh, k + s * D, D, factor_q, ks[s]);
-            if (weights[s] > top) top = weights[s];
-        }
-        /* table steps below the maximum, rounded as rintf rounds (the current mode: half to even),
-           clipped; the table's integers summed per lane (<= 1,024 * 2^20 < 2^31 for 8,192
-           positions), then in 64 bits */
-        __m256i lane_totals = _mm256_setzero_si256();
-        __m256 top8 = _mm256_set1_ps(top);
-        for (s = 0; s < S8; s += 8) {
-            __m256 index = _mm256_round_ps(_mm256_sub_ps(top8, _mm256_loadu_ps(weights + s)),
-                                           _MM_FROUND_CUR_DIRECTION);
-            index = _mm256_min_ps(_mm256_max_ps(index, zero), last);
-            __m256 w = _mm256_i32gather_ps(m->attention_exp, _mm256_cvttps_epi32(index), 4);
-            _mm256_storeu_ps(weights + s, w);
-            lane_totals = _mm256_add_epi32(lane_totals, _mm256_cvttps_epi32(w));
-        }
-        int32_t totals[8];
-        _mm256_storeu_si256((__m256i *)totals, lane_totals);
-        int64_t total = 0;
-        for (int j = 0; j < 8; j++) total += totals[j];
-        for (; s < S; s++) {
-            weights[s] = table_weight(m, top, weights[s]);
-            total += (int64_t)weights[s];
-        }
-        float factor = (float)((double)m->attention_one / (double)total);
-        for (s = 0; s < S8; s += 8) {
-            __m256 w = _mm256_mul_ps(_mm256_loadu_ps(weights + s), _mm256_loadu_ps(ratio + s));
-            w = _mm256_mul_ps(w, _mm256_set1_ps(factor));
-            _mm256_storeu_si256((__m256i *)(probs + g * S + s), _mm256_cvttps_epi32(_mm256_floor_ps(w)));
-        }
-        for (; s < S; s++) probs[g * S + s] = probability(weights[s], ratio[s], factor);
-    }
-    values_times_probs(m, v, S, G, probs, pairs, vmax, out + kv * G * D);
-}
-#endif
-
-static void attend(const Model *m, const Layer *L, int64_t stream, int64_t pos, int64_t kv, const int8_t *q,
-                   const float *qs, float *ratio, float *weights, int32_t *probs, int32_t *pairs, float *out) {
-#ifdef __x86_64__
-    if (avx2_here(m) && m->D % 32 == 0) {
-        attend_head_avx2(m, L, stream, pos, kv, q, qs, ratio, weights, probs, pairs, out);
-        return;
-    }
-#else
-    (void)pairs;
-#endif
-    attend_head(m, L, stream, pos, kv, q, qs, ratio, weights, probs, out);
-}
-
 /* One row's RoPE, its queries quantized, its key and value quantized into its stream's cache. */
 static void rotate_and_cache(const Model *m, const Layer *L, int64_t stream, int64_t pos, float *row, int8_t *q,
                              float *qs) {
@@ -561,7 +272,7 @@ static int attention(const Model *m, const Layer *L, int64_t n, const int64_t *s
 #pragma omp for schedule(static, 1)
         for (int64_t i = 0; i < n * KV; i++)
             if (ratio && weights && probs && pairs)
-                attend(m, L, streams[i / KV], positions[i / KV], i % KV, q + (i / KV) * H * D, qs + (i / KV) * H,
+                lmz_attend(m, L, streams[i / KV], positions[i / KV], i % KV, q + (i / KV) * H * D, qs + (i / KV) * H,
                        ratio, weights, probs, pairs, attn + (i / KV) * A);
         free(ratio), free(weights), free(probs), free(pairs);
     }
@@ -589,12 +300,18 @@ static void gated(const Model *m, const float *gate_up, int64_t n, float *hidden
 
 /* The final residual stream x (n, C) of n rows: row r is token tokens[r] of stream streams[r] at
    position positions[r]. Rows of one stream come in increasing positions, each following the
-   positions already cached (the caller checks). Returns 0, or -2 without memory. */
+   positions already cached (the binding checks that order; this checks what would read or write
+   out of bounds). Returns LMZ_OK, or LMZ_OUT_OF_RANGE, LMZ_HEAD_TOO_WIDE, LMZ_NO_MEMORY. */
 int lmz_llama_hidden(const Model *m, int64_t n, const int64_t *streams, const int64_t *positions,
                      const int64_t *tokens, double *x) {
     int64_t C = m->C, F = m->F, A = m->H * m->D, NQKV = (m->H + 2 * m->KV) * m->D;
     int64_t wide = MAX(2 * F, NQKV), narrow = MAX(MAX(F, C), A);
-    if (n <= 0) return 0;
+    if (n <= 0) return LMZ_OK;
+    if (m->D > LMZ_MAX_HEAD_DIM) return LMZ_HEAD_TOO_WIDE;
+    for (int64_t r = 0; r < n; r++)
+        if (tokens[r] < 0 || tokens[r] >= m->V || streams[r] < 0 || streams[r] >= m->streams || positions[r] < 0 ||
+            positions[r] >= m->length)
+            return LMZ_OUT_OF_RANGE;
     double *scaled = malloc(sizeof(double) * (size_t)(n * C));
     int8_t *values = malloc((size_t)(n * narrow));
     int16_t *wide_values = malloc(sizeof(int16_t) * (size_t)(n * MAX(F, C)));
@@ -681,7 +398,7 @@ static void frequencies_of(const Model *m, const float *row, int32_t *freqs) {
 }
 
 /* IntegerArithmetic.frequencies of n rows of the final residual: the head, then the exp table
-   indexed below each row's maximum -> (n, V) int32. Returns 0, or -2 without memory. */
+   indexed below each row's maximum -> (n, V) int32. Returns LMZ_OK, or LMZ_NO_MEMORY. */
 int lmz_llama_frequencies(const Model *m, int64_t n, const double *x, int32_t *freqs) {
     int64_t C = m->C, V = m->V;
     if (n <= 0) return 0;
@@ -698,4 +415,27 @@ int lmz_llama_frequencies(const Model *m, int64_t n, const double *x, int32_t *f
     if (!status) ROW_BY_ROW(m, n, r, frequencies_of(m, logits + r * V, freqs + r * V));
     free(scaled), free(values), free(wide_values), free(row_scale), free(logits);
     return status;
+}
+
+/* The binding's copy of the structs (native/binding.py) must agree with these, field by field:
+   sizeof(Linear), then offsetof each of its fields in declaration order, then Layer's, then
+   Model's. Writes at most `capacity` numbers; returns how many there are. */
+#define AT(type, field) (int64_t) offsetof(type, field)
+int64_t lmz_layout(int64_t *out, int64_t capacity) {
+    const int64_t layout[] = {
+        sizeof(Linear), AT(Linear, w), AT(Linear, sums), AT(Linear, scale),
+        sizeof(Layer), AT(Layer, norm1), AT(Layer, norm2), AT(Layer, qkv), AT(Layer, o), AT(Layer, gate_up),
+        AT(Layer, down), AT(Layer, qkv_bias), AT(Layer, q_norm), AT(Layer, k_norm), AT(Layer, post_attention),
+        AT(Layer, post_ffw), AT(Layer, rope_cos), AT(Layer, rope_sin), AT(Layer, window), AT(Layer, k), AT(Layer, v),
+        AT(Layer, ks), AT(Layer, vs), AT(Layer, vmax),
+        sizeof(Model), AT(Model, C), AT(Model, H), AT(Model, KV), AT(Model, D), AT(Model, F), AT(Model, V),
+        AT(Model, n_layer), AT(Model, length), AT(Model, streams), AT(Model, norm_eps), AT(Model, float_norm_eps),
+        AT(Model, score_factor), AT(Model, residual_limit), AT(Model, residual_bits), AT(Model, square_shift),
+        AT(Model, gain_bits), AT(Model, attention_one), AT(Model, sigmoid_steps), AT(Model, sigmoid_range),
+        AT(Model, embed16), AT(Model, embed32), AT(Model, gate), AT(Model, attention_exp), AT(Model, attention_last),
+        AT(Model, norm_f), AT(Model, head), AT(Model, table_plus_one), AT(Model, table_last), AT(Model, exp_steps),
+        AT(Model, layers), AT(Model, kernel), AT(Model, threads), AT(Model, wide_levels)};
+    int64_t count = (int64_t)(sizeof(layout) / sizeof(layout[0]));
+    for (int64_t i = 0; i < count && i < capacity; i++) out[i] = layout[i];
+    return count;
 }

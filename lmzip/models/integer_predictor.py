@@ -1,4 +1,4 @@
-"""The integer predictor: frequencies from intgpt.py or intllama.py, identical on any backend and machine.
+"""The integer predictor: frequencies from integer/gpt.py or integer/llama.py, identical on any backend and machine.
 
 One predictor serves both integer families; a model directory's ``config.json`` says which
 (``model_type``): lmzip's GPT (``fast``) or a llama (``smollm2``). What differs between them is
@@ -19,10 +19,11 @@ from ..errors import ModelError, ModelNotAvailable
 from ..settings import Settings
 from ..tokenize import load_tokenizer
 from .base import Capabilities, Measured, Predictor, hash_files
-from .intgpt import INTEGER_FORMAT, IntGPT, IntStepper, load_portable
-from .intllama import LLAMA_FORMAT, LLAMA_TYPE, NEWEST_RECIPE, RECIPES, IntLlama, IntLlamaStepper, runtime_arrays
-from .intops import BACKENDS, NumpyOps, make_ops
-from .speculate import MAX_DRAFT, Acceptance, MatchDrafter, SpeculativeStepper, extra_row_cost
+from .integer.gpt import INTEGER_FORMAT, IntGPT, IntStepper
+from .integer.stored import load_portable
+from .integer.llama import LLAMA_FORMAT, LLAMA_TYPE, NEWEST_RECIPE, RECIPES, IntLlama, IntLlamaStepper, runtime_arrays
+from .integer.ops import BACKENDS, NumpyOps, TorchOps
+from .integer.speculate import MAX_DRAFT, Acceptance, MatchDrafter, SpeculativeStepper, extra_row_cost
 
 PORTABLE_DIR = Path(__file__).resolve().parents[1] / "data" / "fast-portable"
 EXTRA_FREQUENCY = 256  # an extra byte id's frequency: ~2^-16 of a confident row's total (2^24)
@@ -54,6 +55,17 @@ class IntegerFamily:
         start = time.perf_counter()
         run(idx)
         return time.perf_counter() - start
+
+
+def make_ops(backend: str, device: str = "cpu"):
+    """The array backend named ``backend``; every one gives the same integers."""
+    if backend == "torch":
+        return TorchOps(device)
+    if backend == "native":
+        from .native import NativeOps, load
+
+        return NativeOps(load())
+    return NumpyOps()
 
 
 def _build_llama(weights, config, ops, backend: str):
@@ -222,7 +234,7 @@ class IntegerPredictor(Predictor):
         """torch's thread count as asked (speed only: the integers do not depend on it), TF32 off."""
         if isinstance(self.model.ops, NumpyOps):
             return super().running()
-        from .torch_base import torch_state
+        from .float.torch_base import torch_state
 
         return torch_state(self.threads, self.device)
 

@@ -29,16 +29,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import FingerprintMismatch, FormatError, ModelNotAvailable
-from ..settings import Settings
-from ..tokenize import BPETokenizer
-from .base import Capabilities, hash_files
+from ...errors import FingerprintMismatch, FormatError, ModelNotAvailable
+from ...settings import Settings
+from ...tokenize import BPETokenizer
+from ..base import Capabilities, hash_files
 from .gpt import GPT, GPTConfig, KVStepper, load_gpt
 from .gpt_predictor import FAST_DIR
 from .torch_base import TorchPredictor, default_float_dtype, torch_options
 
 SCRATCH_CONFIG = dict(context=256, n_layer=4, n_head=4, n_embd=256)
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(__file__).resolve().parents[2]
 
 
 def code_bytes() -> int:

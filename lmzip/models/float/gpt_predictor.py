@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelNotAvailable
-from ..tokenize import load_tokenizer
-from .base import hash_files
+from ...errors import ModelNotAvailable
+from ...tokenize import load_tokenizer
+from ..base import hash_files
 from .gpt import KVStepper, load_gpt
 from .torch_base import TorchPredictor, torch_options
 
-FAST_DIR = Path(__file__).resolve().parents[1] / "data" / "fast"
+FAST_DIR = Path(__file__).resolve().parents[2] / "data" / "fast"
 
 
 class GPTPredictor(TorchPredictor):

@@ -25,11 +25,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelNotAvailable
-from ..tokenize import BPETokenizer
-from .base import cache_dir, hash_files
-from .integer import IntegerPredictor, load_directory
-from .intllama import LLAMA_FORMAT, check_supported, convert_gguf, field_value, read_gguf, weights_digest
+from ...errors import ModelNotAvailable
+from ...tokenize import BPETokenizer
+from ..base import cache_dir, hash_files
+from ..integer_predictor import IntegerPredictor, load_directory
+from ..integer.llama import LLAMA_FORMAT
+from .derive import check_supported, convert_gguf, field_value, read_gguf, weights_digest
 
 RECORD_PREFIX = "gguf:"
 MODELS_PATH = "LMZIP_MODELS"
@@ -253,7 +254,7 @@ def save_tokenizer(gguf: Path, out: Path) -> None:
     """The GGUF's own vocabulary and merges as a tokenizer.json (transformers reads GGUF metadata)."""
     from transformers import AutoTokenizer
 
-    from .hf import quiet_transformers
+    from ..float.hf import quiet_transformers
 
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

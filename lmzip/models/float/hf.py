@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ModelNotAvailable
-from ..tokenize import BPETokenizer
-from .base import hash_files
+from ...errors import ModelNotAvailable
+from ...tokenize import BPETokenizer
+from ..base import hash_files
 from .torch_base import TorchPredictor, torch_options
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..tokenize import BPETokenizer
+from ...tokenize import BPETokenizer
 from .attention import attention_span, causal_row
 from .torch_base import TorchPredictor
 

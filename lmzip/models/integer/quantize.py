@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .intgpt import GAIN_BITS, INT8, PORTABLE_TYPE, RESIDUAL_BITS, exp_table
+from .arithmetic import GAIN_BITS, INT8
+from .gpt import PORTABLE_TYPE, RESIDUAL_BITS
+from .tables import exp_table
 
 
 def _int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +76,7 @@ def save_portable(weights: dict[str, np.ndarray], config: dict, directory: Path)
 
 def convert_gpt_dir(source: Path, dest: Path, calibration: np.ndarray, note: str = "") -> dict[str, np.ndarray]:
     """Write the portable variant of an lmzip-gpt directory (weights, config, tokenizer)."""
-    from .gpt import load_gpt
+    from ..float.gpt import load_gpt
 
     source, dest = Path(source), Path(dest)
     model = load_gpt(source)
