@@ -26,9 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmzip import engine  # noqa: E402
+from lmzip import engine, layout  # noqa: E402
 from lmzip.layout import Schedule  # noqa: E402
-from lmzip.mixing import Mixer, mixed_intervals  # noqa: E402
+from lmzip.mixing import Mixer, mix_setting_for, mixed_intervals  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
 from lmzip.tokenize import read_tokens  # noqa: E402
 
@@ -77,9 +77,9 @@ def main() -> None:
     sums = {name: np.zeros(BINS) for name in ("lm", "adaptive", "mixed")}
     byte_sums = np.zeros(BINS)
     start = time.perf_counter()
-    history = engine.History(engine.mix_setting_for(predictor, len(ids), chunk, streams, True))  # as compression's
+    history = engine.History(mix_setting_for(predictor.capabilities.integer, len(ids), chunk, streams))  # as compression's
     adaptive = Mixer()
-    for chunks in engine.split_blocks(ids, chunk, streams):
+    for chunks in layout.split_blocks(ids, chunk, streams):
         bits = block_bits(predictor, chunks, history, adaptive)
         for i, c in enumerate(chunks):
             where = np.searchsorted(edges, np.arange(len(c)), side="right") - 1

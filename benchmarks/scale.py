@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmzip import api, container, engine  # noqa: E402
+from lmzip import api, container, engine, layout  # noqa: E402
 from lmzip.layout import block_layout  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
 from lmzip.fingerprint import fingerprint  # noqa: E402
@@ -67,7 +67,7 @@ def driver_costs(data: bytes, model: str, pool: WorkerPool) -> dict:
     round trip through Ray with a model that costs nothing to run."""
     predictor = load_predictor(model)
     ids = predictor.tokenizer.encode(data)
-    blocks = list(engine.split_blocks(np.asarray(ids), **LAYOUT[model]))
+    blocks = list(layout.split_blocks(np.asarray(ids), **LAYOUT[model]))
     result = engine.encode_block(load_predictor("uniform"), [np.zeros(8, dtype=np.int64)])
     start = time.perf_counter()
     for chunks in blocks:

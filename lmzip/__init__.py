@@ -13,7 +13,7 @@ from .errors import (ChecksumError, FingerprintMismatch, FormatError, LmzipError
                      ModelNotAvailable, WorkerError)
 from .workers import WorkerPool  # Ray is imported only when a pool starts
 
-__version__ = "0.15.2"
+__version__ = "0.16.0"
 
 __all__ = ["compress", "decompress", "compress_stream", "decompress_stream", "Stats", "WorkerPool", "LmzipError",
            "FormatError", "ChecksumError", "ModelError", "ModelNotAvailable", "FingerprintMismatch", "WorkerError"]

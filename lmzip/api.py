@@ -22,8 +22,8 @@ from . import container, engine, layout
 from .blocks import block_bytes
 from .errors import ChecksumError, FingerprintMismatch, ModelError
 from .fingerprint import coded_versions, fingerprint
-from .mixing import History
-from .models import DEFAULT_MODEL, load_predictor, model_for_file
+from .mixing import History, mix_setting_for
+from .models import check_load_options, load_predictor, model_and_chunk, model_for_file
 from .models.base import Predictor
 from .models.legacy import checksum_failure_reason
 from .tokenize import read_tokens
@@ -91,28 +91,31 @@ class _StepCounter:
             self.progress(self.done, self.total)
 
 
-def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = DEFAULT_MODEL,
+def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor | None = None,
                     chunk: int | None = None, streams: int | None = None,
                     progress: Progress | None = None, record=None, fallback: bool = True, mix: bool = True,
                     independent: bool = False, workers: WorkerPool | None = None,
-                    load: Callable[[], Predictor] | None = None, lead: int | None = None, **options) -> Stats:
+                    load: Callable[[], Predictor] | None = None, lead: int | None = None,
+                    level: int | None = None, **options) -> Stats:
     """Compress ``source`` into ``dest``; ``record(t, symbols, probs, bits, carriers)`` sees every
     step (engine.encode_block).
 
-    With ``workers`` (a ``WorkerPool``), the blocks are coded by its actors: the
-    same file, byte for byte, for an exact model. They load the model by name, or
-    by ``load()`` where ``model`` is a loaded predictor.
+    ``level`` (1 .. 9, as gzip's) picks the model and chunk that ``model`` and ``chunk`` do not
+    (models.LEVELS); neither: the default model. ``options`` are the loader's (models.LOAD_OPTIONS).
 
-    With ``fallback``, a block the model codes in more bytes than xz -9e or than
-    the block itself is written that way instead (never for learning models).
-    With ``mix``, an integer model's predictions are mixed with context models (n-grams, a
-    match model) over the history (mixing); the header records it. The history runs across
-    the file's blocks, so they decode in order, unless ``independent`` (always with ``workers``):
-    then each block has its own, at some cost in ratio on files of several blocks, and the
-    blocks can be decoded in parallel. ``lead`` (layout.py): tokens each block's streams read
-    first; None: the model's default, where the chunk leaves room for it in its context.
+    With ``workers`` (a ``WorkerPool``), its actors code the blocks: the same file, byte for byte,
+    for an exact model. They load the model by name, or by ``load()`` where ``model`` is loaded.
+
+    With ``fallback``, a block the model codes in more bytes than xz -9e or than the block itself
+    is written that way instead (never for learning models). With ``mix``, an integer model's
+    predictions are mixed with context models over the history (mixing); the header records it.
+    The history runs across the file's blocks, so they decode in order, unless ``independent``
+    (always with ``workers``): each block has its own, at some cost in ratio, and they decode in
+    parallel. ``lead`` (layout.py): tokens each block's streams read first; None: the model's.
     """
     start_time = time.perf_counter()
+    check_load_options(options, "compress_stream")
+    model, chunk = model_and_chunk(model, chunk, level)
     predictor = _as_predictor(model, **options)
     predictor.begin_file()
     chunk = chunk or predictor.default_chunk
@@ -121,29 +124,26 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor = D
         raise ValueError(f"chunk length {chunk} exceeds the model's context ({predictor.max_chunk})")
     lead = predictor.lead_for(chunk, lead, streams)
     ids, length, crc = read_tokens(predictor.tokenizer, source)
-    planned = layout.first_block_streams(len(ids), chunk, streams, lead)
+    plan = layout.FileLayout.of(len(ids), chunk, streams, lead)
     if workers is not None and record is not None:
         raise ValueError("record sees every step of one process: it cannot run with workers")
     # a carried history would make each block wait for the one before it: workers code independent blocks
     independent = independent or workers is not None
-    mixed = engine.mix_setting_for(predictor, len(ids), chunk, streams, mix, independent)
+    mixed = mix_setting_for(predictor.capabilities.integer, len(ids), chunk, streams, mix, independent)
     with _setup_lock:
-        predictor.plan(planned)
-        task = None if workers is None else _worker_task(workers, predictor, model, load, options, plan=planned,
-                                                         mix=mixed, lead=lead)
+        predictor.plan(plan.first_block_streams)
+        task = None if workers is None else _worker_task(workers, predictor, model, load, options,
+                                                         plan=plan.first_block_streams, mix=mixed, lead=lead)
         header = _header(predictor, mixed, chunk, streams, lead, length, len(ids), crc)
     writer = container.Writer(dest, header, fallback=fallback and not predictor.capabilities.learns)
     stats = Stats(model=predictor.name, original_bytes=length, tokens=len(ids), chunk=chunk)
     on_step = _StepCounter(progress, len(ids))
     coding_start = time.perf_counter()
     if workers is None:
-        _encode_blocks(predictor, ids, chunk, streams, lead, writer, stats, on_step, record,
+        _encode_blocks(predictor, plan.split(ids), lead, writer, stats, on_step, record,
                        History(mixed) if mixed else None)
     else:
-        coded = _counted(workers.map("encode", task, ((c,) for c in engine.split_blocks(ids, chunk, streams, lead))),
-                         on_step, (sum(lengths) for lengths in layout.block_layout(len(ids), chunk, streams, lead)))
-        for chunks, block in zip(engine.split_blocks(ids, chunk, streams, lead), coded):
-            _add_block(writer, stats, predictor, chunks, block)
+        _encode_on_workers(workers, task, predictor, plan, ids, writer, stats, on_step)
     stats.compressed_bytes = writer.close()
     stats.streams = writer.header.streams
     stats.extra.update(header_bytes=writer.header_bytes, fallback_blocks=writer.fallback_blocks)
@@ -164,15 +164,23 @@ def _header(predictor: Predictor, mixed: str | None, chunk: int, streams: int, l
         flags=container.FLAG_PORTABLE if predictor.capabilities.integer else 0)
 
 
-def _encode_blocks(predictor: Predictor, ids: np.ndarray, chunk: int, streams: int, lead: int,
+def _encode_blocks(predictor: Predictor, blocks: Iterator[list[np.ndarray]], lead: int,
                    writer: container.Writer, stats: Stats, on_step, record, history: History | None) -> None:
     """Code the blocks in order in this process. A block that falls back (xz, stored) leaves a
     carried history as it found it: the decoder never sees that block's tokens."""
-    for chunks in engine.split_blocks(ids, chunk, streams, lead):
+    for chunks in blocks:
         saved = history.save() if history is not None and history.carried and writer.fallback else None
         block = engine.encode_block(predictor, chunks, on_step, record=record, history=history, lead=lead)
         if _add_block(writer, stats, predictor, chunks, block) != container.BLOCK_MODEL and saved is not None:
             history.restore(saved)
+
+
+def _encode_on_workers(workers: WorkerPool, task: Task, predictor: Predictor, plan: layout.FileLayout,
+                       ids: np.ndarray, writer: container.Writer, stats: Stats, on_step) -> None:
+    """Code the blocks on the workers, written in order as they come back."""
+    coded = _counted(workers.map("encode", task, ((c,) for c in plan.split(ids))), on_step, plan.block_tokens())
+    for chunks, block in zip(plan.split(ids), coded):
+        _add_block(writer, stats, predictor, chunks, block)
 
 
 def _add_block(writer: container.Writer, stats: Stats, predictor: Predictor, chunks, block) -> int:
@@ -260,6 +268,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     """Decompress ``source`` into ``dest``; with ``workers``, its blocks are decoded by the pool's
     actors, unless they share a carried history (mixing): those decode in order, here."""
     start_time = time.perf_counter()
+    check_load_options(options, "decompress_stream")
     reader = container.Reader(source)
     header = reader.header
     history = History(header.mix) if header.mix else None
@@ -286,8 +295,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     else:
         blocks = ((method, data, lengths, header.original_length) for lengths, method, data in reader.blocks())
         decoded = _counted(workers.map("decode", task, blocks), on_step,
-                           (sum(lengths) for lengths in layout.block_layout(header.n_tokens, header.chunk,
-                                                                            header.streams, header.lead)))
+                           layout.FileLayout.of(header.n_tokens, header.chunk, header.streams, header.lead).block_tokens())
     try:
         for block in decoded:
             for out in block:
@@ -307,10 +315,11 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     return stats
 
 
-def compress(data: bytes, model: str | Predictor = DEFAULT_MODEL, **options) -> bytes:
-    """Compress bytes with a language model; like ``gzip.compress``."""
+def compress(data: bytes, model: str | Predictor | None = None, level: int | None = None, **options) -> bytes:
+    """Compress bytes with a language model; like ``gzip.compress`` (``level`` 1 .. 9 as its
+    ``compresslevel``; options as ``compress_stream``'s, any other a TypeError)."""
     out = io.BytesIO()
-    compress_stream(io.BytesIO(data), out, model, **options)
+    compress_stream(io.BytesIO(data), out, model, level=level, **options)
     return out.getvalue()
 
 

@@ -20,13 +20,13 @@ independent of each other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
 from .coder import Decoder, Encoder, IntegerDecoder, IntegerEncoder, token_intervals
-from .layout import Schedule, block_layout
-from .mixing import History, candidate_frequencies, carriers, decode_mixed, mix_setting, mixed_intervals, proposal_grid
+from .layout import Schedule
+from .mixing import History, candidate_frequencies, carriers, decode_mixed, mixed_intervals, proposal_grid
 from .models.base import Predictor
 
 
@@ -229,16 +229,6 @@ def whole_chunk_pass(predictor: Predictor, chunks: list[np.ndarray], schedule: S
     return WholeChunkPass(tokens, schedule, intervals, f_candidates)
 
 
-def mix_setting_for(predictor: Predictor, n_tokens: int, chunk: int, streams: int, mix: bool,
-                    independent: bool = False) -> str | None:
-    """The header's mix setting for a file, or None: only integer models are mixed (their
-    frequencies are what the mixer reads), with tables sized to the tokens the history holds (the
-    file's, or a block's where blocks are ``independent``)."""
-    if not (mix and predictor.capabilities.integer):
-        return None
-    return mix_setting(min(n_tokens, chunk * streams) if independent else n_tokens, carried=not independent)
-
-
 def decode_block(predictor: Predictor, data: bytes, lengths: list[int],
                  on_step: Callable[[int], None] | None = None, history: History | None = None,
                  lead: int = 0) -> list[np.ndarray]:
@@ -249,13 +239,3 @@ def decode_block(predictor: Predictor, data: bytes, lengths: list[int],
         history.next_block(len(lengths))
     coder = StepCoder(predictor.capabilities.integer, history, data)
     return schedule.chunks(lockstep(predictor, schedule, lambda probs, t: coder.decode(probs, t)[0], on_step))
-
-
-def split_blocks(ids: np.ndarray, chunk: int, streams: int, lead: int = 0) -> Iterator[list[np.ndarray]]:
-    start = 0
-    for lengths in block_layout(len(ids), chunk, streams, lead):
-        chunks = []
-        for n in lengths:
-            chunks.append(ids[start : start + n])
-            start += n
-        yield chunks

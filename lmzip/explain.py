@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import engine, layout
-from .mixing import CARRIER_NAMES, History
+from .mixing import CARRIER_NAMES, History, mix_setting_for
 from .models.base import Predictor
 from .tokenize import read_tokens
 
@@ -76,15 +76,16 @@ def explain(data: bytes, predictor: Predictor, chunk: int | None = None, streams
     chunk = chunk or predictor.default_chunk
     streams = streams or predictor.default_streams
     ids, _, _ = read_tokens(predictor.tokenizer, io.BytesIO(data))  # cut into pieces as compression cuts them
-    mixed = engine.mix_setting_for(predictor, len(ids), chunk, streams, mix)
+    mixed = mix_setting_for(predictor.capabilities.integer, len(ids), chunk, streams, mix)
     history = History(mixed) if mixed else None  # the file's, across blocks, as compression's
     # the settings compression would pick (a float model's dtype is measured per stream count)
     lead = predictor.lead_for(chunk, streams=streams)  # as compression's
-    predictor.plan(layout.first_block_streams(len(ids), chunk, streams, lead))
+    plan = layout.FileLayout.of(len(ids), chunk, streams, lead)
+    predictor.plan(plan.first_block_streams)
     decode = predictor.tokenizer.decode
     infos: list[TokenInfo] = []
     done = 0
-    for chunks in engine.split_blocks(ids, chunk, streams, lead):
+    for chunks in plan.split(ids):
         block: list[list[TokenInfo]] = [[] for _ in chunks]
 
         def record(t, symbols, probs, bits, carriers):

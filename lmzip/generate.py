@@ -22,7 +22,7 @@ import numpy as np
 
 from . import engine
 from .layout import Schedule
-from .mixing import History
+from .mixing import History, mix_setting_for
 from .models.base import Capabilities, Predictor
 
 NOISE_BYTES_PER_TOKEN = 16  # a token costs at most ~40 bits (2^40 totals) plus three 16-bit decisions
@@ -77,7 +77,7 @@ def generate(predictor: Predictor, n_tokens: int, seed: int = 0, prompt: bytes =
     if n_tokens == 0:
         return Sample(predictor.name, seed, temperature, prompt, b"", 0, 0.0, time.perf_counter() - start)
     # tables sized for the model's whole context, so that a seed's sample does not depend on --tokens
-    mixed = engine.mix_setting_for(model, context or length, context or length, 1, mix)
+    mixed = mix_setting_for(model.capabilities.integer, context or length, context or length, 1, mix)
     history = History(mixed).next_block(1) if mixed else None
     integer = model.capabilities.integer
     prompt_coder = engine.StepCoder(integer, history)  # codes the prompt, as an encoder would; its bytes are dropped

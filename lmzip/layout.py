@@ -14,6 +14,7 @@ encoder, the decoder and the container derive the same layout, so it is never wr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -31,9 +32,42 @@ def block_layout(n_tokens: int, chunk: int, streams: int, lead: int = 0) -> list
     return blocks
 
 
+@dataclass(frozen=True)
+class FileLayout:
+    """A file's blocks, computed once from (tokens, L, B, P): what the encoder plans, splits and
+    counts progress by."""
+
+    blocks: tuple[tuple[int, ...], ...]  # each block's chunk lengths (block_layout)
+
+    @classmethod
+    def of(cls, n_tokens: int, chunk: int, streams: int, lead: int = 0) -> FileLayout:
+        return cls(tuple(map(tuple, block_layout(n_tokens, chunk, streams, lead))))
+
+    @property
+    def first_block_streams(self) -> int:
+        """How many streams the file's first block has (at least one)."""
+        return len(self.blocks[0]) if self.blocks else 1
+
+    def block_tokens(self) -> list[int]:
+        return [sum(lengths) for lengths in self.blocks]
+
+    def split(self, ids: np.ndarray) -> Iterator[list[np.ndarray]]:
+        """``ids`` cut into each block's chunks (views, no copies)."""
+        start = 0
+        for lengths in self.blocks:
+            chunks = []
+            for n in lengths:
+                chunks.append(ids[start : start + n])
+                start += n
+            yield chunks
+
+
 def first_block_streams(n_tokens: int, chunk: int, streams: int, lead: int = 0) -> int:
-    """How many streams the file's first block has (at least one)."""
-    return len(block_layout(n_tokens, chunk, streams, lead)[0]) if n_tokens else 1
+    return FileLayout.of(n_tokens, chunk, streams, lead).first_block_streams
+
+
+def split_blocks(ids: np.ndarray, chunk: int, streams: int, lead: int = 0) -> Iterator[list[np.ndarray]]:
+    return FileLayout.of(len(ids), chunk, streams, lead).split(ids)
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ class Settings:
     threads: int | None = None  # float models: torch's thread count (sums are split by it)
     device: str | None = None  # None: the CPU; "cuda" for a GPU
     kernels: str | None = None  # float models on a CPU: torch's kernel path (avx512, avx2, default)
-    train: str | None = None  # learning models: the training recipe (see models/online.py)
-    recipe: int | None = None  # integer llamas: the arithmetic recipe (intllama.RECIPES); None: the first
+    train: str | None = None  # learning models: the training recipe (see models/float/online.py)
+    recipe: int | None = None  # integer llamas: the arithmetic recipe (integer/llama.py RECIPES); None: the first
 
     def to_header(self) -> str:
         return ";".join(f"{HEADER_KEYS[f.name]}={getattr(self, f.name)}"

@@ -125,6 +125,7 @@ class _Sent:
     job: tuple
     slot: int
     attempt: int
+    actor: object = None  # the actor it went to (a slot's actor changes when one dies)
 
 
 class WorkerPool:
@@ -227,8 +228,8 @@ class WorkerPool:
             order = sorted(range(self.size), key=lambda i: (i == avoid, self._busy[i]))
             sent.slot = order[0]
             self._busy[sent.slot] += 1
-            actor = self.actors[sent.slot]
-        waiting[getattr(actor, method).remote(task, *sent.job)] = sent
+            sent.actor = self.actors[sent.slot]
+        waiting[getattr(sent.actor, method).remote(task, *sent.job)] = sent
 
     def _result(self, ref, sent: _Sent, waiting: dict, method: str, task: Task):
         """The block's result; or, where its actor died or failed, the block sent again (None for now)."""
@@ -243,7 +244,7 @@ class WorkerPool:
                 raise cause from None
             why = f"{type(cause).__name__}: {cause}"
         except RayActorError as exc:
-            self._replace(sent.slot, ref)
+            self._replace(sent.slot, sent.actor)
             why = f"its worker died ({type(exc).__name__})"
         if sent.attempt >= ATTEMPTS:
             raise WorkerError(f"block {sent.index} failed on {ATTEMPTS} workers; the last time: {why}")
@@ -251,17 +252,17 @@ class WorkerPool:
         self._send(waiting, method, task, _Sent(sent.index, sent.job, -1, sent.attempt + 1), avoid=sent.slot)
         return _PENDING
 
-    def _replace(self, slot: int, ref) -> None:
-        """A new actor in place of a dead one (once, however many of its blocks report the death)."""
+    def _replace(self, slot: int, dead) -> None:
+        """A new actor in place of a dead one, once however many of its blocks report the death: a
+        block sent to the dead actor that reports after the new one took the slot must not kill the
+        new one (it did, and the blocks resent there died with it: about one run in eight)."""
         import ray
 
         with self._lock:
-            actor = self.actors[slot]
-            if getattr(actor, "_lmzip_replaced", False):
+            if self.actors[slot] is not dead:
                 return
             with contextlib.suppress(Exception):
-                ray.kill(actor, no_restart=True)
-            actor._lmzip_replaced = True
+                ray.kill(dead, no_restart=True)
             self.actors[slot] = self._actor_class.remote()
 
     def close(self) -> None:

@@ -196,13 +196,13 @@ def test_write_failure_removes_the_temporary_file(tmp_path):
     from lmzip.errors import InputOutputError
 
     target = tmp_path / "out.lmz"
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="No space left on device"):
         with atomic_output(target, force=False) as out:
             out.write(b"partial")
             raise OSError(28, "No space left on device")
     assert list(tmp_path.iterdir()) == []
     target.write_bytes(b"keep me")
-    with pytest.raises(InputOutputError):
+    with pytest.raises(InputOutputError, match="already exists"):
         with atomic_output(target, force=False):
             pass
     assert target.read_bytes() == b"keep me"

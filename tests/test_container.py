@@ -63,13 +63,13 @@ def test_missing_model_is_refused(blob):
     header = api.read_header(io.BytesIO(blob))
     header.model = "/no/such/model/dir"
     forged = header.to_bytes() + blob[len(header.to_bytes()):]
-    with pytest.raises(ModelNotAvailable):
+    with pytest.raises(ModelNotAvailable, match="neither a built-in name"):
         lmzip.decompress(forged)
 
 
 def test_truncations_are_errors(blob):
     for n in range(len(blob)):
-        with pytest.raises(FormatError):
+        with pytest.raises(FormatError, match=r"truncated file|not an \.lmz file"):
             lmzip.decompress(blob[:n])
 
 
@@ -102,17 +102,41 @@ def test_fuzzed_files_never_give_wrong_bytes(payload):
         assert out == data[payload]  # a mutation the format tolerates must still give the exact bytes
 
 
-def test_file_from_a_gpu_is_refused_on_cpu(tiny_gpt_dir):
+def _as_if_made_on_a_gpu(tiny_gpt_dir) -> bytes:
     blob = lmzip.compress(DATA, model=str(tiny_gpt_dir), threads=1)
     header = api.read_header(io.BytesIO(blob))
-    header.settings = dataclasses.replace(header.settings, device="cuda")
-    forged = header.to_bytes() + blob[len(header.to_bytes()):]
+    header.settings = dataclasses.replace(header.settings, device="cuda", kernels=None)
+    return header.to_bytes() + blob[len(header.to_bytes()):]
+
+
+def test_file_from_a_gpu_is_refused_where_there_is_none(tiny_gpt_dir, monkeypatch):
     import torch
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    with pytest.raises(FingerprintMismatch, match="CUDA"):
+    forged = _as_if_made_on_a_gpu(tiny_gpt_dir)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # whether or not this machine has one
+    with pytest.raises(FingerprintMismatch, match="made on a CUDA device"):
         lmzip.decompress(forged)
+
+
+def test_file_from_a_gpu_moves_a_cpu_model_to_the_gpu_where_there_is_one(tiny_gpt_dir, monkeypatch):
+    """The recorded device is adopted, as the dtype is: a model loaded on the CPU would compute
+    other numbers (without a GPU here, the move is recorded rather than made)."""
+    import torch
+
+    from lmzip.models.float.torch_base import TorchPredictor
+
+    forged = _as_if_made_on_a_gpu(tiny_gpt_dir)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    moved = []
+
+    def set_device(self, device):
+        moved.append(device)
+        raise FingerprintMismatch(f"moved to {device}")  # stop before anything runs on it
+
+    monkeypatch.setattr(TorchPredictor, "set_device", set_device)
+    with pytest.raises(FingerprintMismatch, match="moved to cuda"):
+        lmzip.decompress(forged, threads=1)
+    assert moved == ["cuda"]
 
 
 def test_smollm2_not_installed_names_the_install_command(monkeypatch):
@@ -162,7 +186,7 @@ def test_settings_the_model_cannot_adopt_are_refused(tiny_gpt_dir, tmp_path, set
 def test_settings_text_round_trips_as_0_2_0_wrote_it():
     for text in ["", "d=bf16;t=2", "d=f32;t=1;v=cuda", "d=f32;t=2;train=lr0.0007.g4.w32.s0.f1.c1.a1.m1"]:
         assert Settings.from_header(text).to_header() == text
-    with pytest.raises(FormatError):
+    with pytest.raises(FormatError, match="bad threads"):
         Settings.from_header("d=f32;t=two")
 
 
@@ -311,7 +335,7 @@ def test_a_compact_header_refuses_other_weights_or_versions_and_catches_damage()
     for i in range(size):  # any damaged header byte is refused, never decoded into other bytes
         damaged = bytearray(blob)
         damaged[i] ^= 0x20
-        with pytest.raises(LmzipError):
+        with pytest.raises(LmzipError, match="header checksum mismatch|bad magic bytes|unsupported .lmz format"):
             lmzip.decompress(bytes(damaged))
 
 

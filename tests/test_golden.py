@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -16,7 +17,6 @@ import pytest
 
 import lmzip
 from lmzip import api, container
-from lmzip.errors import ChecksumError, FingerprintMismatch
 from lmzip.layout import block_layout
 
 OURS = Path(__file__).resolve().parent / "golden"
@@ -34,31 +34,58 @@ def _expected(folder: Path) -> dict[str, str]:
     return out
 
 
-def _cases():
-    """Integer models' files in the default run; float ones (SmolLM2 and online decode at tens of
-    tokens a second on an AVX2 CPU) with the slow tests."""
+def _cases(integer: bool):
+    """Integer models' files (in the default run), or float ones (SmolLM2 and online decode at tens
+    of tokens a second on an AVX2 CPU: with the slow tests)."""
     cases = [(OURS, name, digest) for name, digest in _expected(OURS).items()]
     if (SHARED / "SHA256SUMS").exists():
         cases += [(SHARED, name, digest) for name, digest in _expected(SHARED).items()]
-    return [pytest.param(*case, id=case[1], marks=() if case[1].startswith(INTEGER_MODELS) else pytest.mark.slow)
-            for case in cases]
+    return [pytest.param(*case, id=case[1], marks=() if integer else pytest.mark.slow)
+            for case in cases if case[1].startswith(INTEGER_MODELS) == integer]
 
 
-@pytest.mark.parametrize("folder,name,digest", _cases())
-def test_golden_files_decode_exactly_or_are_refused(folder, name, digest):
+@pytest.mark.parametrize("folder,name,digest", _cases(integer=True))
+def test_integer_golden_files_decode_exactly(folder, name, digest):
+    assert hashlib.sha256(lmzip.decompress((folder / name).read_bytes())).hexdigest() == digest
+
+
+# 0.2.0 recorded no kernel path: its float files were made where torch ran its avx2 kernels (SHARED's README)
+KERNELS_OF_0_2_0 = "avx2"
+
+
+def _made_with_kernels(blob: bytes) -> str:
+    return api.read_header(io.BytesIO(blob)).settings.kernels or KERNELS_OF_0_2_0
+
+
+@pytest.mark.parametrize("folder,name,digest", _cases(integer=False))
+def test_float_golden_files_decode_where_torch_runs_their_maker_s_kernels(folder, name, digest):
+    from lmzip.models.float.torch_base import cpu_kernels
+
     blob = (folder / name).read_bytes()
-    if name.startswith(INTEGER_MODELS):
-        assert hashlib.sha256(lmzip.decompress(blob)).hexdigest() == digest
-        return
-    try:  # a float model's file: exact where this machine computes like the maker, else refused, saying why
-        out = lmzip.decompress(blob)
-    except FingerprintMismatch as exc:  # 0.3.0 on: the header's CPU kernel path or settings differ from here
-        assert "differ" in str(exc)
-        return
-    except ChecksumError as exc:  # 0.2.0 recorded no kernel path: the mismatch shows as the checksum's
-        assert "records no CPU kernel path" in str(exc)
-        return
-    assert hashlib.sha256(out).hexdigest() == digest
+    if _made_with_kernels(blob) != cpu_kernels():
+        pytest.skip(f"made with {_made_with_kernels(blob)} kernels, this machine runs {cpu_kernels()}")
+    assert hashlib.sha256(lmzip.decompress(blob)).hexdigest() == digest
+
+
+_REFUSED = ("import hashlib, sys, lmzip\n"
+            "from lmzip.errors import ChecksumError, FingerprintMismatch\n"
+            "try:\n"
+            "    print(hashlib.sha256(lmzip.decompress(open(sys.argv[1], 'rb').read())).hexdigest())\n"
+            "except (FingerprintMismatch, ChecksumError) as exc:\n"
+            "    print('refused:', exc)")
+
+
+@pytest.mark.parametrize("folder,name,digest", _cases(integer=False))
+def test_float_golden_files_are_refused_where_torch_runs_other_kernels(folder, name, digest):
+    """As on a CPU of another kind: torch held to other kernels than the maker's (ATEN_CPU_CAPABILITY).
+    The file is refused, saying why; never decoded into other bytes."""
+    other = "default" if _made_with_kernels((folder / name).read_bytes()) != "default" else "avx2"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": other}
+    result = subprocess.run([sys.executable, "-c", _REFUSED, str(folder / name)], capture_output=True, text=True,
+                            env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("refused:"), result.stdout
+    assert "kernel" in result.stdout or "records no CPU kernel path" in result.stdout
 
 
 SCALAR = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lmzip
-from lmzip import api, container, engine
+from lmzip import api, container
 from lmzip.layout import Schedule, block_layout, first_block_streams
 from lmzip.models import load_predictor
 from lmzip.models.integer.llama import IntLlama, IntLlamaStepper
@@ -50,7 +50,7 @@ def test_a_lead_lengthens_each_block_s_first_chunk_and_its_streams_start_after_i
     assert all((a == b).all() for a, b in zip(schedule.chunks(grid), chunks))
     assert schedule.coded().sum() == 164
     assert Schedule.of([70], lead=16).lead == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="do not fit a block with lead 16"):
         Schedule.of([64, 64], lead=16)  # the first chunk must hold the lead and reach the others' ends
 
 

@@ -16,7 +16,7 @@ import pytest
 import lmzip
 from lmzip import api, container
 from lmzip.errors import ModelError
-from lmzip import engine
+from lmzip import engine, layout
 from lmzip.mixing import (CANDIDATES, CONTEXT_INPUTS, ORDERS, ContextModels, MatchModel, Mixer, MixSetting, NGrams,
                           mix_setting, parse_mix_setting, proposal_grid)
 from lmzip.mixing.mixer import WEIGHT_LIMIT
@@ -143,7 +143,7 @@ def test_the_table_size_is_the_header_s():
         ["cm2-t12", "cm2-t12", "cm2-t13", "cm2-t16", "cm2-t20", "cm2-t20"]
     assert mix_setting(300) == "cm2-t13-c" and parse_mix_setting("cm2-t13-c") == MixSetting(13, carried=True)
     predictor = load_predictor("fast")
-    chunks = list(engine.split_blocks(predictor.tokenizer.encode(REPEATS), 48, 8))[0]
+    chunks = list(layout.split_blocks(predictor.tokenizer.encode(REPEATS), 48, 8))[0]
     small, default = (engine.encode_block(predictor, chunks, history=engine.History(mix))
                       for mix in ("cm2-t10", mix_setting()))
     assert parse_mix_setting("cm2-t10") == MixSetting(10, carried=False) and small.data != default.data
@@ -171,7 +171,7 @@ def test_the_mixing_curve_counts_what_compression_pays():
     from mixing_curve import block_bits
 
     predictor = load_predictor("fast")
-    chunks = list(engine.split_blocks(predictor.tokenizer.encode(REPEATS), 48, 8))[0]
+    chunks = list(layout.split_blocks(predictor.tokenizer.encode(REPEATS), 48, 8))[0]
     bits = block_bits(predictor, chunks, engine.History(mix_setting()), Mixer())
     coded = engine.encode_block(predictor, chunks, history=engine.History(mix_setting()))
     assert bits["mixed"].sum() == pytest.approx(coded.nll_bits) and bits["lm"].sum() == pytest.approx(coded.lm_nll_bits)

@@ -14,7 +14,7 @@ import torch
 
 import lmzip
 import lmzip.api
-from lmzip import container
+from lmzip import container, layout
 from lmzip.coder import IntegerDecoder, IntegerEncoder
 from lmzip.models import load_predictor
 from lmzip.mixing import mix_setting
@@ -160,7 +160,7 @@ def test_teacher_forced_encoding_writes_the_stepped_bytes(portable_dir):
 
     predictor = load_predictor(str(portable_dir), threads=1)
     ids = predictor.tokenizer.encode(SAMPLE_TEXT.encode()[:600])
-    chunks = next(engine.split_blocks(np.asarray(ids), 40, 4))
+    chunks = next(layout.split_blocks(np.asarray(ids), 40, 4))
     fast = engine.encode_block(predictor, chunks)
     stepped = engine.encode_block(predictor, chunks, record=lambda *args: None)
     assert fast.data == stepped.data
@@ -185,7 +185,7 @@ def test_integer_coder_round_trips_and_costs_the_nll():
 
 
 def test_integer_coder_refuses_zero_frequencies():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="frequencies must be >= 1"):
         IntegerEncoder().encode(np.array([0]), np.array([[0, 5]], dtype=np.int64))
 
 

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import FormatError, InputOutputError
-from ..models import DEFAULT_MODEL, LEVELS
+from ..models import DEFAULT_MODEL, model_and_chunk, model_to_load
 from .app import (BackendOpt, ChunkOpt, ClusterOpt, DeviceOpt, DtypeOpt, ForceOpt, JsonOpt, KeepOpt, LEVEL_HELP,
                   LeadOpt, ModelOpt, OutputOpt, QuietOpt, RecursiveOpt, RemoveOpt, StdoutOpt, StreamsOpt, ThreadsOpt,
                   WorkersOpt, app, help_at_a_terminal)
@@ -69,10 +69,10 @@ def compress(
     from .. import api
 
     help_at_a_terminal(ctx, files)
-    if level is not None:
-        model, chunk = model or LEVELS[level][0], chunk or LEVELS[level][1]
     with errors_as_messages():
-        model = _model_to_load(model, online, portable)
+        if level is not None:
+            model, chunk = model_and_chunk(model, chunk, level)
+        model = model_to_load(model, online, portable)
     if (workers or cluster) and threads is None:
         threads = 1  # one thread a worker: workers, not threads, use the cores
     shared = _SharedModel(model or DEFAULT_MODEL, dict(dtype=dtype, device=device, threads=threads, backend=backend))
@@ -97,22 +97,6 @@ def compress(
         inputs = list_inputs(files, recursive, lambda path: not path.name.endswith(SUFFIX))
     with worker_pool(workers, cluster, threads) as pool:
         each_file(inputs, output, stdout, recursive, one, pool, as_json, quiet)
-
-
-def _model_to_load(model: Optional[str], online: bool, portable: bool) -> Optional[str]:
-    """--model, as --online and --portable read it (None: the default model)."""
-    from ..models import ANYWHERE_MODELS, INTEGER_OF
-
-    if online:
-        if model not in (None, "scratch", "fast"):
-            raise InputOutputError("--online starts from a seeded init (no --model) or from --model fast")
-        model = f"online-{model or 'scratch'}"
-    if portable:
-        model = INTEGER_OF.get(model, model)
-        if model is not None and model not in ANYWHERE_MODELS:
-            raise InputOutputError(f"--portable: {model!r} does not decode on every machine "
-                                   f"(use one of {', '.join(ANYWHERE_MODELS)})")
-    return model
 
 
 class _SharedModel:

@@ -31,19 +31,20 @@ the same bits on every machine and backend. The header records ``MIX_VERSION``, 
 and whether the history is carried: ``cm2-t20-c`` (``cm2-t20``: independent blocks). lmzip 0.6 and
 0.7 wrote recipe ``cm1`` (four orders, one weight set, a fixed learning rate), refused here.
 
-The package follows the data: ``setting`` (the header's words), ``context`` (the models over the
-history and their candidates), ``mixer`` (a decision's probability), ``coding`` (a step's decisions
-coded either way), ``history`` (a file's models and mixer across its blocks).
+The package follows the data: ``setting`` (the header's words, and which files are mixed),
+``context`` (the models over the history and their candidates), ``mixer`` (a decision's
+probability), ``decisions`` (a step's decisions coded either way), ``history`` (a file's models and
+mixer across its blocks).
 """
 
-from .coding import CARRIER_NAMES, candidate_frequencies, carriers, decode_mixed, mixed_intervals
+from .decisions import CARRIER_NAMES, candidate_frequencies, carriers, decode_mixed, mixed_intervals
 from .context import (CANDIDATES, CONTEXT_INPUTS, MATCH_LENGTHS, MATCH_STATES, MIN_MATCH, NGRAM_STATES, ORDERS,
                       ContextModels, MatchModel, NGrams, proposal_grid)
 from .history import History
 from .mixer import PROB_BITS, PROB_ONE, STRETCH_MAX, Mixer, squash_table, stretch_table
-from .setting import CARRIED, MIX_VERSION, RETIRED, TABLE_BITS, MixSetting, mix_setting, parse_mix_setting
+from .setting import CARRIED, MIX_VERSION, RETIRED, TABLE_BITS, MixSetting, mix_setting, mix_setting_for, parse_mix_setting
 
 __all__ = ["CANDIDATES", "CARRIED", "CARRIER_NAMES", "candidate_frequencies", "CONTEXT_INPUTS", "MATCH_LENGTHS", "MATCH_STATES", "MIN_MATCH",
            "MIX_VERSION", "NGRAM_STATES", "ORDERS", "PROB_BITS", "PROB_ONE", "RETIRED", "STRETCH_MAX", "TABLE_BITS",
            "ContextModels", "History", "MatchModel", "Mixer", "MixSetting", "NGrams", "carriers", "decode_mixed",
-           "mix_setting", "mixed_intervals", "parse_mix_setting", "proposal_grid", "squash_table", "stretch_table"]
+           "mix_setting", "mix_setting_for", "mixed_intervals", "parse_mix_setting", "proposal_grid", "squash_table", "stretch_table"]

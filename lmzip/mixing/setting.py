@@ -29,6 +29,16 @@ def mix_setting(history_tokens: int | None = None, carried: bool = True) -> str:
     return f"{MIX_VERSION}-t{bits}{CARRIED if carried else ''}"
 
 
+def mix_setting_for(integer: bool, n_tokens: int, chunk: int, streams: int, mix: bool = True,
+                    independent: bool = False) -> str | None:
+    """The header's mix setting for a file, or None: only integer models are mixed (their
+    frequencies are what the mixer reads), with tables sized to the tokens the history holds (the
+    file's, or a block's where blocks are ``independent``)."""
+    if not (mix and integer):
+        return None
+    return mix_setting(min(n_tokens, chunk * streams) if independent else n_tokens, carried=not independent)
+
+
 def parse_mix_setting(text: str) -> MixSetting:
     """A header's mix setting, or ModelError for a mixer this lmzip does not know."""
     version, _, tables = text.partition("-t")

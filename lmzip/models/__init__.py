@@ -1,9 +1,11 @@
 """The model registry: every built-in model by name, and model directories by type.
 
 One table says what each name is and how it loads; the command line's help,
-the errors and the README's model table are made from it. A new model is one
-file under ``models/`` and one line here. Loaders take keyword options
-(``dtype``, ``device``, ``threads``, ``backend``) and use those that apply.
+the errors and the README's model table are made from it. A new model is a
+loader in its room (``integer_predictor``, ``gguf/``, ``float/``, ``classical``)
+and one line here. Loaders take the keyword options of ``LOAD_OPTIONS`` and use
+those that apply; any other is refused. The compression levels (``LEVELS``) and
+how ``--online``/``--portable`` read a model name are the library's too.
 """
 
 from __future__ import annotations
@@ -74,17 +76,56 @@ DIRECTORY_TYPES = {"lmzip-gpt": "float.gpt_predictor:load_directory", "lmzip-gpt
                    "lmzip-llama-int8": "integer_predictor:load_directory"}
 
 
+# what a loader may be given (each model uses those that apply to it)
+LOAD_OPTIONS = ("dtype", "device", "threads", "backend", "speculate")
+
+
 def model_names() -> str:
     return ", ".join(MODELS)
+
+
+def check_load_options(options: dict, caller: str) -> None:
+    """Refuse an option no loader takes, as Python refuses an unknown keyword argument (a misspelt
+    ``chunck=`` would otherwise be silently ignored)."""
+    unknown = sorted(set(options) - set(LOAD_OPTIONS))
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
+
+
+def model_and_chunk(model=None, chunk: int | None = None, level: int | None = None):
+    """The model (a name or a loaded predictor) and chunk a file is coded with: those given, else
+    the level's (gzip's -1 .. -9), else the default model at its own chunk."""
+    if level is None:
+        return (DEFAULT_MODEL if model is None else model), chunk
+    if level not in LEVELS:
+        raise ValueError(f"compression level {level!r}: use 1 .. 9")
+    level_model, level_chunk = LEVELS[level]
+    return (level_model if model is None else model), (level_chunk if chunk is None else chunk)
+
+
+def model_to_load(model: str | None, online: bool = False, portable: bool = False) -> str | None:
+    """A model name as ``online`` (learn while coding) and ``portable`` (decode on any machine) ask
+    for it (None: the default model)."""
+    if online:
+        if model not in (None, "scratch", "fast"):
+            raise ValueError("--online starts from a seeded init (no --model) or from --model fast")
+        model = f"online-{model or 'scratch'}"
+    if portable:
+        model = INTEGER_OF.get(model, model)
+        if model is not None and model not in ANYWHERE_MODELS:
+            raise ValueError(f"--portable: {model!r} does not decode on every machine "
+                             f"(use one of {', '.join(ANYWHERE_MODELS)})")
+    return model
 
 
 def load_predictor(spec: str = DEFAULT_MODEL, **options) -> Predictor:
     """The predictor a model name or directory names, ready to ``start``/``step``.
 
-    ``spec``: a registry name, a model directory, or a llama GGUF (gguf_file.py).
+    ``spec``: a registry name, a model directory, or a llama GGUF (gguf/files.py).
     ``options``: dtype, device, threads (float models), backend (torch or numpy,
     integer models, whose numbers are the same on either); ``None`` means the default.
     """
+    check_load_options(options, "load_predictor")
     options = {k: v for k, v in options.items() if v is not None}
     spec = ALIASES.get(spec, spec)
     if spec in MODELS:
@@ -108,4 +149,6 @@ def _load_directory(spec: str, options: dict) -> Predictor:
     return _function(DIRECTORY_TYPES.get(model_type, "float.hf:load_directory"))(directory, name, **options)
 
 
-__all__ = ["MODELS", "DEFAULT_MODEL", "LEVELS", "INTEGER_OF", "ANYWHERE_MODELS", "model_for_file", "Capabilities", "Predictor", "load_predictor", "model_names"]
+__all__ = ["MODELS", "DEFAULT_MODEL", "LEVELS", "INTEGER_OF", "ANYWHERE_MODELS", "LOAD_OPTIONS", "model_for_file",
+           "Capabilities", "Predictor", "check_load_options", "load_predictor", "model_and_chunk", "model_names",
+           "model_to_load"]

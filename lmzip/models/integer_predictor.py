@@ -369,6 +369,7 @@ def load_fast(**options) -> IntegerPredictor:
 
 def load_directory(directory: Path, name: str, backend: str | None = None, threads: int | None = None,
                    device: str | None = None, weights_hash: bytes | None = None, speculate: bool = True,
-                   **_) -> IntegerPredictor:
+                   dtype: str | None = None) -> IntegerPredictor:
+    """``dtype`` is a float model's option: integer models compute in integers whatever it says."""
     return IntegerPredictor(directory, name=name, backend=backend or "auto", threads=threads, device=device,
                             weights_hash=weights_hash, speculate=speculate)

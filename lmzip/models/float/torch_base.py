@@ -144,8 +144,10 @@ class TorchPredictor(Predictor):
             self.threads = settings.threads
         if settings.dtype in DTYPES and settings.dtype != self.dtype_name:
             self.set_dtype(settings.dtype)
-        if settings.device == "cuda" and not torch.cuda.is_available():
-            raise FingerprintMismatch("this file was made on a CUDA device; decode it with --device cuda on a GPU")
+        if settings.device == "cuda" and not self.device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise FingerprintMismatch("this file was made on a CUDA device; decode it with --device cuda on a GPU")
+            self.set_device("cuda")  # the file's device, as its dtype: a CPU would compute other numbers
         if settings.device is None and self.device != "cpu":
             self.set_device("cpu")
         super().adopt(with_kernels_assumed(settings, self.settings().kernels))  # tried here (legacy.py)

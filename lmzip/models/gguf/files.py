@@ -2,7 +2,7 @@
 
 ``--model PATH.gguf``, or a GGUF's file name (with or without ``.gguf``) in a folder of
 ``$LMZIP_MODELS`` (folders separated by ``:``), is converted once into the lmzip cache, keyed by
-the GGUF's SHA-256, as the built-in ``smollm2`` is: integer weights derived by intllama.py, the
+the GGUF's SHA-256, as the built-in ``smollm2`` is: integer weights derived by derive.py, the
 tokenizer from the GGUF's own metadata. Its files decode on every machine that holds the same GGUF.
 
 A path is this machine's, so the header names the model by a record of the GGUF instead:

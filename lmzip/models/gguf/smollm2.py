@@ -3,7 +3,7 @@
 The GGUF (llama architecture, 30 layers, d=576, 49,152-token byte-level BPE)
 is converted once per machine into the lmzip cache, keyed by the GGUF's SHA-256:
 
-- ``smollm2`` (the default): integer weights derived by intllama.py, exactly
+- ``smollm2`` (the default): integer weights derived by derive.py, exactly
   the same on every machine, plus the tokenizer; coded by the integer
   predictor, so its files decode anywhere.
 - ``smollm2-float``: float32 safetensors converted by transformers, coded by

@@ -1,4 +1,4 @@
-"""Building an integer model (intgpt.py) from a float lmzip GPT: int8 weights, calibrated scales."""
+"""Building an integer model (gpt.py) from a float lmzip GPT: int8 weights, calibrated scales."""
 
 from __future__ import annotations
 
