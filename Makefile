@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SAMPLE ?= demo/sample.txt
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-native bench-models bench-tokenizers bench-requantized bench-ablation bench-speculate bench-peer bench-scale bench-mix readme demo-teach demo-online train-fast notebook bench-english clean
+.PHONY: install demo test test-slow fuzz bench-quick bench bench-report bench-cpu bench-smollm2 bench-native bench-models bench-tokenizers bench-requantized bench-ablation bench-speculate bench-adapt bench-peer bench-scale bench-mix readme demo-teach demo-online train-fast notebook bench-english clean
 
 $(BIN)/lmzip: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench-native: install  # the integer SmolLM2 on each backend (native, numpy, tor
 
 bench-speculate: install  # one stream decoded with and without guessed tokens: prose, markup, source
 	$(BIN)/python benchmarks/speculate.py
+
+ADAPT_FILES = milton.txt:262144,sotu.txt:262144,paper1,paper2,alice29.txt,asyoulik.txt,book1
+bench-adapt: install  # the default replayed with a head that learns while it codes: bytes by variant (docs/adapt.md)
+	$(BIN)/python benchmarks/adaptation.py --files $(ADAPT_FILES) --variants none,ibias:0.1
 
 # against llama-zip with the same GGUF: LLAMA_ZIP=path/to/llama_zip.py LLAMA_PYTHON=a python with llama-cpp-python
 bench-peer: install

@@ -79,7 +79,7 @@ def main() -> None:
     start = time.perf_counter()
     history = engine.History(mix_setting_for(predictor.capabilities.integer, len(ids), chunk, streams))  # as compression's
     adaptive = Mixer()
-    for chunks in layout.split_blocks(ids, chunk, streams):
+    for chunks in layout.FileLayout.of(len(ids), chunk, streams).split(ids):
         bits = block_bits(predictor, chunks, history, adaptive)
         for i, c in enumerate(chunks):
             where = np.searchsorted(edges, np.arange(len(c)), side="right") - 1

@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 import lmzip  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
-from lmzip.models.integer.gpt import IntGPT
-from lmzip.models.integer.stored import load_portable  # noqa: E402
+from lmzip.models.integer.gpt import IntGPT  # noqa: E402
+from lmzip.models.integer.stored import read_stored  # noqa: E402
 from lmzip.models.integer.ops import NumpyOps, TorchOps  # noqa: E402
 from lmzip.models.integer_predictor import PORTABLE_DIR  # noqa: E402
-from lmzip.models.float.torch_base import torch_state  # noqa: E402
+from lmzip.models.base import torch_state  # noqa: E402
 
 EVAL = ROOT.parent / "shared" / "corpus" / "eval"
 ENGLISH = ["canterbury/alice29.txt", "canterbury/asyoulik.txt", "canterbury/lcet10.txt",
@@ -77,7 +77,7 @@ def speed_table(n_bytes: int) -> list[dict]:
 
 
 def identity() -> dict:
-    weights, config = load_portable(PORTABLE_DIR)
+    weights, config = read_stored(PORTABLE_DIR)
     tok = load_predictor("fast-portable", threads=1).tokenizer
     ids = tok.encode((EVAL / "calgary" / "book2").read_bytes()[:20000])[: 4 * 511]
     idx = np.concatenate([np.zeros((4, 1), dtype=np.int64), np.asarray(ids).reshape(4, 511)], axis=1)

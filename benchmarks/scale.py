@@ -67,7 +67,7 @@ def driver_costs(data: bytes, model: str, pool: WorkerPool) -> dict:
     round trip through Ray with a model that costs nothing to run."""
     predictor = load_predictor(model)
     ids = predictor.tokenizer.encode(data)
-    blocks = list(layout.split_blocks(np.asarray(ids), **LAYOUT[model]))
+    blocks = list(layout.FileLayout.of(len(ids), **LAYOUT[model]).split(np.asarray(ids)))
     result = engine.encode_block(load_predictor("uniform"), [np.zeros(8, dtype=np.int64)])
     start = time.perf_counter()
     for chunks in blocks:

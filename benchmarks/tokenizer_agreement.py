@@ -2,7 +2,7 @@
 
     python benchmarks/tokenizer_agreement.py GGUF [GGUF ...]      # make bench-tokenizers (the GGUFs of $LMZIP_MODELS)
 
-For each GGUF: lmzip's tokenizer (gguf_file.save_tokenizer, wrapped by the lossless BPETokenizer)
+For each GGUF: lmzip's tokenizer (gguf/files.py save_tokenizer, wrapped by the lossless BPETokenizer)
 and transformers' own tokenizer built from the same GGUF metadata tokenize each eval file. Prints,
 per file, the tokens, the share of lmzip's ids equal to the reference's (position by position
 where the two agree in length, else by a longest-matching-blocks alignment), and whether every file

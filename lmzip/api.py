@@ -9,6 +9,7 @@ engine's lockstep loop, write or read the container.
 from __future__ import annotations
 
 import functools
+import inspect
 import io
 import threading
 import time
@@ -294,8 +295,7 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
                    for lengths, method, data in reader.blocks())
     else:
         blocks = ((method, data, lengths, header.original_length) for lengths, method, data in reader.blocks())
-        decoded = _counted(workers.map("decode", task, blocks), on_step,
-                           layout.FileLayout.of(header.n_tokens, header.chunk, header.streams, header.lead).block_tokens())
+        decoded = _counted(workers.map("decode", task, blocks), on_step, reader.layout.block_tokens())
     try:
         for block in decoded:
             for out in block:
@@ -315,9 +315,16 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
     return stats
 
 
+def _loader_options(options: dict, stream_function: Callable) -> dict:
+    """The options that ``stream_function`` does not take itself: its loader's."""
+    own = inspect.signature(stream_function).parameters
+    return {k: v for k, v in options.items() if k not in own}
+
+
 def compress(data: bytes, model: str | Predictor | None = None, level: int | None = None, **options) -> bytes:
     """Compress bytes with a language model; like ``gzip.compress`` (``level`` 1 .. 9 as its
     ``compresslevel``; options as ``compress_stream``'s, any other a TypeError)."""
+    check_load_options(_loader_options(options, compress_stream), "compress")
     out = io.BytesIO()
     compress_stream(io.BytesIO(data), out, model, level=level, **options)
     return out.getvalue()
@@ -325,6 +332,7 @@ def compress(data: bytes, model: str | Predictor | None = None, level: int | Non
 
 def decompress(blob: bytes, model: str | Predictor | None = None, **options) -> bytes:
     """Decompress an .lmz blob; the model is found from its header unless given."""
+    check_load_options(_loader_options(options, decompress_stream), "decompress")
     source, out = io.BytesIO(blob), io.BytesIO()
     decompress_stream(source, out, model, **options)
     return out.getvalue()

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 from .errors import FormatError, ModelError
-from .layout import block_layout
+from .layout import FileLayout
 from .mixing.setting import CARRIED, MIX_VERSION
 from .settings import Settings
 
@@ -90,6 +90,7 @@ class Preset:
 
 # Numbered forever: a compact header names its preset by number (new ones take new numbers).
 _RECIPE2 = Settings(recipe=2)
+_ADAPT1 = Settings(recipe=2, adapt=1)
 PRESETS = {1: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=True),
            2: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=False),
            3: Preset("fast", FLAG_PORTABLE, 512, 128, mixed=True),
@@ -111,7 +112,13 @@ PRESETS = {1: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=True),
            17: Preset("smollm2", FLAG_PORTABLE, 3072, 32, mixed=True, settings=_RECIPE2, lead=256),
            18: Preset("smollm2", FLAG_PORTABLE, 4096, 32, mixed=True, settings=_RECIPE2, lead=256),
            19: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=True, settings=_RECIPE2, lead=256),
-           20: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=False, settings=_RECIPE2, lead=256)}
+           20: Preset("gemma3-270m", FLAG_PORTABLE, 2048, 32, mixed=False, settings=_RECIPE2, lead=256),
+           # 0.16.0: SmolLM2's head learns while it codes (integer/adapt.py recipe 1), at every level
+           21: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=True, settings=_ADAPT1, lead=256),
+           22: Preset("smollm2", FLAG_PORTABLE, 2048, 32, mixed=False, settings=_ADAPT1, lead=256),
+           23: Preset("smollm2", FLAG_PORTABLE, 3072, 32, mixed=True, settings=_ADAPT1, lead=256),
+           24: Preset("smollm2", FLAG_PORTABLE, 4096, 32, mixed=True, settings=_ADAPT1, lead=256),
+           25: Preset("smollm2", FLAG_PORTABLE, 8192, 32, mixed=True, settings=_ADAPT1)}
 MIN_TABLE_BITS = 8  # a compact header's mixing tables: 2^8 .. 2^23 entries (4 bits)
 
 
@@ -438,7 +445,7 @@ class Writer:
         """``blob``, or the same header with one block holding the whole file xz-compressed. No new
         format: a stream count covering every chunk makes the file a single block."""
         header = self.header
-        every_chunk = len(block_layout(header.n_tokens, header.chunk, header.n_tokens, header.lead)[0])
+        every_chunk = FileLayout.of(header.n_tokens, header.chunk, header.n_tokens, header.lead).first_block_streams
         one_block = dataclasses.replace(header, streams=every_chunk, version=None)  # compact where a preset fits
         packed = io.BytesIO()
         packed.write(head := one_block.to_bytes())
@@ -456,12 +463,13 @@ class Reader:
 
     def __init__(self, source: BinaryIO):
         self.source = source
-        self.header = Header.read(source)
+        self.header = header = Header.read(source)
+        self.layout = FileLayout.of(header.n_tokens, header.chunk, header.streams, header.lead)
 
-    def blocks(self) -> Iterator[tuple[list[int], int, bytes]]:
+    def blocks(self) -> Iterator[tuple[tuple[int, ...], int, bytes]]:
         """(the block's chunk lengths, method, bytes) for each block; then checks the file ends."""
         header = self.header
-        for lengths in block_layout(header.n_tokens, header.chunk, header.streams, header.lead):
+        for lengths in self.layout.blocks:
             # a model block holds a few bytes a token, a stored/xz block at most the file's bytes
             limit = 4 * sum(lengths) + 64 + header.original_length
             method, data = read_block(self.source, header.version, limit)

@@ -62,14 +62,6 @@ class FileLayout:
             yield chunks
 
 
-def first_block_streams(n_tokens: int, chunk: int, streams: int, lead: int = 0) -> int:
-    return FileLayout.of(n_tokens, chunk, streams, lead).first_block_streams
-
-
-def split_blocks(ids: np.ndarray, chunk: int, streams: int, lead: int = 0) -> Iterator[list[np.ndarray]]:
-    return FileLayout.of(len(ids), chunk, streams, lead).split(ids)
-
-
 @dataclass(frozen=True)
 class Schedule:
     """When each of a block's streams codes: stream s codes its chunk's tokens at steps

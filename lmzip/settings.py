@@ -18,7 +18,8 @@ from dataclasses import dataclass, fields
 from .errors import FormatError, ModelError
 
 # field name -> the key written in headers (short where a field is in most headers)
-HEADER_KEYS = {"dtype": "d", "threads": "t", "device": "v", "kernels": "k", "train": "train", "recipe": "r"}
+HEADER_KEYS = {"dtype": "d", "threads": "t", "device": "v", "kernels": "k", "train": "train", "recipe": "r",
+               "adapt": "a"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Settings:
     kernels: str | None = None  # float models on a CPU: torch's kernel path (avx512, avx2, default)
     train: str | None = None  # learning models: the training recipe (see models/float/online.py)
     recipe: int | None = None  # integer llamas: the arithmetic recipe (integer/llama.py RECIPES); None: the first
+    adapt: int | None = None  # integer models: how the head learns while coding (integer/adapt.py); None: not
 
     def to_header(self) -> str:
         return ";".join(f"{HEADER_KEYS[f.name]}={getattr(self, f.name)}"
@@ -46,7 +48,7 @@ class Settings:
                 raise ModelError(f"the file records a setting this lmzip does not know ({key!r}): "
                                  "it was made by a newer lmzip")
             values[names[key]] = value
-        for name in ("threads", "recipe"):
+        for name in ("threads", "recipe", "adapt"):
             if name in values:
                 if not str(values[name]).isdigit():
                     raise FormatError(f"damaged file (bad {name})")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
 import lmzip
+from lmzip import api
 from lmzip.layout import FileLayout, block_layout
 from lmzip.models import LEVELS, load_predictor, model_and_chunk, model_to_load
 
@@ -25,20 +28,34 @@ def test_what_is_given_overrides_the_level():
     assert model_and_chunk("fast", None, 9) == ("fast", LEVELS[9][1])
     assert model_and_chunk(None, 512, 9) == (LEVELS[9][0], 512)
     assert model_and_chunk(None, None, None) == ("smollm2", None)
-    for level in (0, 10, "6"):
+    for level in (0, 10, "6", True, 1.5):
         with pytest.raises(ValueError, match=r"use 1 \.\. 9"):
             lmzip.compress(TEXT, level=level)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: lmzip.compress(TEXT, model="order2", chunck=512),
-    lambda: lmzip.decompress(lmzip.compress(TEXT, model="order2"), chunck=512),
-    lambda: load_predictor("order2", chunck=512),
+@pytest.mark.parametrize("name,call", [
+    ("compress", lambda: lmzip.compress(TEXT, model="order2", chunck=512)),
+    ("decompress", lambda: lmzip.decompress(lmzip.compress(TEXT, model="order2"), chunck=512)),
+    ("compress_stream", lambda: api.compress_stream(io.BytesIO(TEXT), io.BytesIO(), "order2", chunck=512)),
+    ("load_predictor", lambda: load_predictor("order2", chunck=512)),
 ])
-def test_an_option_no_loader_takes_is_refused_by_name(call):
+def test_an_option_no_loader_takes_is_refused_by_name(name, call):
     """as ``gzip.compress(data, levle=9)`` is: a misspelt option is never silently ignored"""
-    with pytest.raises(TypeError, match="unexpected keyword argument 'chunck'"):
+    with pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword argument 'chunck'"):
         call()
+
+
+def test_the_stream_functions_own_options_still_pass_through_compress():
+    blob = lmzip.compress(TEXT, model="order2", chunk=64, streams=2, mix=False, fallback=False)
+    assert lmzip.decompress(blob, threads=1) == TEXT
+
+
+def test_every_registered_loader_is_a_function_of_its_room():
+    """The registry names its loaders as strings, which no import statement shows: each resolves."""
+    from lmzip.models import DIRECTORY_TYPES, MODELS, function_at
+
+    for path in [entry.loader for entry in MODELS.values()] + list(DIRECTORY_TYPES.values()) + ["float.hf:load_directory"]:
+        assert callable(function_at(path)), path
 
 
 def test_online_and_portable_read_a_model_name():

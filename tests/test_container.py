@@ -269,6 +269,20 @@ def test_the_levels_default_runs_with_a_lead_get_the_compact_header(level):
     assert container.EXTENDED not in container.PRESETS and max(container.PRESETS) < 256
 
 
+@pytest.mark.parametrize("level", [6, 7, 8, 9])
+def test_the_levels_runs_with_a_learning_head_get_the_compact_header(level):
+    """0.16.0: SmolLM2's head learns at every level ("a=1"): presets 21-25, 21 bytes."""
+    from lmzip.models import LEVELS
+
+    model, chunk = LEVELS[level]
+    chunk, lead, adapting = chunk or 2048, 256 if level < 9 else 0, Settings(recipe=2, adapt=1)
+    header = _preset_header(model=model, chunk=chunk, settings=adapting, lead=lead)
+    packed = header.to_bytes()
+    assert header.version == container.COMPACT and len(packed) == 21 and packed[5] in range(21, 26)
+    read = container.Header.read(io.BytesIO(packed))
+    assert (read.model, read.chunk, read.settings, read.mix, read.lead) == (model, chunk, adapting, "cm2-t14-c", lead)
+
+
 def test_a_preset_number_above_15_takes_the_byte_after_the_preset_byte():
     assert _preset_header(settings=Settings(recipe=2), lead=256, mix=None, chunk=3072).version == container.FULL
     packed = _preset_header(settings=Settings(recipe=2), lead=256, mix=None).to_bytes()

@@ -9,10 +9,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lmzip"
 # container; then what is built on them. A stage imports only the stages before it.
 ORDER = ["errors", "settings", "malloc", "tokenize", "models", "coder", "layout", "mixing", "engine",
          "container", "fingerprint", "blocks", "workers", "api", "explain", "generate", "cli"]
-# models/ bottom up: the predictor contract; the float models; the integer arithmetic and its numpy
-# and torch backends; the native backend built on it; the integer predictor choosing among them;
-# GGUF files made into integer predictors; the registry (models/__init__.py); what `lmzip models` lists
-MODEL_ROOMS = ["base", "legacy", "classical", "float", "integer", "native", "integer_predictor", "gguf",
+# models/ bottom up: the predictor contract; the integer arithmetic and its numpy and torch
+# backends; the native backend built on it; the integer predictor choosing among them; the float
+# models; where integer models come from (GGUF files, the float GPT quantized); the registry
+# (models/__init__.py); what `lmzip models` lists
+MODEL_ROOMS = ["base", "legacy", "classical", "integer", "native", "integer_predictor", "float", "gguf",
                "__init__", "inventory"]
 
 

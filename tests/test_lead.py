@@ -13,7 +13,7 @@ import pytest
 
 import lmzip
 from lmzip import api, container
-from lmzip.layout import Schedule, block_layout, first_block_streams
+from lmzip.layout import FileLayout, Schedule, block_layout
 from lmzip.models import load_predictor
 from lmzip.models.integer.llama import IntLlama, IntLlamaStepper
 from lmzip.models.integer.ops import NumpyOps
@@ -40,7 +40,7 @@ def test_without_a_lead_the_layout_is_the_one_files_always_had(n_tokens, chunk, 
 def test_a_lead_lengthens_each_block_s_first_chunk_and_its_streams_start_after_it():
     assert block_layout(300, 64, 3, lead=16) == [[80, 64, 64], [80, 12]]
     assert block_layout(70, 64, 3, lead=16) == [[70]]  # one chunk: nothing to lead
-    assert first_block_streams(300, 64, 3, 16) == 3 and first_block_streams(0, 64, 3, 16) == 1
+    assert FileLayout.of(300, 64, 3, 16).first_block_streams == 3 and FileLayout.of(0, 64, 3, 16).first_block_streams == 1
     schedule = Schedule.of([80, 64, 20], lead=16)
     assert schedule.n_steps == 80 and schedule.starts.tolist() == [0, 16, 16]
     assert [schedule.active(t) for t in (0, 15, 16, 35, 36, 79)] == [1, 1, 3, 3, 2, 2]

@@ -28,6 +28,10 @@ REPEATS = (SAMPLE_TEXT[:900] * 4).encode()  # repeats far beyond a 48-token chun
 LAYOUT = dict(chunk=48, streams=8)
 
 
+def _blocks(ids, chunk: int, streams: int):
+    return layout.FileLayout.of(len(ids), chunk, streams).split(np.asarray(ids))
+
+
 def _compress(data: bytes, model, fallback: bool = False, **options) -> tuple[bytes, api.Stats]:
     """Every block model-coded unless ``fallback``: these tests measure the model and the mixing."""
     out = io.BytesIO()
@@ -143,7 +147,7 @@ def test_the_table_size_is_the_header_s():
         ["cm2-t12", "cm2-t12", "cm2-t13", "cm2-t16", "cm2-t20", "cm2-t20"]
     assert mix_setting(300) == "cm2-t13-c" and parse_mix_setting("cm2-t13-c") == MixSetting(13, carried=True)
     predictor = load_predictor("fast")
-    chunks = list(layout.split_blocks(predictor.tokenizer.encode(REPEATS), 48, 8))[0]
+    chunks = next(_blocks(predictor.tokenizer.encode(REPEATS), 48, 8))
     small, default = (engine.encode_block(predictor, chunks, history=engine.History(mix))
                       for mix in ("cm2-t10", mix_setting()))
     assert parse_mix_setting("cm2-t10") == MixSetting(10, carried=False) and small.data != default.data
@@ -171,7 +175,7 @@ def test_the_mixing_curve_counts_what_compression_pays():
     from mixing_curve import block_bits
 
     predictor = load_predictor("fast")
-    chunks = list(layout.split_blocks(predictor.tokenizer.encode(REPEATS), 48, 8))[0]
+    chunks = next(_blocks(predictor.tokenizer.encode(REPEATS), 48, 8))
     bits = block_bits(predictor, chunks, engine.History(mix_setting()), Mixer())
     coded = engine.encode_block(predictor, chunks, history=engine.History(mix_setting()))
     assert bits["mixed"].sum() == pytest.approx(coded.nll_bits) and bits["lm"].sum() == pytest.approx(coded.lm_nll_bits)

@@ -19,7 +19,7 @@ from lmzip.models import load_predictor, native
 from lmzip.models.integer.gpt import IntGPT, IntStepper
 from lmzip.models.integer.llama import RECIPES, IntLlama, IntLlamaStepper, runtime_arrays
 from lmzip.models.integer.ops import NumpyOps
-from lmzip.models.integer.stored import load_portable
+from lmzip.models.integer.stored import read_stored
 from lmzip.models.native import toolchain
 from lmzip.models.native.check import keep_the_best_agreeing_kernel
 
@@ -133,11 +133,11 @@ def test_a_library_whose_structs_differ_from_the_binding_is_not_used(monkeypatch
 
     assert binding.binding_layout()[0] == 24  # Linear: three pointers
     real = binding.binding_layout
-    monkeypatch.setattr(binding, "binding_layout", lambda: real()[:-1] + [real()[-1] + 8])  # a field moved
-    with pytest.raises(native.NativeBroken, match="structs differ"):
+    monkeypatch.setattr(binding, "binding_layout", lambda: [real()[0], real()[1] + 8, *real()[2:]])  # a field moved
+    with pytest.raises(native.NativeBroken, match="structs or limits differ"):
         native.NativeLibrary(LIBRARY.path, threads=2)
-    monkeypatch.setattr(binding, "binding_layout", lambda: real()[:-1])  # a field the binding lacks
-    with pytest.raises(native.NativeBroken, match="structs differ"):
+    monkeypatch.setattr(binding, "binding_layout", lambda: real()[:-1])  # a number the binding lacks
+    with pytest.raises(native.NativeBroken, match="structs or limits differ"):
         native.NativeLibrary(LIBRARY.path, threads=2)
 
 
@@ -151,7 +151,7 @@ def test_activations_that_are_not_int8_integers_are_refused():
 
 
 def test_the_integer_gpt_computes_the_same_on_native():
-    weights, config = load_portable(Path(lmzip.__file__).parent / "data" / "fast-portable")
+    weights, config = read_stored(Path(lmzip.__file__).parent / "data" / "fast-portable")
     idx = np.random.default_rng(1).integers(0, config["vocab_size"], size=(2, 24))
     on_numpy, on_native = IntGPT(weights, config, NumpyOps()), IntGPT(weights, config, native.NativeOps(native.load()))
     np.testing.assert_array_equal(on_native.forward(idx), on_numpy.forward(idx))
@@ -257,10 +257,10 @@ def test_rows_grouped_any_way_and_redone_give_the_same_frequencies(tiny_llamas):
 def test_native_rows_refuse_what_would_read_out_of_bounds(tiny_llamas):
     vocab = CONFIG["vocab"]
     rows = tiny_llamas[1].stepper(2, 3)
-    cases = {"vocabulary": ([0], [0], [vocab]), "stream": ([2], [0], [0]), "beyond the cache": ([0], [3], [0]),
-             "skips": ([0], [1], [0]), "skips ": ([0, 0], [0, 2], [0, 0]), "vocabulary ": ([0], [0], [-1])}
-    for why, (streams, positions, tokens) in cases.items():
-        with pytest.raises(ValueError, match=why.strip()):
+    cases = [("vocabulary", ([0], [0], [vocab])), ("stream", ([2], [0], [0])), ("beyond the cache", ([0], [3], [0])),
+             ("skips", ([0], [1], [0])), ("skips", ([0, 0], [0, 2], [0, 0])), ("vocabulary", ([0], [0], [-1]))]
+    for why, (streams, positions, tokens) in cases:
+        with pytest.raises(ValueError, match=why):
             rows.hidden(streams, positions, tokens)
     for _ in range(3):
         rows.step(np.zeros(2, dtype=np.int64))
@@ -278,6 +278,9 @@ def test_the_c_code_refuses_out_of_bounds_rows_itself(tiny_llamas, monkeypatch):
         with pytest.raises(ValueError, match="refused by the native llama"):
             rows.hidden(streams, positions, tokens)
     rows.hidden([0], [0], [0])  # a row within bounds still runs
+    rows._struct.D = 1024  # as a model with heads wider than the attention's buffers would be
+    with pytest.raises(ValueError, match="heads wider than 512"):
+        rows.hidden([0], [1], [0])
 
 
 def test_native_writes_the_file_numpy_writes_and_each_decodes_the_other(tiny_int_llama_dir):

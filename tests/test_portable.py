@@ -20,10 +20,10 @@ from lmzip.models import load_predictor
 from lmzip.mixing import mix_setting
 from lmzip.settings import Settings
 from lmzip.models.integer.gpt import IntGPT, IntStepper
-from lmzip.models.integer.stored import load_portable
+from lmzip.models.integer.stored import read_stored
 from lmzip.models.integer.ops import NumpyOps, TorchOps, int8_gemm_is_exact
-from lmzip.models.integer.quantize import convert_gpt_dir
-from lmzip.models.float.torch_base import torch_state
+from lmzip.models.gguf.quantize import convert_gpt_dir
+from lmzip.models.base import torch_state
 
 from conftest import SAMPLE_TEXT
 
@@ -38,7 +38,7 @@ def portable_dir(tiny_gpt_dir, tmp_path_factory):
 
 
 def _models(directory):
-    weights, config = load_portable(directory)
+    weights, config = read_stored(directory)
     return IntGPT(weights, config, TorchOps()), IntGPT(weights, config, NumpyOps())
 
 
@@ -64,7 +64,7 @@ def test_backends_steps_and_sequences_agree_bit_for_bit(portable_dir):
 
 
 def test_thread_counts_give_the_same_integers(portable_dir):
-    weights, config = load_portable(portable_dir)
+    weights, config = read_stored(portable_dir)
     idx = np.random.default_rng(2).integers(0, config["vocab_size"], size=(5, 33))
     results = []
     for threads in (1, 2):
@@ -77,7 +77,7 @@ def test_the_gemm_kernel_choice_never_changes_the_integers(portable_dir):
     """TorchOps picks int8 _int_mm or a float32 GEMM by measured speed; both give the same integers."""
     if not int8_gemm_is_exact():
         pytest.skip("torch's int8 GEMM is not exact on this CPU: it is never chosen")
-    weights, config = load_portable(portable_dir)
+    weights, config = read_stored(portable_dir)
     idx = np.random.default_rng(3).integers(0, config["vocab_size"], size=(3, 30))
     tables = []
     for integer_gemm in (False, True):
@@ -160,7 +160,7 @@ def test_teacher_forced_encoding_writes_the_stepped_bytes(portable_dir):
 
     predictor = load_predictor(str(portable_dir), threads=1)
     ids = predictor.tokenizer.encode(SAMPLE_TEXT.encode()[:600])
-    chunks = next(layout.split_blocks(np.asarray(ids), 40, 4))
+    chunks = next(layout.FileLayout.of(len(ids), 40, 4).split(np.asarray(ids)))
     fast = engine.encode_block(predictor, chunks)
     stepped = engine.encode_block(predictor, chunks, record=lambda *args: None)
     assert fast.data == stepped.data

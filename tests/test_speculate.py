@@ -83,12 +83,12 @@ def test_speculative_steps_are_plain_steps(tiny_int_llama, row_cost):
 @needs_native
 def test_a_decode_that_guesses_gives_the_same_bytes_and_reports_its_guesses(tiny_int_llama_dir, tmp_path,
                                                                             monkeypatch):
-    from lmzip.models import integer_predictor as integer, load_predictor
+    from lmzip.models import integer_predictor, load_predictor
 
     # the tiny model's extra rows cost as much as its steps (measured): guessing would not pay, so
     # it would not guess; here rows are declared free, to make it guess
     monkeypatch.setenv("LMZIP_CACHE", str(tmp_path))
-    monkeypatch.setattr(integer, "extra_row_cost", lambda model, n_streams: 0.0)
+    monkeypatch.setattr(integer_predictor, "extra_row_cost", lambda model, n_streams: 0.0)
 
     data = b"a line that repeats, and repeats again; " * 12 + bytes(range(40))
     blob = lmzip.compress(data, model=load_predictor(str(tiny_int_llama_dir), backend="numpy"), chunk=120,

@@ -29,7 +29,7 @@ from lmzip.tokenize import read_tokens  # noqa: E402
 from lmzip.models.float.gpt import load_gpt  # noqa: E402
 from lmzip.models.integer.gpt import IntGPT  # noqa: E402
 from lmzip.models.integer.ops import NumpyOps, TorchOps  # noqa: E402
-from lmzip.models.integer.quantize import convert_gpt_dir  # noqa: E402
+from lmzip.models.gguf.quantize import convert_gpt_dir  # noqa: E402
 from lmzip.tokenize import load_tokenizer  # noqa: E402
 
 FAST = ROOT / "lmzip" / "data" / "fast"

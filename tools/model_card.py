@@ -45,7 +45,7 @@ def main():
     size = (directory / "model.safetensors").stat().st_size
     card = f"""# lmzip `fast` model
 
-A decoder-only transformer written in this project (`lmzip/models/gpt.py`): {config['n_layer']} layers,
+A decoder-only transformer written in this project (`lmzip/models/float/gpt.py`): {config['n_layer']} layers,
 width {config['n_embd']}, {config['n_head']} heads, context {config['context']} tokens, RMSNorm, learned positions,
 ReLU² MLP, tied embeddings, no biases. **{n_params:,} parameters**; weights stored as float32 safetensors
 ({size / 1e6:.1f} MB). Tokenizer: byte-level BPE with {config['vocab_size']:,} tokens (`tokenizer.json`), trained by

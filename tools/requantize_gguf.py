@@ -2,7 +2,7 @@
 
     python tools/requantize_gguf.py SRC.gguf DST.gguf --type Q8_0      # or F16, Q4_0, Q5_0, ...
 
-Every metadata field is copied; every 2-D tensor is dequantized (lmzip's intllama.dequantize) and
+Every metadata field is copied; every 2-D tensor is dequantized (lmzip's gguf/derive.py dequantize) and
 quantized again by the `gguf` package; vectors stay F32. For checking that lmzip's derivation of
 a model does not depend on how its GGUF stores it (benchmarks/requantized.py).
 """

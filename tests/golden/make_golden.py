@@ -37,7 +37,14 @@ GOLDEN = [("portable-fast.alice29-2k.lmz", ["--model", "fast"], "canterbury/alic
           # of short chunks whose streams read their block's first 32 tokens (full header, "l=32")
           ("smollm2.lead.compact.alice29-600.lmz", ["--model", "smollm2"], "canterbury/alice29.txt", 600),
           ("smollm2.lead.mixed.paper1-1k.lmz", ["--model", "smollm2", "--chunk", "64", "--streams", "4", "--lead",
-                                                "32"], "calgary/paper1", 1024)]
+                                                "32"], "calgary/paper1", 1024),
+          # a head that learns while it codes (lmzip 0.16.0, integer/adapt.py recipe 1, "a=1"): SmolLM2
+          # in short chunks with a lead, and the fast model
+          ("smollm2.adapt.mixed.paper1-1k.lmz", ["--model", "smollm2", "--chunk", "64", "--streams", "4", "--lead",
+                                                 "32", "--adapt"], "calgary/paper1", 1024),
+          ("fast.adapt.asyoulik-2k.lmz", ["--model", "fast", "--adapt"], "canterbury/asyoulik.txt", 2048),
+          # the default from 0.16.0, which adapts: compact header, preset 21
+          ("smollm2.adapt.compact.alice29-600.lmz", ["--model", "smollm2"], "canterbury/alice29.txt", 600)]
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ machines with different core counts (same library versions and device kind).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -17,7 +16,7 @@ import torch
 
 from ...errors import FingerprintMismatch, ModelNotAvailable
 from ...settings import Settings
-from ..base import Measured, Predictor, measured_choice
+from ..base import Measured, Predictor, measured_choice, torch_state
 from ..legacy import with_kernels_assumed
 
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
@@ -59,24 +58,6 @@ def resolve_device(device: str | None) -> str:
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise ModelNotAvailable(f"unknown device {device!r} (use cpu or cuda)")
     return device
-
-
-@contextlib.contextmanager
-def torch_state(threads: int | None, device: str = "cpu"):
-    """torch's thread count (and, on CUDA, TF32 off) while coding; put back afterwards."""
-    cuda = device.startswith("cuda")
-    before = (torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if threads and threads != before[0]:
-        torch.set_num_threads(threads)
-    if cuda:  # TF32 would round the products differently from the file's maker
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        if threads and threads != before[0]:
-            torch.set_num_threads(before[0])
-        if cuda:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before[1:]
 
 
 class TorchPredictor(Predictor):

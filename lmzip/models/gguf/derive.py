@@ -82,8 +82,8 @@ def unpermute_rope(w: np.ndarray, heads: int) -> np.ndarray:
 
 
 def int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(in, out) float64 -> int8 and one scale per output column (exact numpy operations)."""
-    scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / INT8
+    """(in, out) float matrix -> int8 and one float64 scale per output column (exact numpy operations)."""
+    scale = np.maximum(np.abs(w).max(axis=0), 1e-12).astype(np.float64) / INT8
     return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
 
 

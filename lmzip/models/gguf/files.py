@@ -46,7 +46,7 @@ TOKENIZERS = ("gpt2", "llama")
 class Record:
     """What a header says of the GGUF that made a file."""
     architecture: str
-    recipe: int  # intllama's LLAMA_FORMAT: how the integers were derived
+    recipe: int  # integer/llama.py's LLAMA_FORMAT: how the integers were derived
     sha256: str  # the first 16 hex digits (64 bits; the weights hash checks the derived numbers too)
     size: int
     name: str

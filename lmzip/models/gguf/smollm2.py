@@ -77,7 +77,9 @@ def _convert(gguf: Path, out: Path) -> None:
 
 
 def load_smollm2(**options) -> IntegerPredictor:
-    """The integer SmolLM2: files decode on any machine."""
+    """The integer SmolLM2: files decode on any machine. Its head learns while it codes unless asked
+    not to (``adapt=False``): 1.3-3.5 % fewer bytes on English texts (docs/adapt.md)."""
+    options.setdefault("adapt", True)
     gguf = find_gguf()
     directory = converted_dir(gguf, file_sha256(gguf), integer=True)
     weights_hash = bytes.fromhex((directory / "weights.hash").read_text().strip())

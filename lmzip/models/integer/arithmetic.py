@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .adapt import STEP_LIMIT, biased_index
+
 EXP_STEPS_PER_NAT = 128  # resolution of the exp table (error <= 1/256 nat)
 EXP_ONE = 1 << 24  # exp(0) in the exp table (tables.py)
 INT8 = 127.0
@@ -49,7 +51,8 @@ class IntegerArithmetic:
     gain_bits = GAIN_BITS
     norm_eps = NORM_EPS
     max_exact_inner = 1 << 30  # widest inner dimension one float32 GEMM of int8s may take (see linear)
-    wide_rows = False  # a llama's recipe 2: wide rows before its widest products (intllama.RECIPES)
+    wide_rows = False  # a llama's recipe 2: wide rows before its widest products (integer/llama.py RECIPES)
+    head_bias = None  # int32 steps the head subtracts while it learns (adapt.py), or None
 
     @property
     def row_levels(self) -> float:
@@ -152,7 +155,19 @@ class IntegerArithmetic:
         return ops.index(ops.clip_(ops.round_(x), 0.0, self.table_last))
 
     def frequencies(self, x):
-        """Integer next-token frequencies (each >= 1) from the final residual (the widest tensor)."""
+        """Integer next-token frequencies (each >= 1) from the final residual (the widest tensor),
+        through the head's learnt bias where the model has one (``head_bias``, adapt.py)."""
         values, scale = self.norm_quantized(x, self.w["norm_f.g"], self.row_levels)
         logits = self.linear(values, scale, "head", wide=self.wide_rows)
-        return self.ops.take(self.table_plus_one, self.table_index(logits))
+        if self.head_bias is None:
+            return self.ops.take(self.table_plus_one, self.table_index(logits))
+        return self.ops.take(self.table_plus_one, self.biased_table_index(logits))
+
+    def biased_table_index(self, x):
+        """adapt.py's indices: table_index's steps, clamped above instead of clipped, less the bias
+        (the bias's integers in numpy, whichever backend made the logits)."""
+        ops = self.ops
+        x -= ops.amax(x)
+        x *= -float(EXP_STEPS_PER_NAT)
+        steps = ops.to_numpy(ops.clip_(ops.round_(x), 0.0, float(STEP_LIMIT))).astype(np.int64)
+        return ops.array(biased_index(steps, self.head_bias, int(self.table_last)), "i64")

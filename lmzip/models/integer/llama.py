@@ -92,7 +92,7 @@ def runtime_arrays(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def query_blocks(T: int, size: int = QUERY_BLOCK) -> list[tuple[int, int]]:
+def query_blocks(T: int, size: int) -> list[tuple[int, int]]:
     return [(r0, min(T, r0 + size)) for r0 in range(0, T, size)]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 
-def load_portable(directory: Path) -> tuple[dict[str, np.ndarray], dict]:
+def read_stored(directory: Path) -> tuple[dict[str, np.ndarray], dict]:
     directory = Path(directory)
     return _read_tensors(directory / "model.safetensors"), json.loads((directory / "config.json").read_text())
 

@@ -19,8 +19,6 @@ SIGMOID_RANGE = 16  # gates beyond +-16 use the table's ends (sigmoid within 1.2
 def exp_table(one: int = EXP_ONE) -> np.ndarray:
     """round(one * exp(-i / 128)) down to the first zero, by ``decimal`` (correctly rounded, never
     libm): every machine computes the same integers. Stored with the weights."""
-    from decimal import Decimal, localcontext
-
     out = []
     with localcontext() as ctx:
         ctx.prec = 40

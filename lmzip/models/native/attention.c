@@ -1,6 +1,6 @@
 /* The integer llama's attention (IntLlama.attend, integer/llama.py) for one row and one KV head, as llama_step.c's
    layers call it: the portable version and an AVX2 one with the very same numbers. The contract of
-   llama_step.c's header holds here too: the operations of intllama's numpy code, in its order and
+   llama_step.c's header holds here too: the operations of integer/llama.py's numpy code, in its order and
    precision, integer sums where numpy's float sums are exact anyway. Heads are at most
    LMZ_MAX_HEAD_DIM wide (lmz_llama_hidden checks it before any row gets here). */
 
@@ -61,7 +61,7 @@ static void attend_head(const Model *m, const Layer *L, int64_t stream, int64_t 
         }
         float factor = (float)((double)m->attention_one / (double)total);
         for (int64_t s = 0; s < S; s++) probs[s] = probability(weights[s], ratio[s], factor);
-        int32_t acc[512];
+        int32_t acc[LMZ_MAX_HEAD_DIM];
         for (int64_t d = 0; d < D; d++) acc[d] = 0;
         for (int64_t s = 0; s < S; s++) /* |sum| <= 127 * 2^17 < 2^24: exact in numpy's float32 too */
             for (int64_t d = 0; d < D; d++) acc[d] += probs[s] * (int32_t)v[s * D + d];
@@ -101,7 +101,7 @@ AVX2 static inline __m256i eight_dots(const int8_t *q, const int8_t *k, int64_t 
 AVX2 static void heads_times_values(const Model *m, const int8_t *v, int64_t S, int64_t heads, const int32_t *probs,
                                     const int32_t *pairs, float unit, float *out) {
     int64_t D = m->D, P = (S + 1) / 2;
-    int32_t acc[3][512];
+    int32_t acc[3][LMZ_MAX_HEAD_DIM];
     const __m256i zeros = _mm256_setzero_si256();
     for (int64_t d0 = 0; d0 < D; d0 += 32) {
         __m256i sums[3][4]; /* each head's dims d0 + 0..7, 8..15, 16..23, 24..31 */
@@ -142,10 +142,10 @@ AVX2 static void heads_times_values(const Model *m, const int8_t *v, int64_t S, 
 }
 
 /* out (G heads, D) = for each head, the sum over S positions of probs * values (int8), in int32, times
-   vmax / ATTENTION_ONE. The values' rows are read two positions at a time and shared by the G heads:
+   vmax / LLAMA_ATTENTION_ONE. The values' rows are read two positions at a time and shared by the G heads:
    each pair of positions' values interleaved to int16 (v[s][d], v[s+1][d]) meets the pair of the two
    positions' probabilities (p[s], p[s+1]) in one vpmaddwd. A probability may exceed int16 (it reaches
-   ATTENTION_ONE = 2^17 where one position takes all the weight): its low 15 bits go into the pairs,
+   LLAMA_ATTENTION_ONE = 2^17 where one position takes all the weight): its low 15 bits go into the pairs,
    and the rest, a multiple of 2^15, is added afterwards for the few positions that have it (no
    more than 4 a head: the probabilities sum to at most 2^17). Every partial sum is an integer below
    127 * 2^17 in magnitude, and integer sums do not depend on their order: the numbers are

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..integer.adapt import STEP_LIMIT
 from .toolchain import NativeBroken
 
 KERNELS = ("portable C", "AVX2", "AVX-512 VNNI")
 MAX_INNER = 65536  # 127 * 127 * 65536 < 2^31: the int32 sums cannot overflow
 POINTER, I64, F64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
-# lmz_llama_hidden's and lmz_llama_frequencies' statuses (lmzip_native.h)
-OUT_OF_RANGE, NO_MEMORY, HEAD_TOO_WIDE = -1, -2, -3
-MAX_HEAD_DIM = 512  # lmzip_native.h's LMZ_MAX_HEAD_DIM
+# lmzip_native.h's widest head and the statuses of lmz_llama_hidden and lmz_llama_frequencies
+# (checked against the library's own at load, with the structs)
+MAX_HEAD_DIM, OUT_OF_RANGE, NO_MEMORY, HEAD_TOO_WIDE = 512, -1, -2, -3
 
 
 @dataclass
@@ -73,19 +74,19 @@ class ModelStruct(ctypes.Structure):
         ("embed16", POINTER), ("embed32", POINTER), ("gate", POINTER),
         ("attention_exp", POINTER), ("attention_last", F64), ("norm_f", POINTER), ("head", LinearStruct),
         ("table_plus_one", POINTER), ("table_last", F64), ("exp_steps", F64), ("layers", POINTER),
-        ("kernel", ctypes.c_int), ("threads", ctypes.c_int), ("wide_levels", F64)]
+        ("kernel", ctypes.c_int), ("threads", ctypes.c_int), ("wide_levels", F64), ("head_bias", POINTER)]
 
 
 STRUCTS = (LinearStruct, LayerStruct, ModelStruct)
 
 
 def binding_layout() -> list[int]:
-    """What lmz_layout reports, as this binding lays the structs out: each struct's size, then its
-    fields' offsets in declaration order."""
+    """What lmz_layout reports, as this binding has it: each struct's size, then its fields' offsets
+    in declaration order; then the header's limits and statuses."""
     out = []
     for struct in STRUCTS:
         out += [ctypes.sizeof(struct)] + [getattr(struct, name).offset for name, _ in struct._fields_]
-    return out
+    return out + [MAX_HEAD_DIM, OUT_OF_RANGE, NO_MEMORY, HEAD_TOO_WIDE, STEP_LIMIT]
 
 
 def pointer(array: np.ndarray, dtype) -> int:
@@ -129,7 +130,7 @@ class NativeLibrary:
         got = np.zeros(len(expected) + 1, np.int64)  # one more: a field the binding lacks shows
         count = self.lib.lmz_layout(got.ctypes.data, len(got))
         if count != len(expected) or got[:count].tolist() != expected:
-            raise NativeBroken("the native library's structs differ from native/binding.py's (sizes and offsets)")
+            raise NativeBroken("the native library's structs or limits differ from native/binding.py's (sizes, offsets)")
 
     def packed(self, w: np.ndarray) -> Int8Weight:
         """An (in, out) int8 weight, already checked by Int8Weight.from_columns, in panels with its

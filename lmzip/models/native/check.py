@@ -39,6 +39,7 @@ def agrees_with_numpy(library: NativeLibrary, kernel: int) -> bool:
     finally:
         library.kernel = saved
 
+
 def gemm_agrees(library: NativeLibrary, kernel: int) -> bool:
     rng = np.random.default_rng(0)
     # K = 96: a last 64 of the inner dimension with 32 weights (the VNNI tile's second half empty)
@@ -52,6 +53,7 @@ def gemm_agrees(library: NativeLibrary, kernel: int) -> bool:
                 if not np.array_equal(library.gemm(a.astype(np.float32), weight, kernel, threads), expected):
                     return False
     return True
+
 
 def wide_gemm_agrees(library: NativeLibrary, kernel: int) -> bool:
     """The wide GEMM (where the kernel has one) on the extremes (sums beyond 2^31 with K = 1,536)

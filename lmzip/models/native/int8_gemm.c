@@ -29,7 +29,7 @@
    ~1.5x the speed of four streams 576 bytes apart. Rows are padded with zero weights to a multiple
    of 32 and the columns to a multiple of 4: zeros add nothing to a sum.
 
-   Built without -ffast-math and with -ffp-contract=off (native.py); the only
+   Built without -ffast-math and with -ffp-contract=off (native/toolchain.py); the only
    floating-point operation here is the int32 -> float32 conversion. */
 
 #include <stdint.h>
@@ -259,7 +259,7 @@ VNNI_TARGET static void tile_vnni(const int8_t *a, int64_t rows, const int8_t *w
 
 /* -- wide rows on AVX2: int16 activations times int8 weights ---------------------------- */
 
-/* Recipe 2's rows (intgpt.WIDE_ROWS: |a| <= 127 * 128) times int8 weights, exact. vpmaddwd
+/* Recipe 2's rows (arithmetic.WIDE_ROWS: |a| <= 127 * 128) times int8 weights, exact. vpmaddwd
    multiplies 16-bit pairs and adds each pair into an int32 lane; a lane takes K/8 products of at
    most 16,256 * 127, so the inner dimension goes in blocks of WIDE_BLOCK (8,192: a lane stays
    below 2^31) and each block's lanes are summed in 64 bits. Each weight vector is widened to 16

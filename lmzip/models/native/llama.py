@@ -70,28 +70,29 @@ class NativeLlamaRows:
     def _linear(self, name: str, scale: str) -> LinearStruct:
         weight, w = self.model.w[f"{name}.w"], self.model.w
         return LinearStruct(pointer(weight.panels, np.int8), pointer(weight.sums, np.int32),
-                       pointer(w[f"{name}.{scale}"], np.float32))
+                            pointer(w[f"{name}.{scale}"], np.float32))
 
     def _layer(self, i: int) -> LayerStruct:
         """Layer i's weights and this cache's arrays, for llama_step.c."""
         model, w, p = self.model, self.model.w, f"layers.{i}"
         local = i in model.local_layers
         tables = "rope_local" if local else "rope"
+
         def into_residual(norm):  # a sublayer normed before it joins the residual (gemma3): real units till then
             return "s" if f"{p}.{norm}.hg" in w else "sr"
 
         def optional(name):  # an architecture's extra float32 vector, or NULL
             return pointer(w[name], np.float32) if name in w else None
 
-        return LayerStruct(pointer(w[f"{p}.norm1.g"], np.float64), pointer(w[f"{p}.norm2.g"], np.float64),
-                      self._linear(f"{p}.qkv", "s"), self._linear(f"{p}.o", into_residual("post_attention")),
-                      self._linear(f"{p}.gate_up", "s"), self._linear(f"{p}.down", into_residual("post_ffw")),
-                      optional(f"{p}.qkv.b"), optional(f"{p}.q_norm.hg"), optional(f"{p}.k_norm.hg"),
-                      optional(f"{p}.post_attention.hg"), optional(f"{p}.post_ffw.hg"),
-                      pointer(w[f"{tables}.cos"], np.float32), pointer(w[f"{tables}.sin"], np.float32),
-                      model.window if local else 0, pointer(self.k[i], np.int8), pointer(self.v[i], np.int8),
-                      pointer(self.ks[i], np.float32), pointer(self.vs[i], np.float32),
-                      pointer(self.vmax[i], np.float32))
+        return LayerStruct(
+            pointer(w[f"{p}.norm1.g"], np.float64), pointer(w[f"{p}.norm2.g"], np.float64),
+            self._linear(f"{p}.qkv", "s"), self._linear(f"{p}.o", into_residual("post_attention")),
+            self._linear(f"{p}.gate_up", "s"), self._linear(f"{p}.down", into_residual("post_ffw")),
+            optional(f"{p}.qkv.b"), optional(f"{p}.q_norm.hg"), optional(f"{p}.k_norm.hg"),
+            optional(f"{p}.post_attention.hg"), optional(f"{p}.post_ffw.hg"),
+            pointer(w[f"{tables}.cos"], np.float32), pointer(w[f"{tables}.sin"], np.float32),
+            model.window if local else 0, pointer(self.k[i], np.int8), pointer(self.v[i], np.int8),
+            pointer(self.ks[i], np.float32), pointer(self.vs[i], np.float32), pointer(self.vmax[i], np.float32))
 
     def hidden(self, streams, positions, tokens) -> np.ndarray:
         """The final residual stream (n, C) float64 of n rows. A stream's rows come in consecutive
@@ -127,9 +128,12 @@ class NativeLlamaRows:
 
     def _follow_model_and_library(self) -> None:
         """The model's recipe as it is now (a decoder adopts each file's: wide rows' largest value,
-        or 0), and the library's kernel and threads as they are now (a test may choose another)."""
+        or 0), its head's bias, and the library's kernel and threads as they are now (a test may
+        choose another)."""
         self._struct.wide_levels = self.model.row_levels if self.model.wide_rows else 0.0
         self._struct.kernel, self._struct.threads = self.model.ops.library.kernel, self.model.ops.library.threads
+        bias = self.model.head_bias  # the bias as it is now (a learning predictor changes it in place)
+        self._struct.head_bias = None if bias is None else pointer(bias, np.int32)
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
         """The first len(tokens) streams (finished streams are dropped from the end) -> frequencies."""

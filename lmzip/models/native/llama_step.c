@@ -214,7 +214,7 @@ static void post_norm(const Model *m, float *row, const float *gain) {
 /* IntLlama.rope on one head: x cos + rotate_half(x) sin, float32, one rounding each */
 static void rope(float *x, const float *cos, const float *sin, int64_t D) {
     int64_t half = D / 2;
-    float rotated[512];
+    float rotated[LMZ_MAX_HEAD_DIM];
     for (int64_t d = 0; d < D; d++) rotated[d] = d < half ? -x[d + half] : x[d - half];
     for (int64_t d = 0; d < D; d++) {
         float out = x[d] * cos[d];
@@ -387,7 +387,31 @@ AVX2 static void frequencies_row_avx2(const Model *m, const float *row, int32_t 
 }
 #endif
 
+/* integer/adapt.py's biased_index, then the table: each logit's steps below the row's maximum (as
+   `frequency` computes them, clamped above at LMZ_STEP_LIMIT instead of clipped), less the bias,
+   from the smallest of them, clipped to the table. */
+static void biased_frequencies_row(const Model *m, const float *row, int32_t *freqs) {
+    float top = -INFINITY;
+    for (int64_t j = 0; j < m->V; j++)
+        if (row[j] > top) top = row[j];
+    int32_t low = INT32_MAX, last = (int32_t)m->table_last;
+    for (int64_t j = 0; j < m->V; j++) {
+        float steps = rintf((row[j] - top) * -(float)m->exp_steps);
+        steps = steps > (float)LMZ_STEP_LIMIT ? (float)LMZ_STEP_LIMIT : steps;
+        freqs[j] = (int32_t)steps - m->head_bias[j];
+        low = freqs[j] < low ? freqs[j] : low;
+    }
+    for (int64_t j = 0; j < m->V; j++) {
+        int32_t index = freqs[j] - low;
+        freqs[j] = m->table_plus_one[index > last ? last : index];
+    }
+}
+
 static void frequencies_of(const Model *m, const float *row, int32_t *freqs) {
+    if (m->head_bias) {
+        biased_frequencies_row(m, row, freqs);
+        return;
+    }
 #ifdef __x86_64__
     if (avx2_here(m)) {
         frequencies_row_avx2(m, row, freqs);
@@ -401,7 +425,7 @@ static void frequencies_of(const Model *m, const float *row, int32_t *freqs) {
    indexed below each row's maximum -> (n, V) int32. Returns LMZ_OK, or LMZ_NO_MEMORY. */
 int lmz_llama_frequencies(const Model *m, int64_t n, const double *x, int32_t *freqs) {
     int64_t C = m->C, V = m->V;
-    if (n <= 0) return 0;
+    if (n <= 0) return LMZ_OK;
     double *scaled = malloc(sizeof(double) * (size_t)(n * C));
     int8_t *values = malloc((size_t)(n * C));
     int16_t *wide_values = malloc(sizeof(int16_t) * (size_t)(n * C));
@@ -417,9 +441,9 @@ int lmz_llama_frequencies(const Model *m, int64_t n, const double *x, int32_t *f
     return status;
 }
 
-/* The binding's copy of the structs (native/binding.py) must agree with these, field by field:
-   sizeof(Linear), then offsetof each of its fields in declaration order, then Layer's, then
-   Model's. Writes at most `capacity` numbers; returns how many there are. */
+/* What the binding (native/binding.py) copies by hand, for it to check at load: sizeof(Linear),
+   then offsetof each of its fields in declaration order, then Layer's, then Model's; then the
+   limits and statuses of lmzip_native.h. Writes at most `capacity` numbers; returns how many. */
 #define AT(type, field) (int64_t) offsetof(type, field)
 int64_t lmz_layout(int64_t *out, int64_t capacity) {
     const int64_t layout[] = {
@@ -434,7 +458,8 @@ int64_t lmz_layout(int64_t *out, int64_t capacity) {
         AT(Model, gain_bits), AT(Model, attention_one), AT(Model, sigmoid_steps), AT(Model, sigmoid_range),
         AT(Model, embed16), AT(Model, embed32), AT(Model, gate), AT(Model, attention_exp), AT(Model, attention_last),
         AT(Model, norm_f), AT(Model, head), AT(Model, table_plus_one), AT(Model, table_last), AT(Model, exp_steps),
-        AT(Model, layers), AT(Model, kernel), AT(Model, threads), AT(Model, wide_levels)};
+        AT(Model, layers), AT(Model, kernel), AT(Model, threads), AT(Model, wide_levels), AT(Model, head_bias),
+        LMZ_MAX_HEAD_DIM, LMZ_OUT_OF_RANGE, LMZ_NO_MEMORY, LMZ_HEAD_TOO_WIDE, LMZ_STEP_LIMIT};
     int64_t count = (int64_t)(sizeof(layout) / sizeof(layout[0]));
     for (int64_t i = 0; i < count && i < capacity; i++) out[i] = layout[i];
     return count;

@@ -17,6 +17,7 @@
 #define LMZ_OUT_OF_RANGE -1 /* a row outside the vocabulary, the streams or the cache */
 #define LMZ_NO_MEMORY -2
 #define LMZ_HEAD_TOO_WIDE -3 /* heads wider than LMZ_MAX_HEAD_DIM */
+#define LMZ_STEP_LIMIT (1 << 20) /* integer/adapt.py's STEP_LIMIT */
 
 void lmz_gemm_i8(const int8_t *a, int64_t M, int64_t K, const int8_t *w, int64_t N, const int32_t *colsum,
                  float *out, int kernel, int threads);
@@ -69,6 +70,7 @@ typedef struct {
     int kernel, threads;
     double wide_levels; /* recipe 2: the rows before q/k/v, gate/up, down and the head reach +-this
                            (arithmetic.WIDE_ROWS); 0: int8 rows (recipe 1) */
+    const int32_t *head_bias; /* (V) steps the head subtracts while it learns (integer/adapt.py), or NULL */
 } Model;
 
 /* the attention of one row (a stream at a position) and one KV head: its G query heads over the

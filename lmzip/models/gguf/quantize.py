@@ -1,4 +1,4 @@
-"""Building an integer model (gpt.py) from a float lmzip GPT: int8 weights, calibrated scales."""
+"""Building an integer model (integer/gpt.py) from a float lmzip GPT: int8 weights, calibrated scales."""
 
 from __future__ import annotations
 
@@ -7,15 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .arithmetic import GAIN_BITS, INT8
-from .gpt import PORTABLE_TYPE, RESIDUAL_BITS
-from .tables import exp_table
-
-
-def _int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(in, out) float matrix -> int8 matrix and one float64 scale per output column."""
-    scale = np.maximum(np.abs(w).max(axis=0), 1e-12).astype(np.float64) / INT8
-    return np.clip(np.round(w / scale), -127, 127).astype(np.int8), scale
+from ..integer.arithmetic import GAIN_BITS, INT8
+from ..integer.gpt import PORTABLE_TYPE, RESIDUAL_BITS
+from ..integer.tables import exp_table
+from .derive import int8_columns
 
 
 def quantize_gpt(model, calibration: np.ndarray) -> dict[str, np.ndarray]:
@@ -35,12 +30,12 @@ def quantize_gpt(model, calibration: np.ndarray) -> dict[str, np.ndarray]:
         out[f"{p}.norm1.g"] = np.round(state[f"{p}.norm1.weight"] * gain).astype(np.int32)
         out[f"{p}.norm2.g"] = np.round(state[f"{p}.norm2.weight"] * gain).astype(np.int32)
         for name, key in (("qkv", "attn.qkv"), ("proj", "attn.proj"), ("fc", "mlp.fc"), ("mlp", "mlp.proj")):
-            w, s = _int8_columns(state[f"{p}.{key}.weight"].T)
+            w, s = int8_columns(state[f"{p}.{key}.weight"].T)
             out[f"{p}.{name}.w"], out[f"{p}.{name}.s"] = w, s
             out[f"{p}.{name}.sr"] = s * fixed  # straight into residual units
         out[f"{p}.v.s"] = np.maximum(value_max[i], 1e-6) / INT8
     out["norm_f.g"] = np.round(state["norm_f.weight"] * gain).astype(np.int32)
-    out["head.w"], out["head.s"] = _int8_columns(state["wte.weight"].T)
+    out["head.w"], out["head.s"] = int8_columns(state["wte.weight"].T)
     return out
 
 
