@@ -295,7 +295,8 @@ def read_file(spec: str) -> tuple[str, bytes]:
     raise SystemExit(f"{name}: not in {CORPUS}")
 
 
-LINE = re.compile(r"^  (\S+)\s+([\d,]+) B\s+([\d.]+) bpb\s+([+-][\d.]+)%\s+LM alone ([\d.]+) bpb\s+head\+adapter (\d+) s$")
+LINE = re.compile(r"^  (\S+)\s+([\d,]+) B\s+([\d.]+) bpb\s+([+-][\d.]+)%\s+"
+                  r"LM alone ([\d.]+) bpb\s+head\+adapter (\d+) s$")
 FILE = re.compile(r"^(\S+): ([\d,]+) bytes, ([\d,]+) tokens")
 
 
@@ -340,7 +341,7 @@ def main() -> None:
         print(line, flush=True)
         log.append(line)
 
-    predictor = load_predictor("smollm2")
+    predictor = load_predictor("smollm2", adapt=False)  # the model's own rows: the variants learn here
     head = Head(predictor)
     for spec in args.files.split(","):
         name, data = read_file(spec)

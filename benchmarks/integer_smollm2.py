@@ -105,7 +105,8 @@ def main() -> None:
 
         kernels = torch.backends.cpu.get_cpu_capability().lower()
         args.out = ROOT / "benchmarks" / "results" / f"smollm2-integer-{kernels}.md"
-    integer, floating = load_predictor("smollm2"), load_predictor("smollm2-float")
+    # the models alone (the integer one's head does not learn here)
+    integer, floating = load_predictor("smollm2", adapt=False), load_predictor("smollm2-float")
     recipes = sorted(RECIPES)
     lines = [f"# Integer vs float SmolLM2 on {cpu_name()} (`make bench-smollm2`)", "",
              f"Bits per byte, first {args.bytes // 1024} KB, {CHUNK}-token chunks; the integer model by each "

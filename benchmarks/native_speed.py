@@ -63,7 +63,7 @@ def measure(backend: str) -> dict:
     from lmzip.models import load_predictor
     from lmzip.models.integer_predictor import HEAD_ROWS, stepper_for
 
-    predictor = load_predictor("smollm2", backend=backend)
+    predictor = load_predictor("smollm2", backend=backend, adapt=False)  # the model's own speed
     model = predictor.model_on(backend)
     out = {"backend": backend}
     with predictor.running():

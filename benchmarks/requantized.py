@@ -52,7 +52,7 @@ def bits(predictor) -> tuple[list[float], int, bool]:
 
 
 def main() -> None:
-    rows = [("smollm2 (Q4_1, built in)", *bits(load_predictor("smollm2"))),
+    rows = [("smollm2 (Q4_1, built in)", *bits(load_predictor("smollm2", adapt=False))),
             (f"--model {find_gguf().name} (the same file)", *bits(load_predictor(str(find_gguf()))))]
     cache = os.environ.get("LMZIP_CACHE")
     with tempfile.TemporaryDirectory() as folder:

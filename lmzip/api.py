@@ -8,6 +8,7 @@ engine's lockstep loop, write or read the container.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import io
@@ -34,6 +35,10 @@ Progress = Callable[[int, int], None]  # (tokens done, tokens total)
 # Held while a file's predictor is set up and its header made: files coded in parallel threads share
 # one loaded predictor, and plan()/adopt() change it.
 _setup_lock = threading.RLock()
+# Held while a file is coded in this process: coding changes the predictor (its steppers, the recipe
+# and learning a file adopts, a learning head's bias), so one file at a time is coded here; files
+# whose blocks go to workers run in parallel.
+_coding_lock = threading.RLock()
 
 
 @dataclass
@@ -114,6 +119,14 @@ def compress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor | N
     (always with ``workers``): each block has its own, at some cost in ratio, and they decode in
     parallel. ``lead`` (layout.py): tokens each block's streams read first; None: the model's.
     """
+    with _coding_lock if workers is None else contextlib.nullcontext():
+        return _compress(source, dest, model, chunk, streams, progress, record, fallback, mix, independent, workers,
+                         load, lead, level, options)
+
+
+def _compress(source: BinaryIO, dest: BinaryIO, model: str | Predictor | None, chunk: int | None,
+              streams: int | None, progress: Progress | None, record, fallback: bool, mix: bool, independent: bool,
+              workers: WorkerPool | None, load, lead: int | None, level: int | None, options: dict) -> Stats:
     start_time = time.perf_counter()
     check_load_options(options, "compress_stream")
     model, chunk = model_and_chunk(model, chunk, level)
@@ -268,14 +281,19 @@ def decompress_stream(source: BinaryIO, dest: BinaryIO, model: str | Predictor |
                       **options) -> Stats:
     """Decompress ``source`` into ``dest``; with ``workers``, its blocks are decoded by the pool's
     actors, unless they share a carried history (mixing): those decode in order, here."""
-    start_time = time.perf_counter()
     check_load_options(options, "decompress_stream")
     reader = container.Reader(source)
+    history = History(reader.header.mix) if reader.header.mix else None
+    in_order = workers is not None and history is not None and history.carried  # each block needs the ones before
+    with _coding_lock if workers is None or in_order else contextlib.nullcontext():
+        return _decompress(reader, history, in_order, dest, model, progress, loaded, None if in_order else workers,
+                           load, options)
+
+
+def _decompress(reader: container.Reader, history: History | None, in_order: bool, dest: BinaryIO, model,
+                progress: Progress | None, loaded: dict | None, workers: WorkerPool | None, load, options) -> Stats:
+    start_time = time.perf_counter()
     header = reader.header
-    history = History(header.mix) if header.mix else None
-    in_order = workers is not None and history is not None and history.carried
-    if in_order:
-        workers = None  # each block needs the history of the ones before it
     with _setup_lock:
         predictor = predictor_for(header, model, loaded, **options)
         predictor.begin_file()

@@ -185,7 +185,8 @@ class IntegerPredictor(Predictor):
 
     def use_recipe(self, recipe: int) -> None:
         """Write new files by ``recipe`` of integer/llama.py's RECIPES (a llama's; the weights stay): the
-        first one makes files that lmzip 0.8.0-0.13 decode too."""
+        first one, without a learning head (``adapt=False``), makes files that lmzip 0.8.0-0.13
+        decode too."""
         if recipe not in RECIPES:
             raise ValueError(f"unknown integer llama recipe {recipe}")
         self.new_files_recipe = recipe
@@ -269,7 +270,8 @@ class IntegerPredictor(Predictor):
         model = self.fastest("steps", n_streams)
         if self.head_bias is not None:
             self.head_bias.reset()  # each block learns from zero (adapt.py)
-        # rows of guessed tokens are made ahead, by the bias as it was then: a learning head makes them at their step
+        # rows of guessed tokens are made ahead, by the bias as it was then: a learning head makes
+        # each row at its step
         if hasattr(model, "stepper") and self.speculate and self.head_bias is None:  # a native llama: guessed tokens are checked in its passes
             self.stepper = SpeculativeStepper(model.stepper(n_streams, n_steps + MAX_DRAFT), n_streams, self.drafter,
                                               self.acceptance, self._extra_row_cost(model, n_streams))

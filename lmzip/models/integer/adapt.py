@@ -31,6 +31,7 @@ BIAS_LIMIT = 1 << 15  # the bias stays within +-2^15 steps (256 nats)
 class AdaptRecipe:
     """How the bias learns (a file records the recipe that made it, as ``Settings.adapt``)."""
     rate: int  # C: a coded row moves an entry by round(C (y - f / F)) units of 2^-fraction_bits steps
+    max_vocab: int  # the widest vocabulary whose int64 sums cannot overflow at this rate (learn)
     fraction_bits: int  # K
     decay_shift: int  # after each step, a -= a >> decay_shift (0: no decay)
 
@@ -42,7 +43,7 @@ class AdaptRecipe:
 
 # recipe 1: SGD at 0.1 nat a step, no decay (chosen on 256 KB of the training corpus's milton.txt:
 # 0.03, 0.1, 0.3 saved 1.38, 1.70, 1.42 % of the file; a decay of 2^-10 a step, 1.49; benchmarks/adaptation.py)
-ADAPT_RECIPES = {1: AdaptRecipe(rate=838_861, fraction_bits=16, decay_shift=0)}
+ADAPT_RECIPES = {1: AdaptRecipe(rate=838_861, max_vocab=1 << 18, fraction_bits=16, decay_shift=0)}
 NEWEST_ADAPT = 1
 
 
@@ -50,6 +51,9 @@ class HeadBias:
     """A block's bias, in the units the head subtracts (``steps``, int32, shared with the model)."""
 
     def __init__(self, vocab: int, recipe: AdaptRecipe):
+        if vocab > recipe.max_vocab:
+            raise ValueError(f"a vocabulary of {vocab:,} is wider than this adaptation recipe takes "
+                             f"({recipe.max_vocab:,}): code without --adapt")
         self.recipe = recipe
         self.accumulated = np.zeros(vocab, np.int64)  # fixed point: recipe.fraction_bits fraction bits
         self.steps = np.zeros(vocab, np.int32)  # floor(accumulated / 2^K): what the head subtracts
@@ -63,8 +67,10 @@ class HeadBias:
         token beyond the vocabulary, an extra byte id, is no entry's: each only moves down)."""
         recipe, vocab = self.recipe, len(self.accumulated)
         f = freqs[:, :vocab].astype(np.int64)
-        total = f.sum(axis=1, keepdims=True)  # < 2^24 * vocab: below 2^40 for any vocabulary to 2^16
-        numerator = f * -recipe.rate  # (y F - f) C: below 2^63 for rates below 2^22
+        # F < (2^24 + 1) V; 2 (y F - f) C + F < 2^63 while 2 V (2^24 + 1) C < 2^63: recipe 1 (C < 2^20)
+        # holds for vocabularies to 2^18 (Gemma 3's 262,144); load_directory refuses a larger one
+        total = f.sum(axis=1, keepdims=True)
+        numerator = f * -recipe.rate
         coded = np.flatnonzero(tokens < vocab)
         numerator[coded, tokens[coded]] += total[coded, 0] * recipe.rate
         numerator *= 2
