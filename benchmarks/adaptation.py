@@ -37,6 +37,7 @@ from lmzip.coder import token_intervals  # noqa: E402
 from lmzip.mixing import History, candidate_frequencies, mix_setting_for  # noqa: E402
 from lmzip.models import load_predictor  # noqa: E402
 from lmzip.models.base import cache_dir  # noqa: E402
+from lmzip.models.integer.adapt import ADAPT_RECIPES, AdaptRecipe, HeadBias  # noqa: E402
 from lmzip.models.integer_predictor import EXTRA_FREQUENCY  # noqa: E402
 from lmzip.tokenize import read_tokens  # noqa: E402
 
@@ -105,15 +106,11 @@ class Head:
         logits = m.linear(values, scale, "head", wide=m.wide_rows)
         return np.asarray(values, np.float64) * np.asarray(scale, np.float64), np.asarray(logits, np.float32)
 
-    def frequencies(self, logits: np.ndarray, bias_steps: np.ndarray | None = None) -> np.ndarray:
+    def frequencies(self, logits: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+        """The rows the coder sees: the exp table at the logits' steps, less ``bias`` (lmzip's own
+        biased head, integer/adapt.py), with the extra byte ids."""
         m = self.model
-        if bias_steps is None:
-            index = m.table_index(logits.copy())
-        else:  # table_index's steps below the maximum, unclipped, less the bias, from the new maximum
-            x = logits - logits.max(axis=1, keepdims=True)
-            x *= np.float32(-128.0)
-            steps = np.rint(x).astype(np.int64) - bias_steps[: logits.shape[1]]
-            index = np.clip(steps - steps.min(axis=1, keepdims=True), 0, int(m.table_last))
+        index = m.table_index(logits.copy()) if bias is None else m.biased_table_index(logits.copy(), bias)
         freqs = m.ops.take(m.table_plus_one, index)
         if self.extra:
             freqs = np.concatenate([freqs, np.full((len(freqs), self.extra), EXTRA_FREQUENCY, freqs.dtype)], axis=1)
@@ -194,28 +191,11 @@ class Both(Adapter):
 
 
 class IntegerBias(Adapter):
-    """The bias in integers, as an exact version would keep it: ``a`` (int64, K fraction bits) in
-    steps of the exp table (1/128 nat), subtracted from each row's steps below its maximum; after
-    each step, each coded row adds round(C (y - f / F)) (y: 1 for the coded token; f, F: the row's
-    frequencies and their sum; C = lr * 128 * 2^K), in the rows' order, then ``a`` decays by
-    a >> D. Integer sums and one rounded division: the same on every machine."""
+    """lmzip's exact bias (integer/adapt.py HeadBias) at another rate, K and decay than recipe 1's."""
 
     def __init__(self, vocab: int, lr: float, fraction_bits: int = 16, decay_shift: int = 0):
-        self.a = np.zeros(vocab, np.int64)
-        self.k, self.c, self.d = fraction_bits, int(round(lr * 128 * 2 ** fraction_bits)), decay_shift
-
-    def steps(self) -> np.ndarray:
-        return self.a >> self.k
-
-    def learn_rows(self, freqs: np.ndarray, symbols: np.ndarray) -> None:
-        f = freqs[:, : len(self.a)].astype(np.int64)
-        total = freqs.sum(axis=1, dtype=np.int64)[:, None]
-        target = np.zeros_like(f)
-        target[np.arange(len(f)), symbols] = total[:, 0]
-        numerator = (target - f) * self.c  # |.| < 2^40 * C < 2^63 for C < 2^23
-        self.a += ((2 * numerator + total) // (2 * total)).sum(axis=0)  # each row rounded half up
-        if self.d:
-            self.a -= self.a >> self.d
+        rate = int(round(lr * 128 * 2 ** fraction_bits))
+        self.bias = HeadBias(vocab, AdaptRecipe(rate, ADAPT_RECIPES[1].max_vocab, fraction_bits, decay_shift))
 
 
 def make_adapter(name: str, vocab: int, width: int) -> Adapter:
@@ -262,13 +242,13 @@ def replay(predictor, head: Head, residuals: Residuals, make: Callable[[], Adapt
             shift = adapter.shift(normed)
             if shift is not None:
                 logits = logits + shift[:, : logits.shape[1]].astype(np.float32)
-            freqs = head.frequencies(logits, adapter.steps() if isinstance(adapter, IntegerBias) else None)
+            freqs = head.frequencies(logits, adapter.bias.steps if isinstance(adapter, IntegerBias) else None)
             symbols = tokens[:active, t]
             intervals[:, :active, t] = token_intervals(freqs, symbols)
             f_candidates[:active, t] = candidate_frequencies(freqs, proposals[0][:active, t])
             lm_bits += float(engine.model_bits(freqs, symbols).sum())
             if isinstance(adapter, IntegerBias):
-                adapter.learn_rows(freqs, symbols)
+                adapter.bias.learn(freqs, symbols)  # the model's columns: as IntegerPredictor.observe
             elif type(adapter) is not Adapter:
                 p = freqs[:, : logits.shape[1]] / freqs.sum(axis=1, keepdims=True, dtype=np.float64)
                 p[np.arange(active), symbols] -= 1.0  # the cross-entropy's gradient at the logits

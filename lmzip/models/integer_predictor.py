@@ -381,8 +381,9 @@ class IntegerPredictor(Predictor):
             positions = t - starts[:active]
             x = np.stack([hidden[i][p] for i, p in enumerate(positions)]).astype(np.float64)
             rows = model.ops.to_numpy(model.frequencies(model.ops.array(x, "f64")))
+            widened = self._with_extra_ids(rows)  # once a step, not once a row
             for i, p in enumerate(positions):
-                yield i, int(p), self._with_extra_ids(rows[i : i + 1])
+                yield i, int(p), widened[i : i + 1]
             self.head_bias.learn(rows, np.array([chunks[i][p] for i, p in enumerate(positions)]))
 
     def _chunk_rows(self, model, i: int, chunk: np.ndarray, hidden) -> Iterator[tuple[int, int, np.ndarray]]:

@@ -147,12 +147,16 @@ class IntegerArithmetic:
         self.exp_table, self.table_plus_one = self.ops.array(table, "f64"), self.ops.array(table + 1, "i32")
         self.table_last = float(len(table) - 1)
 
-    def table_index(self, x):
-        """In place: x -> round((max x - x) * 128) clipped to the exp table, as indices."""
+    def steps_below_max(self, x):
+        """In place: x -> round((max x - x) * 128), the exp table's steps below each row's maximum."""
         ops = self.ops
         x -= ops.amax(x)
         x *= -float(EXP_STEPS_PER_NAT)
-        return ops.index(ops.clip_(ops.round_(x), 0.0, self.table_last))
+        return ops.round_(x)
+
+    def table_index(self, x):
+        """In place: x -> its steps below the maximum, clipped to the exp table, as indices."""
+        return self.ops.index(self.ops.clip_(self.steps_below_max(x), 0.0, self.table_last))
 
     def frequencies(self, x):
         """Integer next-token frequencies (each >= 1) from the final residual (the widest tensor),
@@ -163,11 +167,9 @@ class IntegerArithmetic:
             return self.ops.take(self.table_plus_one, self.table_index(logits))
         return self.ops.take(self.table_plus_one, self.biased_table_index(logits))
 
-    def biased_table_index(self, x):
-        """adapt.py's indices: table_index's steps, clamped above instead of clipped, less the bias
-        (the bias's integers in numpy, whichever backend made the logits)."""
-        ops = self.ops
-        x -= ops.amax(x)
-        x *= -float(EXP_STEPS_PER_NAT)
-        steps = ops.to_numpy(ops.clip_(ops.round_(x), 0.0, float(STEP_LIMIT))).astype(np.int64)
-        return ops.array(biased_index(steps, self.head_bias, int(self.table_last)), "i64")
+    def biased_table_index(self, x, bias=None):
+        """In place: adapt.py's indices, the steps below the maximum clamped above instead of clipped,
+        less ``bias`` (the model's ``head_bias`` unless given), in numpy whichever backend made x."""
+        steps = self.ops.to_numpy(self.ops.clip_(self.steps_below_max(x), 0.0, float(STEP_LIMIT))).astype(np.int64)
+        bias = self.head_bias if bias is None else bias
+        return self.ops.array(biased_index(steps, bias, int(self.table_last)), "i64")
